@@ -1,0 +1,1 @@
+"""Real-data adapters: each turns one public source into a tidy, UTC-indexed, unit-converted table."""
