@@ -1,0 +1,714 @@
+"""The scenario exchange format (version 1) as labelled arrays.
+
+A scenario is a directory holding ``scenario.toml`` and tidy CSV tables (see
+``shared/spec/scenario-format.md``).  :func:`load_scenario` validates every file and returns a
+:class:`Scenario` whose :attr:`Scenario.ds` is an :class:`xarray.Dataset` with the dimensions
+``area, dc, query_type, hour, resource``; :meth:`Scenario.save` writes the same format back so that
+load → save → load is identical.
+
+Units are part of the variable names (``price_usd_per_kwh``, ``rtt_s`` ...).  Identifiers are
+strings; ``hour`` is an integer slot index ``0..T-1`` (one slot = one hour, so kW held for a slot
+is that many kWh).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from greensched.errors import ScenarioError
+
+__all__ = [
+    "DIMS",
+    "TABLES",
+    "Scenario",
+    "TableSpec",
+    "load_coefficients",
+    "load_scenario",
+    "save_coefficients",
+]
+
+DIMS = ("area", "dc", "query_type", "hour", "resource")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one CSV file of the exchange format maps onto the dataset.
+
+    Attributes
+    ----------
+    file
+        File name inside the scenario directory.
+    keys
+        Key columns, in nesting order (outermost first); each is a dimension of the dataset.
+    values
+        Numeric value columns (dataset variable names).
+    text
+        Optional non-numeric descriptive columns (stored as string variables).
+    signed
+        Value columns that may be negative (e.g. wholesale prices, coordinates).
+    positive
+        Value columns that must be strictly positive.
+    at_least_one
+        Value columns that must be >= 1 (PUE).
+    integer
+        Value columns written back as integers when every value is integral.
+    optional_values
+        Value columns that may be absent (filled with NaN in the dataset, not written back).
+    """
+
+    file: str
+    keys: tuple[str, ...]
+    values: tuple[str, ...]
+    text: tuple[str, ...] = ()
+    signed: frozenset[str] = frozenset()
+    positive: frozenset[str] = frozenset()
+    at_least_one: frozenset[str] = frozenset()
+    integer: frozenset[str] = frozenset()
+    optional_values: frozenset[str] = frozenset()
+
+
+# Order matters: the tables that define a dimension's labels come first.
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        "datacenters.csv",
+        ("dc",),
+        ("latitude", "longitude", "pue", "carbon_price_usd_per_kg"),
+        text=("name",),
+        signed=frozenset({"latitude", "longitude"}),
+        at_least_one=frozenset({"pue"}),
+    ),
+    TableSpec(
+        "areas.csv",
+        ("area",),
+        ("latitude", "longitude", "population"),
+        text=("name",),
+        signed=frozenset({"latitude", "longitude"}),
+        integer=frozenset({"population"}),
+    ),
+    TableSpec(
+        "query_types.csv",
+        ("query_type",),
+        (
+            "input_tokens",
+            "output_tokens",
+            "energy_in_kwh_per_token",
+            "energy_out_kwh_per_token",
+            "delay_penalty_usd_per_s",
+        ),
+        integer=frozenset({"input_tokens", "output_tokens"}),
+    ),
+    TableSpec("resources.csv", ("dc", "resource"), ("capacity",), integer=frozenset({"capacity"})),
+    TableSpec("resource_use.csv", ("query_type", "resource"), ("units_per_token",)),
+    TableSpec("processing.csv", ("dc", "query_type"), ("delay_s_per_token",)),
+    TableSpec(
+        "network.csv", ("area", "dc"), ("rtt_s", "bandwidth"), positive=frozenset({"bandwidth"})
+    ),
+    TableSpec("area_query.csv", ("area", "query_type"), ("delay_limit_s",)),
+    TableSpec(
+        "hourly_dc.csv",
+        ("hour", "dc"),
+        (
+            "price_usd_per_kwh",
+            "carbon_kg_per_kwh",
+            "renewable_kw",
+            "grid_cap_kw",
+            "wue_l_per_kwh",
+            "ewif_l_per_kwh",
+        ),
+        signed=frozenset({"price_usd_per_kwh"}),
+        integer=frozenset({"grid_cap_kw"}),
+    ),
+    TableSpec(
+        "demand.csv",
+        ("hour", "area", "query_type"),
+        ("queries", "token_size"),
+        integer=frozenset({"queries"}),
+    ),
+)
+
+COEFFICIENTS = TableSpec(
+    "coefficients.csv",
+    ("hour", "dc", "query_type"),
+    ("energy_kwh_per_query", "proc_delay_s_per_query"),
+)
+
+# Dataset variable names that would clash between tables get a prefix.
+_PREFIX = {"datacenters.csv": "dc_", "areas.csv": "area_"}
+_DEFINES = {"dc": "datacenters.csv", "area": "areas.csv", "query_type": "query_types.csv"}
+
+
+def _var_name(spec: TableSpec, column: str) -> str:
+    prefix = _PREFIX.get(spec.file, "")
+    if prefix and column in ("name", "latitude", "longitude"):
+        return prefix + column
+    return column
+
+
+def _read_csv(path: Path, spec: TableSpec) -> pd.DataFrame:
+    """Read a table as strings and check its header."""
+    if not path.is_file():
+        raise ScenarioError(
+            f"file is missing; a scenario needs {spec.file} with columns "
+            f"{', '.join(spec.keys + spec.text + spec.values)}",
+            file=path,
+        )
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError as exc:
+        raise ScenarioError("file is empty; expected a header row", file=path, line=1) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"cannot parse as UTF-8 CSV ({exc})", file=path) from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    dupcols = [c for c in df.columns if list(df.columns).count(c) > 1]
+    if dupcols:
+        raise ScenarioError("duplicated column in header", file=path, line=1, column=dupcols[0])
+    required = spec.keys + spec.text + tuple(v for v in spec.values if v not in spec.optional_values)
+    for col in required:
+        if col not in df.columns:
+            raise ScenarioError(
+                f"missing column; the header must contain {', '.join(required)}",
+                file=path,
+                line=1,
+                column=col,
+            )
+    return df
+
+
+def _numeric(df: pd.DataFrame, path: Path, spec: TableSpec, col: str) -> np.ndarray:
+    """Convert one column to float64, raising on the first bad cell."""
+    raw = df[col].str.strip()
+    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(num)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = df[col].iloc[row]
+        what = "empty value" if value.strip() == "" else "not a finite number"
+        raise ScenarioError(
+            f"{what}; expected a finite number", file=path, line=row + 2, column=col, value=value
+        )
+    if col in spec.at_least_one:
+        bad = num < 1.0
+        expected = "expected a value >= 1"
+    elif col in spec.positive:
+        bad = num <= 0.0
+        expected = "expected a value > 0"
+    elif col not in spec.signed:
+        bad = num < 0.0
+        expected = "expected a value >= 0"
+    else:
+        bad = np.zeros(len(num), dtype=bool)
+        expected = ""
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ScenarioError(
+            f"value out of range; {expected}",
+            file=path,
+            line=row + 2,
+            column=col,
+            value=df[col].iloc[row],
+        )
+    return num
+
+
+def _check_labels(
+    df: pd.DataFrame, path: Path, col: str, labels: Sequence[str], defined_in: str
+) -> np.ndarray:
+    """Return integer positions of ``df[col]`` in ``labels``, raising on unknown labels."""
+    index = pd.Index(labels)
+    pos = index.get_indexer(df[col].str.strip())
+    if (pos < 0).any():
+        row = int(np.flatnonzero(pos < 0)[0])
+        raise ScenarioError(
+            f"unknown {col}; it is not defined in {defined_in} (known: "
+            f"{', '.join(map(str, labels[:8]))}{', ...' if len(labels) > 8 else ''})",
+            file=path,
+            line=row + 2,
+            column=col,
+            value=df[col].iloc[row],
+        )
+    return pos
+
+
+def _hour_positions(df: pd.DataFrame, path: Path, hours: int) -> np.ndarray:
+    raw = df["hour"].str.strip()
+    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(num) | (num != np.round(num)) | (num < 0) | (num >= hours)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ScenarioError(
+            f"hour must be an integer slot index in 0..{hours - 1} (scenario.toml hours = {hours})",
+            file=path,
+            line=row + 2,
+            column="hour",
+            value=df["hour"].iloc[row],
+        )
+    return num.astype(np.int64)
+
+
+def _key_label(keys: tuple[str, ...], coords: dict[str, Sequence[Any]], flat: int) -> str:
+    shape = [len(coords[k]) for k in keys]
+    idx = np.unravel_index(flat, shape)
+    return ", ".join(f"{k}={coords[k][int(i)]!r}" for k, i in zip(keys, idx, strict=True))
+
+
+def _table_to_arrays(
+    df: pd.DataFrame,
+    path: Path,
+    spec: TableSpec,
+    coords: dict[str, Sequence[Any]],
+    hours: int,
+) -> dict[str, np.ndarray]:
+    """Place a validated table on the full key grid; every combination exactly once."""
+    positions = []
+    for key in spec.keys:
+        if key == "hour":
+            positions.append(_hour_positions(df, path, hours))
+        else:
+            positions.append(_check_labels(df, path, key, coords[key], _DEFINES.get(key, "?")))
+    shape = tuple(len(coords[k]) for k in spec.keys)
+    flat = np.ravel_multi_index(tuple(positions), shape) if positions else np.zeros(0, int)
+    order = np.argsort(flat, kind="stable")
+    sflat = flat[order]
+    dup = np.flatnonzero(sflat[1:] == sflat[:-1])
+    if dup.size:
+        row = int(order[dup[0] + 1])
+        raise ScenarioError(
+            f"duplicated key ({_key_label(spec.keys, coords, int(sflat[dup[0]]))}); each "
+            f"combination of {', '.join(spec.keys)} must appear exactly once",
+            file=path,
+            line=row + 2,
+            column=spec.keys[-1],
+        )
+    size = int(np.prod(shape))
+    if len(df) != size:
+        present = np.zeros(size, dtype=bool)
+        present[flat] = True
+        missing = int(np.flatnonzero(~present)[0])
+        raise ScenarioError(
+            f"missing row for {_key_label(spec.keys, coords, missing)}; expected {size} rows "
+            f"(one per combination of {', '.join(spec.keys)}), found {len(df)}",
+            file=path,
+        )
+    out: dict[str, np.ndarray] = {}
+    for col in spec.values:
+        arr = np.full(size, np.nan)
+        if col in df.columns:
+            arr[flat] = _numeric(df, path, spec, col)
+        out[col] = arr.reshape(shape)
+    for col in spec.text:
+        arr_s = np.empty(size, dtype=object)
+        arr_s[flat] = df[col].to_numpy(dtype=object)
+        out[col] = arr_s.reshape(shape)
+    return out
+
+
+def _define_labels(df: pd.DataFrame, path: Path, key: str) -> list[str]:
+    labels = df[key].str.strip()
+    empty = labels == ""
+    if empty.any():
+        row = int(np.flatnonzero(empty.to_numpy())[0])
+        raise ScenarioError("empty identifier", file=path, line=row + 2, column=key, value="")
+    dup = labels.duplicated()
+    if dup.any():
+        row = int(np.flatnonzero(dup.to_numpy())[0])
+        raise ScenarioError(
+            f"duplicated {key}; each {key} must appear once",
+            file=path,
+            line=row + 2,
+            column=key,
+            value=labels.iloc[row],
+        )
+    return list(labels)
+
+
+def _first_appearance(df: pd.DataFrame, key: str) -> list[str]:
+    return list(pd.unique(df[key].str.strip()))
+
+
+@dataclass
+class Scenario:
+    """A validated scenario: metadata plus labelled arrays.
+
+    Attributes
+    ----------
+    name, description
+        Free text from ``scenario.toml``.
+    hours
+        Number of hourly slots T.
+    start
+        ISO-8601 UTC time of hour 0, or ``None``.
+    water_budget_l
+        Water budget Z over the whole horizon in litres, or ``None`` (no cap).
+    weights
+        Default objective weights ``{"energy", "carbon", "delay"}``.
+    ds
+        Dataset with dims ``area, dc, query_type, hour, resource`` holding every table's values.
+    coefficients
+        Optional predicted coefficients (dims ``hour, dc, query_type``), from ``coefficients.csv``.
+    source
+        Directory the scenario was loaded from, if any.
+    """
+
+    name: str
+    description: str
+    hours: int
+    start: str | None
+    water_budget_l: float | None
+    weights: dict[str, float]
+    ds: xr.Dataset
+    coefficients: xr.Dataset | None = None
+    source: Path | None = None
+    extra_meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- convenient labels -------------------------------------------------------------------
+    @property
+    def dcs(self) -> list[str]:
+        """Data-center identifiers, in file order."""
+        return [str(v) for v in self.ds.indexes["dc"]]
+
+    @property
+    def areas(self) -> list[str]:
+        """Area identifiers, in file order."""
+        return [str(v) for v in self.ds.indexes["area"]]
+
+    @property
+    def query_types(self) -> list[str]:
+        """Query-type identifiers, in file order."""
+        return [str(v) for v in self.ds.indexes["query_type"]]
+
+    @property
+    def resources(self) -> list[str]:
+        """Resource identifiers, in file order."""
+        return [str(v) for v in self.ds.indexes["resource"]]
+
+    def sizes(self) -> dict[str, int]:
+        """Length of each dimension."""
+        return {d: int(self.ds.sizes[d]) for d in DIMS}
+
+    def copy(self) -> Scenario:
+        """A deep copy (arrays included) that can be modified freely."""
+        return Scenario(
+            name=self.name,
+            description=self.description,
+            hours=self.hours,
+            start=self.start,
+            water_budget_l=self.water_budget_l,
+            weights=dict(self.weights),
+            ds=self.ds.copy(deep=True),
+            coefficients=None if self.coefficients is None else self.coefficients.copy(deep=True),
+            source=self.source,
+            extra_meta=dict(self.extra_meta),
+        )
+
+    def equals(self, other: Scenario) -> bool:
+        """True when metadata and every array are identical (NaN-aware)."""
+        same_meta = (
+            self.name == other.name
+            and self.description == other.description
+            and self.hours == other.hours
+            and self.start == other.start
+            and self.water_budget_l == other.water_budget_l
+            and self.weights == other.weights
+        )
+        same_coef = (self.coefficients is None) == (other.coefficients is None) and (
+            self.coefficients is None
+            or other.coefficients is None
+            or self.coefficients.identical(other.coefficients)
+        )
+        return bool(same_meta and self.ds.identical(other.ds) and same_coef)
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, directory: str | Path, *, include_coefficients: bool = True) -> Path:
+        """Write the scenario in the exchange format; returns the directory.
+
+        Floats are written in their shortest round-trip form, so that loading the result gives
+        arrays identical to ``self.ds``.  Files are first written to temporary names and then
+        renamed, so an interrupted save never leaves a half-written table behind.
+        """
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        pending: list[tuple[Path, str]] = [(out / "scenario.toml", self._toml())]
+        for spec in TABLES:
+            pending.append((out / spec.file, self._table_csv(self.ds, spec)))
+        if include_coefficients and self.coefficients is not None:
+            pending.append((out / COEFFICIENTS.file, self._table_csv(self.coefficients, COEFFICIENTS)))
+        for path, text in pending:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        return out
+
+    def _toml(self) -> str:
+        lines = [f"name = {json.dumps(self.name, ensure_ascii=False)}"]
+        lines.append(f"description = {json.dumps(self.description, ensure_ascii=False)}")
+        lines.append(f"hours = {self.hours}")
+        if self.start is not None:
+            lines.append(f"start = {json.dumps(self.start)}")
+        if self.water_budget_l is not None:
+            lines.append(f"water_budget_l = {_fmt_float(self.water_budget_l)}")
+        for key, value in self.extra_meta.items():
+            if isinstance(value, str | int | float | bool):
+                lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+        lines.append("[objective]")
+        for key in ("energy", "carbon", "delay"):
+            lines.append(f"{key} = {_fmt_float(self.weights[key])}")
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _table_csv(ds: xr.Dataset, spec: TableSpec) -> str:
+        dims = list(spec.keys)
+        coords = [ds.indexes[d] for d in dims]
+        grid = pd.MultiIndex.from_product(coords, names=dims).to_frame(index=False)
+        columns: dict[str, Any] = {k: grid[k].astype(str) for k in dims}
+        text_cols = []
+        for col in spec.text:
+            var = ds[_var_name(spec, col)].transpose(*dims).to_numpy().ravel()
+            columns[col] = pd.Series(var, dtype=object).astype(str)
+            text_cols.append(col)
+        for col in spec.values:
+            arr = ds[_var_name(spec, col)].transpose(*dims).to_numpy().ravel()
+            if col in spec.optional_values and np.isnan(arr).all():
+                continue
+            columns[col] = _fmt_column(arr, col in spec.integer)
+        header = list(spec.keys) + text_cols + [c for c in spec.values if c in columns]
+        frame = pd.DataFrame({c: columns[c] for c in header})
+        return str(frame.to_csv(index=False, lineterminator="\n"))
+
+    # -- views used by the planner ----------------------------------------------------------------
+    def energy_kwh_per_query(self) -> xr.DataArray:
+        """IT energy per query e_{j,k,t} (kWh), dims (dc, query_type, hour).
+
+        ``coefficients.csv`` when present, else τ^in_k h_k + τ^out_k f_k for every DC and hour.
+        """
+        if self.coefficients is not None:
+            return self.coefficients["energy_kwh_per_query"].transpose("dc", "query_type", "hour")
+        ds = self.ds
+        per_type = (
+            ds["energy_in_kwh_per_token"] * ds["input_tokens"]
+            + ds["energy_out_kwh_per_token"] * ds["output_tokens"]
+        )
+        return per_type.broadcast_like(ds["price_usd_per_kwh"]).transpose("dc", "query_type", "hour")
+
+    def proc_delay_s_per_query(self) -> xr.DataArray:
+        """Processing delay per query s_{j,k,t} (s), dims (dc, query_type, hour).
+
+        ``coefficients.csv`` when present, else v_{j,k} (h_k + f_k) for every hour.
+        """
+        if self.coefficients is not None:
+            return self.coefficients["proc_delay_s_per_query"].transpose("dc", "query_type", "hour")
+        ds = self.ds
+        per = ds["delay_s_per_token"] * (ds["input_tokens"] + ds["output_tokens"])
+        return per.broadcast_like(ds["price_usd_per_kwh"]).transpose("dc", "query_type", "hour")
+
+    def with_coefficients(self, coefficients: xr.Dataset | None) -> Scenario:
+        """A copy of the scenario using the given predicted coefficients (or none)."""
+        new = self.copy()
+        if coefficients is not None:
+            _check_coefficients_match(coefficients, self)
+        new.coefficients = coefficients
+        return new
+
+
+def _check_coefficients_match(coef: xr.Dataset, scen: Scenario) -> None:
+    for dim in ("dc", "query_type"):
+        a, b = set(map(str, coef.indexes[dim])), set(map(str, scen.ds.indexes[dim]))
+        if a != b:
+            raise ScenarioError(
+                f"coefficients cover {dim}s {sorted(a ^ b)!r} that differ from the scenario's",
+                file=COEFFICIENTS.file,
+            )
+    if int(coef.sizes["hour"]) != scen.hours:
+        raise ScenarioError(
+            f"coefficients have {int(coef.sizes['hour'])} hours, the scenario {scen.hours}",
+            file=COEFFICIENTS.file,
+        )
+
+
+def _fmt_float(x: float) -> str:
+    return repr(float(x))
+
+
+def _toml_value(v: str | int | float | bool) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return _fmt_float(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
+def _fmt_column(arr: np.ndarray, integer: bool) -> pd.Series:
+    if integer and np.all(arr == np.round(arr)) and np.all(np.abs(arr) < 2**53):
+        return pd.Series(arr.astype(np.int64)).astype(str)
+    return pd.Series([repr(float(v)) for v in arr], dtype=object)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ScenarioError(
+            "file is missing; a scenario directory needs scenario.toml (name, hours, [objective])",
+            file=path,
+        )
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"invalid TOML ({exc})", file=path) from exc
+
+
+def _meta_number(meta: dict[str, Any], key: str, path: Path, *, minimum: float = 0.0) -> float:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ScenarioError("expected a finite number", file=path, column=key, value=value)
+    if value < minimum:
+        raise ScenarioError(f"expected a value >= {minimum}", file=path, column=key, value=value)
+    return float(value)
+
+
+def _parse_meta(path: Path) -> dict[str, Any]:
+    meta = _read_toml(path)
+    hours = meta.get("hours")
+    if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
+        raise ScenarioError(
+            "hours (T) must be a positive integer", file=path, column="hours", value=hours
+        )
+    start = meta.get("start")
+    if start is not None:
+        start = str(start)
+        try:
+            pd.Timestamp(start)
+        except ValueError as exc:
+            raise ScenarioError(
+                "start must be an ISO-8601 UTC time", file=path, column="start", value=start
+            ) from exc
+    water = meta.get("water_budget_l")
+    if water is not None:
+        water = _meta_number(meta, "water_budget_l", path)
+    objective = meta.get("objective", {"energy": 1 / 3, "carbon": 1 / 3, "delay": 1 / 3})
+    if not isinstance(objective, dict):
+        raise ScenarioError("[objective] must be a table", file=path, column="objective")
+    weights = {}
+    for key in ("energy", "carbon", "delay"):
+        if key not in objective:
+            raise ScenarioError(
+                "missing objective weight; [objective] needs energy, carbon and delay",
+                file=path,
+                column=f"objective.{key}",
+            )
+        weights[key] = _meta_number(objective, key, path)
+    unknown_w = set(objective) - {"energy", "carbon", "delay"}
+    if unknown_w:
+        raise ScenarioError(
+            "unknown objective weight; expected energy, carbon, delay",
+            file=path,
+            column=f"objective.{sorted(unknown_w)[0]}",
+        )
+    if sum(weights.values()) <= 0:
+        raise ScenarioError("objective weights must not all be zero", file=path, column="objective")
+    known = {"name", "description", "hours", "start", "water_budget_l", "objective"}
+    extra = {k: v for k, v in meta.items() if k not in known}
+    return {
+        "name": str(meta.get("name", path.parent.name)),
+        "description": str(meta.get("description", "")),
+        "hours": hours,
+        "start": start,
+        "water_budget_l": water,
+        "weights": weights,
+        "extra_meta": extra,
+    }
+
+
+def load_scenario(directory: str | Path, *, coefficients: str | Path | None = None) -> Scenario:
+    """Load and validate a scenario directory.
+
+    Parameters
+    ----------
+    directory
+        Directory in the exchange format (scenario-format.md).
+    coefficients
+        Optional path of a ``coefficients.csv`` to use instead of the one in the directory.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the file, line, column, bad value and what was expected.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise ScenarioError("scenario directory not found", file=root)
+    meta = _parse_meta(root / "scenario.toml")
+    hours: int = meta["hours"]
+    frames = {spec.file: _read_csv(root / spec.file, spec) for spec in TABLES}
+
+    coords: dict[str, Sequence[Any]] = {"hour": list(range(hours))}
+    for dim, file in _DEFINES.items():
+        coords[dim] = _define_labels(frames[file], root / file, dim)
+    # resource labels: first appearance in resources.csv; resource_use.csv must match.
+    coords["resource"] = _first_appearance(frames["resources.csv"], "resource")
+    _check_labels(
+        frames["resource_use.csv"],
+        root / "resource_use.csv",
+        "resource",
+        coords["resource"],
+        "resources.csv",
+    )
+
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    for spec in TABLES:
+        arrays = _table_to_arrays(frames[spec.file], root / spec.file, spec, coords, hours)
+        for col, arr in arrays.items():
+            data_vars[_var_name(spec, col)] = (spec.keys, arr)
+    ds = xr.Dataset(
+        {k: xr.Variable(dims, arr) for k, (dims, arr) in data_vars.items()},
+        coords={d: np.asarray(coords[d], dtype=np.int64 if d == "hour" else object) for d in DIMS},
+    )
+    scen = Scenario(ds=ds, source=root, **meta)
+    coef_path = Path(coefficients) if coefficients is not None else root / COEFFICIENTS.file
+    if coefficients is not None or coef_path.is_file():
+        scen.coefficients = load_coefficients(coef_path, scen)
+    return scen
+
+
+def load_coefficients(path: str | Path, scenario: Scenario) -> xr.Dataset:
+    """Load a ``coefficients.csv`` (hour, dc, query_type → per-query energy and delay).
+
+    Every (hour, dc, query_type) of ``scenario`` must be present exactly once.
+    """
+    p = Path(path)
+    df = _read_csv(p, COEFFICIENTS)
+    coords: dict[str, Sequence[Any]] = {
+        "hour": list(range(scenario.hours)),
+        "dc": scenario.dcs,
+        "query_type": scenario.query_types,
+    }
+    arrays = _table_to_arrays(df, p, COEFFICIENTS, coords, scenario.hours)
+    return xr.Dataset(
+        {k: (COEFFICIENTS.keys, v) for k, v in arrays.items()},
+        coords={
+            "hour": np.arange(scenario.hours, dtype=np.int64),
+            "dc": np.asarray(scenario.dcs, dtype=object),
+            "query_type": np.asarray(scenario.query_types, dtype=object),
+        },
+    )
+
+
+def save_coefficients(coefficients: xr.Dataset, path: str | Path) -> Path:
+    """Write predicted coefficients as ``coefficients.csv`` (spec: hour, dc, query_type)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(Scenario._table_csv(coefficients, COEFFICIENTS), encoding="utf-8")
+    tmp.replace(p)
+    return p

@@ -1,0 +1,292 @@
+"""LP solver backends: HiGHS (default) and Gurobi (optional, when importable and licensed).
+
+Both take the same matrix form (min cᵀx s.t. row_lower ≤ A x ≤ row_upper, lb ≤ x ≤ ub), can
+change the objective and append a row between solves (for the lexicographic phases, warm-started),
+and return primal values and row duals.  Row duals follow the convention
+∂(optimal objective)/∂(row bound): a binding ``≤`` row of a minimisation has a dual ≤ 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from greensched.errors import SolverUnavailableError
+
+__all__ = [
+    "GUROBI_SIZE_LIMIT",
+    "BackendSolution",
+    "GurobiBackend",
+    "HighsBackend",
+    "LPBackend",
+    "SolveStatus",
+    "available_solvers",
+    "make_backend",
+]
+
+#: Variables and constraints allowed by the size-limited licence shipped with pip's gurobipy.
+GUROBI_SIZE_LIMIT = 2000
+
+
+class SolveStatus(str, Enum):
+    """Outcome of a solve."""
+
+    OPTIMAL = "optimal"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    INFEASIBLE_OR_UNBOUNDED = "infeasible_or_unbounded"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+    @property
+    def is_ok(self) -> bool:
+        """True when a solution may be read."""
+        return self is SolveStatus.OPTIMAL
+
+
+@dataclass
+class BackendSolution:
+    """Raw solver output: status, primal column values and row duals (None when not ok)."""
+
+    status: SolveStatus
+    x: np.ndarray | None
+    row_duals: np.ndarray | None
+    objective: float | None
+    seconds: float
+    message: str = ""
+
+
+class LPBackend(Protocol):
+    """What the planner needs from a solver."""
+
+    name: str
+
+    def load(
+        self,
+        A: sp.csr_array,
+        row_lower: np.ndarray,
+        row_upper: np.ndarray,
+        lb: np.ndarray,
+        ub: np.ndarray,
+    ) -> None:
+        """Load the constraint matrix and bounds (objective zero)."""
+
+    def set_objective(self, c: np.ndarray) -> None:
+        """Replace the objective coefficients (minimisation)."""
+
+    def add_row(self, coeffs: np.ndarray, upper: float) -> None:
+        """Append the row coeffsᵀ x ≤ upper (dense coefficient vector)."""
+
+    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
+        """Solve from the current state (warm-started where the solver can)."""
+
+
+class HighsBackend:
+    """HiGHS through highspy, dual simplex (IPM measured 3.6× slower on these LPs)."""
+
+    name = "highs"
+
+    def __init__(self, threads: int | None = None) -> None:
+        import highspy
+
+        self._hs = highspy
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("solver", "simplex")
+        if threads is not None:
+            self.h.setOptionValue("threads", int(threads))
+        self.n = 0
+
+    def load(
+        self,
+        A: sp.csr_array,
+        row_lower: np.ndarray,
+        row_upper: np.ndarray,
+        lb: np.ndarray,
+        ub: np.ndarray,
+    ) -> None:
+        hs = self._hs
+        csc = sp.csc_array(A)
+        lp = hs.HighsLp()
+        lp.num_col_ = int(A.shape[1])
+        lp.num_row_ = int(A.shape[0])
+        lp.col_cost_ = np.zeros(A.shape[1])
+        lp.col_lower_ = np.asarray(lb, dtype=float)
+        lp.col_upper_ = np.asarray(ub, dtype=float)
+        lp.row_lower_ = np.asarray(row_lower, dtype=float)
+        lp.row_upper_ = np.asarray(row_upper, dtype=float)
+        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = csc.indices.astype(np.int32)
+        lp.a_matrix_.value_ = csc.data.astype(float)
+        self.h.passModel(lp)
+        self.n = lp.num_col_
+
+    def set_objective(self, c: np.ndarray) -> None:
+        idx = np.arange(self.n, dtype=np.int32)
+        self.h.changeColsCost(self.n, idx, np.asarray(c, dtype=float))
+
+    def add_row(self, coeffs: np.ndarray, upper: float) -> None:
+        nz = np.flatnonzero(coeffs)
+        self.h.addRow(-np.inf, float(upper), len(nz), nz.astype(np.int32), coeffs[nz].astype(float))
+
+    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
+        hs = self._hs
+        if time_limit_s is not None:
+            self.h.setOptionValue("time_limit", float(time_limit_s))
+        t0 = time.perf_counter()
+        self.h.run()
+        seconds = time.perf_counter() - t0
+        ms = self.h.getModelStatus()
+        mapping = {
+            hs.HighsModelStatus.kOptimal: SolveStatus.OPTIMAL,
+            hs.HighsModelStatus.kInfeasible: SolveStatus.INFEASIBLE,
+            hs.HighsModelStatus.kUnbounded: SolveStatus.UNBOUNDED,
+            hs.HighsModelStatus.kUnboundedOrInfeasible: SolveStatus.INFEASIBLE_OR_UNBOUNDED,
+            hs.HighsModelStatus.kTimeLimit: SolveStatus.TIME_LIMIT,
+        }
+        status = mapping.get(ms, SolveStatus.ERROR)
+        if not status.is_ok:
+            return BackendSolution(status, None, None, None, seconds, self.h.modelStatusToString(ms))
+        sol = self.h.getSolution()
+        return BackendSolution(
+            status,
+            np.asarray(sol.col_value, dtype=float),
+            np.asarray(sol.row_dual, dtype=float),
+            float(self.h.getInfo().objective_function_value),
+            seconds,
+        )
+
+
+class GurobiBackend:
+    """Gurobi through gurobipy's matrix API (optional; pip's licence is size-limited)."""
+
+    name = "gurobi"
+
+    def __init__(self, threads: int | None = None) -> None:
+        try:
+            import gurobipy as gp
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise SolverUnavailableError(
+                "solver 'gurobi' needs gurobipy: pip install 'greensched[gurobi]'"
+            ) from exc
+        self.gp = gp
+        try:
+            self.env = gp.Env(empty=True)
+            self.env.setParam("OutputFlag", 0)
+            if threads is not None:
+                self.env.setParam("Threads", int(threads))
+            self.env.start()
+        except gp.GurobiError as exc:  # pragma: no cover - licence problems
+            raise SolverUnavailableError(f"Gurobi could not start: {exc}") from exc
+        self.model = gp.Model(env=self.env)
+        self.vars = None
+
+    def _licence_error(self, exc: Exception, nvars: int, ncons: int) -> SolverUnavailableError:
+        return SolverUnavailableError(
+            f"Gurobi refused the model ({nvars} variables, {ncons} constraints): {exc}. "
+            f"pip's gurobipy licence allows at most {GUROBI_SIZE_LIMIT} variables and "
+            f"{GUROBI_SIZE_LIMIT} constraints; use --solver highs or a full Gurobi licence"
+        )
+
+    def load(
+        self,
+        A: sp.csr_array,
+        row_lower: np.ndarray,
+        row_upper: np.ndarray,
+        lb: np.ndarray,
+        ub: np.ndarray,
+    ) -> None:
+        gp = self.gp
+        m = self.model
+        n = A.shape[1]
+        self.vars = m.addMVar(n, lb=lb, ub=ub)
+        eq = np.isfinite(row_lower) & np.isfinite(row_upper) & (row_lower == row_upper)
+        le = np.isfinite(row_upper) & ~eq
+        ge = np.isfinite(row_lower) & ~eq
+        A = sp.csr_array(A)
+        for mask, sense, rhs in ((eq, "=", row_upper), (le, "<", row_upper), (ge, ">", row_lower)):
+            if mask.any():
+                m.addMConstr(sp.csr_matrix(A[mask]), self.vars, sense, rhs[mask])
+        # Remember the original order of the rows for the duals.
+        self._row_order = np.concatenate(
+            [np.flatnonzero(eq), np.flatnonzero(le), np.flatnonzero(ge)]
+        )
+        self._nrows = A.shape[0]
+        m.update()
+        self._shape = (n, A.shape[0])
+        del gp
+
+    def set_objective(self, c: np.ndarray) -> None:
+        assert self.vars is not None
+        self.vars.Obj = np.asarray(c, dtype=float)
+
+    def add_row(self, coeffs: np.ndarray, upper: float) -> None:
+        assert self.vars is not None
+        nz = np.flatnonzero(coeffs)
+        expr = self.gp.LinExpr(coeffs[nz].tolist(), [self.vars[int(i)].item() for i in nz])
+        self.model.addLConstr(expr, "<", float(upper))
+        self._nrows += 1
+        self._row_order = np.append(self._row_order, self._nrows - 1)
+
+    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
+        gp = self.gp
+        grb = gp.GRB
+        if time_limit_s is not None:
+            self.model.Params.TimeLimit = float(time_limit_s)
+        t0 = time.perf_counter()
+        try:
+            self.model.optimize()
+        except gp.GurobiError as exc:
+            if getattr(exc, "errno", None) == 10010 or "size-limited" in str(exc):
+                raise self._licence_error(exc, *self._shape) from exc
+            raise
+        seconds = time.perf_counter() - t0
+        mapping = {
+            grb.OPTIMAL: SolveStatus.OPTIMAL,
+            grb.INFEASIBLE: SolveStatus.INFEASIBLE,
+            grb.UNBOUNDED: SolveStatus.UNBOUNDED,
+            grb.INF_OR_UNBD: SolveStatus.INFEASIBLE_OR_UNBOUNDED,
+            grb.TIME_LIMIT: SolveStatus.TIME_LIMIT,
+        }
+        status = mapping.get(self.model.Status, SolveStatus.ERROR)
+        if not status.is_ok:
+            return BackendSolution(status, None, None, None, seconds, f"gurobi status {self.model.Status}")
+        x = np.asarray(self.vars.X, dtype=float)  # type: ignore[union-attr]
+        pi = np.asarray(self.model.getAttr("Pi", self.model.getConstrs()), dtype=float)
+        duals = np.empty(self._nrows)
+        duals[self._row_order] = pi
+        return BackendSolution(status, x, duals, float(self.model.ObjVal), seconds)
+
+
+def available_solvers() -> list[str]:
+    """Names of the backends that can be imported here."""
+    names = []
+    try:
+        import highspy  # noqa: F401
+
+        names.append("highs")
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import gurobipy  # noqa: F401
+
+        names.append("gurobi")
+    except ImportError:
+        pass
+    return names
+
+
+def make_backend(name: str, threads: int | None = None) -> LPBackend:
+    """Create a backend by name (``highs`` or ``gurobi``)."""
+    key = name.lower()
+    if key == "highs":
+        return HighsBackend(threads)
+    if key == "gurobi":
+        return GurobiBackend(threads)
+    raise SolverUnavailableError(f"unknown solver {name!r}; expected 'highs' or 'gurobi'")

@@ -1,0 +1,514 @@
+"""Solve the Green-LLM model: weighted and lexicographic modes, presets, infeasibility diagnosis.
+
+Typical use::
+
+    from greensched.scenario import load_scenario
+    from greensched.scheduler import PlanConfig, plan
+
+    result = plan(load_scenario("paper_scenario"), PlanConfig(mode="lexicographic",
+                                                              order=("energy", "carbon", "delay")))
+    if result.is_ok:
+        result.write("out/")
+
+Weighted mode minimises σ_e C_energy + σ_c C_carbon + σ_d C_delay (weights normalised to sum 1).
+Lexicographic mode is the letter's Algorithm 1: for the objectives in priority order, minimise
+C_{o_ℓ} subject to C_{o_m} ≤ C*_{o_m} + ε |C*_{o_m}| for every earlier phase m.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import linopy
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from greensched.errors import GreenSchedError
+from greensched.scenario import Scenario
+from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
+from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
+
+__all__ = [
+    "OBJECTIVES",
+    "PRESETS",
+    "PlanConfig",
+    "PlanResult",
+    "diagnose_infeasibility",
+    "plan",
+]
+
+OBJECTIVES = ("energy", "carbon", "delay")
+
+#: Named presets: m0 uses the scenario's weights; m1 and m2 are the letter's baselines.
+PRESETS: dict[str, tuple[float, float, float] | None] = {
+    "m0": None,
+    "m1": (1.0, 0.0, 0.0),
+    "m2": (0.0, 1.0, 0.0),
+}
+
+
+@dataclass
+class PlanConfig:
+    """How to solve a scenario.
+
+    Parameters
+    ----------
+    mode
+        ``"weighted"`` or ``"lexicographic"``.
+    weights
+        ``(energy, carbon, delay)`` weights for weighted mode, each ≥ 0, not all zero; normalised
+        to sum 1.  ``None`` uses the scenario's ``[objective]`` weights.
+    order
+        Priority order of the three objectives for lexicographic mode.
+    epsilon
+        Relative tolerance ε ≥ 0 on earlier phases (the letter uses 0.001).
+    solver
+        ``"highs"`` (default) or ``"gurobi"``.
+    time_limit_s
+        Optional time limit per solve.
+    diagnose
+        On infeasibility, re-solve an elastic model to say which family fails where.
+    threads
+        Solver threads (``None`` = solver default).
+    """
+
+    mode: str = "weighted"
+    weights: tuple[float, float, float] | None = None
+    order: tuple[str, ...] = ("energy", "carbon", "delay")
+    epsilon: float = 0.001
+    solver: str = "highs"
+    time_limit_s: float | None = None
+    diagnose: bool = True
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("weighted", "lexicographic"):
+            raise GreenSchedError(
+                f"mode {self.mode!r} is not known; expected 'weighted' or 'lexicographic'"
+            )
+        if self.weights is not None:
+            w = tuple(float(v) for v in self.weights)
+            if len(w) != 3:
+                raise GreenSchedError(
+                    f"weights {self.weights!r} must have three values: energy, carbon, delay"
+                )
+            if any(not np.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
+                raise GreenSchedError(
+                    f"weights {self.weights!r} must be finite, >= 0 and not all zero"
+                )
+            self.weights = (w[0], w[1], w[2])
+        order = tuple(str(o).strip().lower() for o in self.order)
+        if len(order) != 3 or sorted(order) != sorted(OBJECTIVES):
+            raise GreenSchedError(
+                f"order {self.order!r} must be a permutation of energy, carbon, delay"
+            )
+        self.order = order
+        if not np.isfinite(self.epsilon) or self.epsilon < 0:
+            raise GreenSchedError(f"epsilon {self.epsilon!r} must be a finite number >= 0")
+
+    @classmethod
+    def preset(cls, name: str, **kwargs: Any) -> PlanConfig:
+        """Config of a named preset (m0, m1, m2)."""
+        key = name.lower()
+        if key not in PRESETS:
+            raise GreenSchedError(f"preset {name!r} is not known; expected one of m0, m1, m2")
+        return cls(mode="weighted", weights=PRESETS[key], **kwargs)
+
+
+@dataclass
+class PlanResult:
+    """A solved (or failed) plan.
+
+    Attributes
+    ----------
+    status
+        Solver status; read the other fields only when :attr:`is_ok`.
+    objective
+        ``energy_usd``, ``carbon_usd``, ``delay_usd`` and ``total_usd`` (unweighted sum).
+    allocation
+        Shares x, dims (area, dc, query_type, hour).
+    dc_hourly
+        Per (hour, dc): it_kw, facility_kw, grid_kw, renewable_used_kw, water_l, carbon_kg.
+    phases
+        One entry per solve phase (one in weighted mode) with its objective values.
+    duals
+        Row duals per constraint family (∂ objective / ∂ row bound), as labelled arrays.
+    diagnosis
+        For infeasible scenarios: the rows that cannot be met and by how much.
+    """
+
+    status: SolveStatus
+    mode: str
+    solver: str
+    weights: dict[str, float] | None = None
+    order: list[str] | None = None
+    epsilon: float | None = None
+    objective: dict[str, float] = field(default_factory=dict)
+    carbon_kg: float = float("nan")
+    water_l: float = float("nan")
+    grid_kwh: float = float("nan")
+    it_kwh: float = float("nan")
+    solve_seconds: float = 0.0
+    build_seconds: float = 0.0
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    allocation: xr.DataArray | None = None
+    dc_hourly: pd.DataFrame | None = None
+    delay_s: xr.DataArray | None = None
+    duals: dict[str, xr.DataArray] = field(default_factory=dict)
+    diagnosis: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def is_ok(self) -> bool:
+        """True when the plan is optimal and its values can be read."""
+        return self.status.is_ok
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``plan.json`` content (scenario-format.md, Plan output)."""
+        out: dict[str, Any] = {"status": self.status.value, "mode": self.mode}
+        if self.mode == "weighted":
+            out["weights"] = self.weights
+        else:
+            out["order"] = self.order
+            out["epsilon"] = self.epsilon
+        out.update(
+            {
+                "objective": self.objective,
+                "carbon_kg": self.carbon_kg,
+                "water_l": self.water_l,
+                "grid_kwh": self.grid_kwh,
+                "it_kwh": self.it_kwh,
+                "solver": self.solver,
+                "solve_seconds": self.solve_seconds,
+                "phases": self.phases,
+            }
+        )
+        if self.diagnosis:
+            out["diagnosis"] = self.diagnosis
+        if self.message:
+            out["message"] = self.message
+        return out
+
+    def allocation_frame(self, threshold: float = 1e-9) -> pd.DataFrame:
+        """Allocation as rows ``hour, area, query_type, dc, fraction`` with fraction > threshold."""
+        if self.allocation is None:
+            return pd.DataFrame(columns=["hour", "area", "query_type", "dc", "fraction"])
+        da = self.allocation.transpose("hour", "area", "query_type", "dc")
+        df = da.to_series().rename("fraction").reset_index()
+        return df[df["fraction"] > threshold].reset_index(drop=True)
+
+    def write(self, directory: str | Path) -> Path:
+        """Write plan.json, allocation.csv and dc_hourly.csv into ``directory``."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "plan.json").write_text(
+            json.dumps(_jsonable(self.to_dict()), indent=2) + "\n", encoding="utf-8"
+        )
+        if self.is_ok:
+            self.allocation_frame().to_csv(out / "allocation.csv", index=False)
+            assert self.dc_hourly is not None
+            self.dc_hourly.to_csv(out / "dc_hourly.csv", index=False)
+        return out
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+# -- the compiled matrix form ---------------------------------------------------------------------
+
+
+class _Compiled:
+    """Matrix form of a GreenLLMModel with label ↔ column/row maps."""
+
+    def __init__(self, gm: GreenLLMModel) -> None:
+        self.gm = gm
+        m = gm.model
+        mat = m.matrices
+        self.A = mat.A
+        b = np.asarray(mat.b, dtype=float)
+        sense = np.asarray(mat.sense)
+        self.row_lower = np.where(sense == "<", -np.inf, b)
+        self.row_upper = np.where(sense == ">", np.inf, b)
+        self.lb = np.asarray(mat.lb, dtype=float)
+        self.ub = np.asarray(mat.ub, dtype=float)
+        vlabels = np.asarray(mat.vlabels)
+        clabels = np.asarray(mat.clabels)
+        self.n = len(vlabels)
+        self.col_of = np.full(int(m._xCounter), -1, dtype=np.int64)
+        self.col_of[vlabels] = np.arange(len(vlabels))
+        self.row_of = np.full(int(m._cCounter), -1, dtype=np.int64)
+        self.row_of[clabels] = np.arange(len(clabels))
+
+    def vector(self, expr: linopy.LinearExpression) -> tuple[np.ndarray, float]:
+        """Dense column-coefficient vector and constant of a scalar-summed expression."""
+        v = np.asarray(expr.vars).ravel()
+        c = np.asarray(expr.coeffs).ravel()
+        keep = v >= 0
+        out = np.zeros(self.n)
+        np.add.at(out, self.col_of[v[keep]], c[keep])
+        return out, float(np.asarray(expr.const).sum())
+
+    def values(self, var: linopy.Variable, x: np.ndarray) -> xr.DataArray:
+        labels = var.labels
+        arr = np.where(labels.values >= 0, x[self.col_of[np.maximum(labels.values, 0)]], np.nan)
+        return xr.DataArray(arr, coords=labels.coords, dims=labels.dims)
+
+    def evaluate(self, expr: linopy.LinearExpression, x: np.ndarray) -> xr.DataArray:
+        """Value of a (possibly labelled) linear expression at column values ``x``."""
+        vars_ = expr.vars
+        v = vars_.values
+        coeffs = expr.coeffs.values
+        vals = np.where(v >= 0, x[self.col_of[np.maximum(v, 0)]], 0.0) * coeffs
+        term_axis = vars_.dims.index("_term")
+        total = vals.sum(axis=term_axis) + np.asarray(expr.const.values)
+        dims = [d for d in vars_.dims if d != "_term"]
+        return xr.DataArray(total, coords={d: vars_.coords[d] for d in dims}, dims=dims)
+
+    def duals(self, row_duals: np.ndarray) -> dict[str, xr.DataArray]:
+        out = {}
+        for name in self.gm.model.constraints:
+            labels = self.gm.model.constraints[name].labels
+            arr = np.where(
+                labels.values >= 0, row_duals[self.row_of[np.maximum(labels.values, 0)]], np.nan
+            )
+            out[name] = xr.DataArray(arr, coords=labels.coords, dims=labels.dims)
+        return out
+
+
+def _load_backend(comp: _Compiled, solver: str, threads: int | None):  # type: ignore[no-untyped-def]
+    backend = make_backend(solver, threads)
+    backend.load(comp.A, comp.row_lower, comp.row_upper, comp.lb, comp.ub)
+    return backend
+
+
+def _components(comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray
+                ) -> dict[str, float]:
+    vals = {f"{k}_usd": float(vec @ x + const) for k, (vec, const) in vectors.items()}
+    vals["total_usd"] = vals["energy_usd"] + vals["carbon_usd"] + vals["delay_usd"]
+    return vals
+
+
+def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
+    """Build and solve the Green-LLM model of ``scenario``.
+
+    Returns a :class:`PlanResult`; when the scenario is infeasible its ``status`` says so and its
+    ``diagnosis`` (when ``config.diagnose``) names the constraint family, the indices and the
+    shortfall.  Raises :class:`~greensched.errors.SolverUnavailableError` when the solver cannot
+    be used (not installed, or the model is beyond its licence).
+    """
+    cfg = config or PlanConfig()
+    t0 = time.perf_counter()
+    gm = build_model(scenario)
+    comp = _Compiled(gm)
+    vectors = {k: comp.vector(gm.objectives[k]) for k in OBJECTIVES}
+    backend = _load_backend(comp, cfg.solver, cfg.threads)
+    build_seconds = time.perf_counter() - t0
+
+    result = PlanResult(status=SolveStatus.ERROR, mode=cfg.mode, solver=cfg.solver)
+    result.build_seconds = build_seconds
+    solve_seconds = 0.0
+    sol: BackendSolution | None = None
+    if cfg.mode == "weighted":
+        w = cfg.weights if cfg.weights is not None else tuple(
+            scenario.weights[k] for k in OBJECTIVES
+        )
+        total = float(sum(w))
+        weights = {k: float(v) / total for k, v in zip(OBJECTIVES, w, strict=True)}
+        result.weights = weights
+        c = sum(weights[k] * vectors[k][0] for k in OBJECTIVES)
+        backend.set_objective(np.asarray(c))
+        sol = backend.solve(cfg.time_limit_s)
+        solve_seconds += sol.seconds
+        if sol.status.is_ok:
+            assert sol.x is not None
+            comps = _components(comp, vectors, sol.x)
+            weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
+            result.phases = [{"phase": 1, "objective": "weighted", "value_usd": weighted, **comps}]
+    else:
+        result.order = list(cfg.order)
+        result.epsilon = cfg.epsilon
+        for i, name in enumerate(cfg.order):
+            vec, const = vectors[name]
+            backend.set_objective(vec)
+            sol = backend.solve(cfg.time_limit_s)
+            solve_seconds += sol.seconds
+            if not sol.status.is_ok:
+                result.message = f"phase {i + 1} ({name}) ended {sol.status.value}"
+                break
+            assert sol.x is not None
+            best = float(vec @ sol.x + const)
+            comps = _components(comp, vectors, sol.x)
+            result.phases.append(
+                {"phase": i + 1, "objective": name, "value_usd": best, **comps}
+            )
+            if i < len(cfg.order) - 1:
+                # C_o ≤ C* + ε|C*|, with a hair of absolute room for the solver's tolerances.
+                bound = best + cfg.epsilon * abs(best) + 1e-9 * max(1.0, abs(best)) - const
+                backend.add_row(vec, bound)
+    assert sol is not None
+    result.status = sol.status
+    result.solve_seconds = solve_seconds
+    if not sol.status.is_ok:
+        result.message = result.message or sol.message
+        if cfg.diagnose and sol.status in (
+            SolveStatus.INFEASIBLE,
+            SolveStatus.INFEASIBLE_OR_UNBOUNDED,
+        ):
+            result.diagnosis = diagnose_infeasibility(scenario, cfg.solver)
+            result.message = _diagnosis_message(result.diagnosis)
+        return result
+
+    assert sol.x is not None and sol.row_duals is not None
+    _read_solution(result, comp, gm, vectors, sol)
+    return result
+
+
+def _read_solution(
+    result: PlanResult,
+    comp: _Compiled,
+    gm: GreenLLMModel,
+    vectors: dict[str, tuple[np.ndarray, float]],
+    sol: BackendSolution,
+) -> None:
+    assert sol.x is not None and sol.row_duals is not None
+    x = sol.x
+    scen = gm.scenario
+    result.objective = _components(comp, vectors, x)
+    result.allocation = comp.values(gm.x, x).clip(0.0, 1.0)
+    grid = comp.values(gm.p_grid, x).transpose("dc", "hour")
+    it = comp.evaluate(gm.it_kwh, x).transpose("dc", "hour")
+    facility = comp.evaluate(gm.facility_kwh, x).transpose("dc", "hour")
+    water = comp.evaluate(gm.water_l, x).transpose("dc", "hour")
+    theta = scen.ds["carbon_kg_per_kwh"].transpose("dc", "hour")
+    carbon = grid * theta
+    renewable_used = (facility - grid).clip(min=0.0)
+    result.carbon_kg = float(carbon.sum())
+    result.water_l = float(water.sum())
+    result.grid_kwh = float(grid.sum())
+    result.it_kwh = float(it.sum())
+    frame = xr.Dataset(
+        {
+            "it_kw": it,
+            "facility_kw": facility,
+            "grid_kw": grid,
+            "renewable_used_kw": renewable_used,
+            "water_l": water,
+            "carbon_kg": carbon,
+        }
+    ).transpose("hour", "dc")
+    df = frame.to_dataframe().reset_index()
+    result.dc_hourly = df[
+        ["hour", "dc", "it_kw", "facility_kw", "grid_kw", "renewable_used_kw", "water_l", "carbon_kg"]
+    ]
+    result.delay_s = comp.evaluate(gm.delay_s, x)
+    result.duals = comp.duals(sol.row_duals)
+
+
+# -- infeasibility ------------------------------------------------------------------------------
+
+_FAMILY_TEXT = {
+    "power_balance": "power supply (grid cap + on-site renewables) is short of the facility load",
+    "water": "the water budget is exceeded",
+    "resource": "resource capacity is exceeded",
+    "delay": "the delay limit cannot be met",
+}
+
+
+def _slack_scale(scen: Scenario, family: str) -> xr.DataArray | float:
+    ds = scen.ds
+    if family == "power_balance":
+        return (ds["grid_cap_kw"] + ds["renewable_kw"]).transpose("dc", "hour")
+    if family == "water":
+        return float(scen.water_budget_l or 1.0)
+    if family == "resource":
+        return ds["capacity"].transpose("dc", "resource")
+    if family == "delay":
+        return ds["delay_limit_s"]
+    raise KeyError(family)
+
+
+def diagnose_infeasibility(
+    scenario: Scenario, solver: str = "highs", *, tolerance: float = 1e-6, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Which constraint rows cannot be met, where and by how much.
+
+    Solves the elastic model (a non-negative slack on every inequality family) minimising the
+    sum of slacks, each divided by its row's scale (the limit it relaxes), and lists the rows with
+    a positive slack, largest relative violation first.  Each entry has ``family``, ``where``
+    (index labels), ``shortfall`` (in ``unit``), ``limit`` and ``relative``.
+    """
+    gm = build_model(scenario, elastic=True)
+    comp = _Compiled(gm)
+    c = np.zeros(comp.n)
+    for family, var in gm.slacks.items():
+        scale = _slack_scale(scenario, family)
+        scale_da = xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
+        weight = 1.0 / np.maximum(np.abs(scale_da.broadcast_like(var.labels)), 1e-6)
+        vec, _ = comp.vector((var * weight).sum())
+        c += vec
+    backend = _load_backend(comp, solver, None)
+    backend.set_objective(c)
+    sol = backend.solve()
+    if not sol.status.is_ok or sol.x is None:
+        return [{"family": "unknown", "where": {}, "message": f"elastic model {sol.status.value}"}]
+    rows: list[dict[str, Any]] = []
+    for family, var in gm.slacks.items():
+        vals = comp.values(var, sol.x)
+        scale = _slack_scale(scenario, family)
+        scale_da = (
+            xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
+        ).broadcast_like(vals)
+        series = vals.to_series() if vals.ndim else pd.Series([float(vals)])
+        limits = scale_da.transpose(*vals.dims).to_series() if vals.ndim else pd.Series([scale])
+        for key, amount in series.items():
+            lim = float(limits.loc[key]) if vals.ndim else float(limits.iloc[0])
+            if amount > tolerance * max(1.0, abs(lim)):
+                where = (
+                    dict(zip(vals.dims, key if isinstance(key, tuple) else (key,), strict=True))
+                    if vals.ndim
+                    else {}
+                )
+                rows.append(
+                    {
+                        "family": family,
+                        "where": {k: (int(v) if k == "hour" else str(v)) for k, v in where.items()},
+                        "shortfall": float(amount),
+                        "unit": FAMILIES[family][0],
+                        "limit": lim,
+                        "relative": float(amount) / max(abs(lim), 1e-12),
+                    }
+                )
+    rows.sort(key=lambda r: -r["relative"])
+    return rows[:limit] if limit else rows
+
+
+def _diagnosis_message(diagnosis: list[dict[str, Any]]) -> str:
+    if not diagnosis:
+        return "infeasible; no single constraint family could be identified"
+    families: dict[str, int] = {}
+    for row in diagnosis:
+        families[row["family"]] = families.get(row["family"], 0) + 1
+    first = diagnosis[0]
+    if first["family"] == "unknown":
+        return f"infeasible ({first.get('message', '')})"
+    where = ", ".join(f"{k}={v!r}" for k, v in first["where"].items()) or "whole horizon"
+    more = "; ".join(f"{f}: {n} row(s)" for f, n in families.items())
+    return (
+        f"infeasible: {_FAMILY_TEXT.get(first['family'], first['family'])} at {where}: short by "
+        f"{first['shortfall']:.6g} {first['unit']} (limit {first['limit']:.6g} {first['unit']}); "
+        f"rows that cannot be met — {more}"
+    )
