@@ -201,9 +201,7 @@ def _find_unit_columns(header: list[str], file: Path) -> dict[str, tuple[str, fl
                     column=plain[0],
                 )
             example = "Runtime (s)" if base == "runtime" else f"{base.title()} (J)"
-            raise DataFileError(
-                f"missing column {example!r}", file=file, line=1, column=example
-            )
+            raise DataFileError(f"missing column {example!r}", file=file, line=1, column=example)
     return found
 
 
@@ -270,9 +268,7 @@ def _read_one(file: Path) -> pd.DataFrame:
     for tidy, names in _INT_COLUMNS.items():
         src = _pick(header, names)
         if src is None:
-            raise DataFileError(
-                f"missing column {names[0]!r}", file=file, line=1, column=names[0]
-            )
+            raise DataFileError(f"missing column {names[0]!r}", file=file, line=1, column=names[0])
         out[tidy] = _numeric(raw[src], file, src, integer=True).astype(np.int64)
     for tidy, names in _OPTIONAL_INT_COLUMNS.items():
         src = _pick(header, names)
