@@ -32,6 +32,7 @@ __all__ = [
     "TABLES",
     "Scenario",
     "TableSpec",
+    "canonical_dataset",
     "load_coefficients",
     "load_scenario",
     "save_coefficients",
@@ -370,6 +371,9 @@ class Scenario:
     source: Path | None = None
     extra_meta: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.ds = canonical_dataset(self.ds)
+
     # -- convenient labels -------------------------------------------------------------------
     @property
     def dcs(self) -> list[str]:
@@ -518,6 +522,26 @@ class Scenario:
             _check_coefficients_match(coefficients, self)
         new.coefficients = coefficients
         return new
+
+
+def canonical_dataset(ds: xr.Dataset) -> xr.Dataset:
+    """Order every variable's dimensions as its table's key columns (outermost first).
+
+    Builders may create variables in any dimension order; the canonical order makes
+    :meth:`Scenario.equals` independent of how a scenario was made.
+    """
+    order = {}
+    for spec in TABLES:
+        for col in spec.values + spec.text:
+            order[_var_name(spec, col)] = spec.keys
+    missing = [name for name in order if name not in ds.data_vars]
+    if missing:
+        raise ScenarioError(f"dataset lacks variable(s) {missing!r} required by the format")
+    return xr.Dataset(
+        {name: ds[name].transpose(*order.get(name, ds[name].dims)) for name in ds.data_vars},
+        coords=ds.coords,
+        attrs=ds.attrs,
+    )
 
 
 def _check_coefficients_match(coef: xr.Dataset, scen: Scenario) -> None:

@@ -7,6 +7,7 @@ from greensched.scheduler.planner import (
     PRESETS,
     PlanConfig,
     PlanResult,
+    PlanSession,
     diagnose_infeasibility,
     plan,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "GreenLLMModel",
     "PlanConfig",
     "PlanResult",
+    "PlanSession",
     "SolveStatus",
     "available_solvers",
     "build_model",

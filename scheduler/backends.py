@@ -82,6 +82,9 @@ class LPBackend(Protocol):
     def add_row(self, coeffs: np.ndarray, upper: float) -> None:
         """Append the row coeffsᵀ x ≤ upper (dense coefficient vector)."""
 
+    def remove_added_rows(self) -> None:
+        """Drop every row appended with :meth:`add_row`."""
+
     def solve(self, time_limit_s: float | None = None) -> BackendSolution:
         """Solve from the current state (warm-started where the solver can)."""
 
@@ -101,6 +104,7 @@ class HighsBackend:
         if threads is not None:
             self.h.setOptionValue("threads", int(threads))
         self.n = 0
+        self._added = 0
 
     def load(
         self,
@@ -134,6 +138,14 @@ class HighsBackend:
     def add_row(self, coeffs: np.ndarray, upper: float) -> None:
         nz = np.flatnonzero(coeffs)
         self.h.addRow(-np.inf, float(upper), len(nz), nz.astype(np.int32), coeffs[nz].astype(float))
+        self._added += 1
+
+    def remove_added_rows(self) -> None:
+        if self._added:
+            total = self.h.getNumRow()
+            idx = np.arange(total - self._added, total, dtype=np.int32)
+            self.h.deleteRows(len(idx), idx)
+            self._added = 0
 
     def solve(self, time_limit_s: float | None = None) -> BackendSolution:
         hs = self._hs
@@ -186,6 +198,7 @@ class GurobiBackend:
             raise SolverUnavailableError(f"Gurobi could not start: {exc}") from exc
         self.model = gp.Model(env=self.env)
         self.vars = None
+        self._added: list = []
 
     def _licence_error(self, exc: Exception, nvars: int, ncons: int) -> SolverUnavailableError:
         return SolverUnavailableError(
@@ -230,9 +243,19 @@ class GurobiBackend:
         assert self.vars is not None
         nz = np.flatnonzero(coeffs)
         expr = self.gp.LinExpr(coeffs[nz].tolist(), [self.vars[int(i)].item() for i in nz])
-        self.model.addLConstr(expr, "<", float(upper))
+        self._added.append(self.model.addLConstr(expr, "<", float(upper)))
         self._nrows += 1
         self._row_order = np.append(self._row_order, self._nrows - 1)
+
+    def remove_added_rows(self) -> None:
+        for constr in self._added:
+            self.model.remove(constr)
+        n = len(self._added)
+        if n:
+            self._nrows -= n
+            self._row_order = self._row_order[:-n]
+        self._added = []
+        self.model.update()
 
     def solve(self, time_limit_s: float | None = None) -> BackendSolution:
         gp = self.gp

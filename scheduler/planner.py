@@ -38,6 +38,7 @@ __all__ = [
     "PRESETS",
     "PlanConfig",
     "PlanResult",
+    "PlanSession",
     "diagnose_infeasibility",
     "plan",
 ]
@@ -302,6 +303,88 @@ def _components(comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x
     return vals
 
 
+class PlanSession:
+    """A model built and loaded into a solver once, solved under several objectives.
+
+    Sweeps and tables solve the same constraints with different weights or orders; the session
+    reuses the matrix and warm-starts the solver between solves.
+    """
+
+    def __init__(self, scenario: Scenario, solver: str = "highs", threads: int | None = None):
+        t0 = time.perf_counter()
+        self.scenario = scenario
+        self.solver = solver
+        self.gm = build_model(scenario)
+        self.comp = _Compiled(self.gm)
+        self.vectors = {k: self.comp.vector(self.gm.objectives[k]) for k in OBJECTIVES}
+        self.backend = _load_backend(self.comp, solver, threads)
+        self.build_seconds = time.perf_counter() - t0
+
+    def solve(self, cfg: PlanConfig) -> PlanResult:
+        """Solve under ``cfg`` (its solver and threads fields are ignored here)."""
+        scenario, comp, vectors, backend = self.scenario, self.comp, self.vectors, self.backend
+        result = PlanResult(status=SolveStatus.ERROR, mode=cfg.mode, solver=self.solver)
+        result.build_seconds = self.build_seconds
+        solve_seconds = 0.0
+        sol: BackendSolution | None = None
+        if cfg.mode == "weighted":
+            w = cfg.weights if cfg.weights is not None else tuple(
+                scenario.weights[k] for k in OBJECTIVES
+            )
+            total = float(sum(w))
+            weights = {k: float(v) / total for k, v in zip(OBJECTIVES, w, strict=True)}
+            result.weights = weights
+            c = sum(weights[k] * vectors[k][0] for k in OBJECTIVES)
+            backend.set_objective(np.asarray(c))
+            sol = backend.solve(cfg.time_limit_s)
+            solve_seconds += sol.seconds
+            if sol.status.is_ok:
+                assert sol.x is not None
+                comps = _components(comp, vectors, sol.x)
+                weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
+                result.phases = [
+                    {"phase": 1, "objective": "weighted", "value_usd": weighted, **comps}
+                ]
+        else:
+            result.order = list(cfg.order)
+            result.epsilon = cfg.epsilon
+            try:
+                for i, name in enumerate(cfg.order):
+                    vec, const = vectors[name]
+                    backend.set_objective(vec)
+                    sol = backend.solve(cfg.time_limit_s)
+                    solve_seconds += sol.seconds
+                    if not sol.status.is_ok:
+                        result.message = f"phase {i + 1} ({name}) ended {sol.status.value}"
+                        break
+                    assert sol.x is not None
+                    best = float(vec @ sol.x + const)
+                    comps = _components(comp, vectors, sol.x)
+                    result.phases.append(
+                        {"phase": i + 1, "objective": name, "value_usd": best, **comps}
+                    )
+                    if i < len(cfg.order) - 1:
+                        # C_o ≤ C* + ε|C*|, with a hair of room for the solver's tolerances.
+                        room = cfg.epsilon * abs(best) + 1e-9 * max(1.0, abs(best))
+                        backend.add_row(vec, best + room - const)
+            finally:
+                backend.remove_added_rows()
+        assert sol is not None
+        result.status = sol.status
+        result.solve_seconds = solve_seconds
+        if not sol.status.is_ok:
+            result.message = result.message or sol.message
+            if cfg.diagnose and sol.status in (
+                SolveStatus.INFEASIBLE,
+                SolveStatus.INFEASIBLE_OR_UNBOUNDED,
+            ):
+                result.diagnosis = diagnose_infeasibility(scenario, self.solver)
+                result.message = _diagnosis_message(result.diagnosis)
+            return result
+        _read_solution(result, comp, self.gm, vectors, sol)
+        return result
+
+
 def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
     """Build and solve the Green-LLM model of ``scenario``.
 
@@ -311,70 +394,7 @@ def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
     be used (not installed, or the model is beyond its licence).
     """
     cfg = config or PlanConfig()
-    t0 = time.perf_counter()
-    gm = build_model(scenario)
-    comp = _Compiled(gm)
-    vectors = {k: comp.vector(gm.objectives[k]) for k in OBJECTIVES}
-    backend = _load_backend(comp, cfg.solver, cfg.threads)
-    build_seconds = time.perf_counter() - t0
-
-    result = PlanResult(status=SolveStatus.ERROR, mode=cfg.mode, solver=cfg.solver)
-    result.build_seconds = build_seconds
-    solve_seconds = 0.0
-    sol: BackendSolution | None = None
-    if cfg.mode == "weighted":
-        w = cfg.weights if cfg.weights is not None else tuple(
-            scenario.weights[k] for k in OBJECTIVES
-        )
-        total = float(sum(w))
-        weights = {k: float(v) / total for k, v in zip(OBJECTIVES, w, strict=True)}
-        result.weights = weights
-        c = sum(weights[k] * vectors[k][0] for k in OBJECTIVES)
-        backend.set_objective(np.asarray(c))
-        sol = backend.solve(cfg.time_limit_s)
-        solve_seconds += sol.seconds
-        if sol.status.is_ok:
-            assert sol.x is not None
-            comps = _components(comp, vectors, sol.x)
-            weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
-            result.phases = [{"phase": 1, "objective": "weighted", "value_usd": weighted, **comps}]
-    else:
-        result.order = list(cfg.order)
-        result.epsilon = cfg.epsilon
-        for i, name in enumerate(cfg.order):
-            vec, const = vectors[name]
-            backend.set_objective(vec)
-            sol = backend.solve(cfg.time_limit_s)
-            solve_seconds += sol.seconds
-            if not sol.status.is_ok:
-                result.message = f"phase {i + 1} ({name}) ended {sol.status.value}"
-                break
-            assert sol.x is not None
-            best = float(vec @ sol.x + const)
-            comps = _components(comp, vectors, sol.x)
-            result.phases.append(
-                {"phase": i + 1, "objective": name, "value_usd": best, **comps}
-            )
-            if i < len(cfg.order) - 1:
-                # C_o ≤ C* + ε|C*|, with a hair of absolute room for the solver's tolerances.
-                bound = best + cfg.epsilon * abs(best) + 1e-9 * max(1.0, abs(best)) - const
-                backend.add_row(vec, bound)
-    assert sol is not None
-    result.status = sol.status
-    result.solve_seconds = solve_seconds
-    if not sol.status.is_ok:
-        result.message = result.message or sol.message
-        if cfg.diagnose and sol.status in (
-            SolveStatus.INFEASIBLE,
-            SolveStatus.INFEASIBLE_OR_UNBOUNDED,
-        ):
-            result.diagnosis = diagnose_infeasibility(scenario, cfg.solver)
-            result.message = _diagnosis_message(result.diagnosis)
-        return result
-
-    assert sol.x is not None and sol.row_duals is not None
-    _read_solution(result, comp, gm, vectors, sol)
-    return result
+    return PlanSession(scenario, cfg.solver, cfg.threads).solve(cfg)
 
 
 def _read_solution(

@@ -77,7 +77,15 @@ _MASS_KG = {
     "lbs": 0.45359237,
 }
 _ENERGY_KWH = {"wh": 1e-3, "kwh": 1.0, "mwh": 1e3, "gwh": 1e6}
-_CURRENCY_USD = {"$": 1.0, "usd": 1.0, "us$": 1.0, "¢": 0.01, "c": 0.01, "cent": 0.01, "cents": 0.01}
+_CURRENCY_USD = {
+    "$": 1.0,
+    "usd": 1.0,
+    "us$": 1.0,
+    "¢": 0.01,
+    "c": 0.01,
+    "cent": 0.01,
+    "cents": 0.01,
+}
 _DURATION_S = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -288,8 +296,9 @@ class RawTable:
         """
         raw = self.frame[column]
         low = raw.str.strip().str.lower()
-        mapped = low.map({"true": True, "false": False, "1": True, "0": False, "yes": True,
-                          "no": False})
+        mapped = low.map(
+            {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+        )
         bad = (raw.notna() & mapped.isna()).to_numpy()
         if bad.any():
             i = int(np.argmax(bad))
@@ -375,8 +384,9 @@ class RawTable:
         if bad.any():
             i = int(np.argmax(bad))
             expected = f"format {fmt!r}" if fmt else "an ISO 8601 date-time"
-            raise self.error(f"unparsable time, expected {expected}", row=i, column=column,
-                             value=raw.iloc[i])
+            raise self.error(
+                f"unparsable time, expected {expected}", row=i, column=column, value=raw.iloc[i]
+            )
         dti = pd.DatetimeIndex(parsed).as_unit("ns")
         keep = np.ones(n, dtype=bool)
         if aware:

@@ -159,8 +159,11 @@ def read_electricity_maps(
 
     cols: dict[str, object] = {}
     n = len(raw)
-    for out, src in (("zone_id", ZONE_ID_COLUMN), ("zone_name", "Zone name"),
-                     ("country", "Country")):
+    for out, src in (
+        ("zone_id", ZONE_ID_COLUMN),
+        ("zone_name", "Zone name"),
+        ("country", "Country"),
+    ):
         cols[out] = raw.text(src).to_numpy() if src in raw.header else np.full(n, None)
     cols["carbon_kg_per_kwh"] = raw.numeric(carbon_col, min_value=0.0) * factor
     for out, prefix in _FRACTION_COLUMNS.items():
@@ -174,8 +177,10 @@ def read_electricity_maps(
         cols["estimated"] = raw.booleans("Data estimated").array
     else:
         cols["estimated"] = pd.array([pd.NA] * n, dtype="boolean")
-    for out, src in (("estimation_method", "Data estimation method"),
-                     ("data_source", "Data source")):
+    for out, src in (
+        ("estimation_method", "Data estimation method"),
+        ("data_source", "Data source"),
+    ):
         cols[out] = raw.text(src).to_numpy() if src in raw.header else np.full(n, None)
 
     frame = pd.DataFrame(cols, index=pd.RangeIndex(n))
@@ -274,8 +279,9 @@ def read_consolidated_carbon(path: str | Path, *, max_gap_hours: float = 3) -> p
             continue
         zone, unit = split_unit(name)
         if not unit:
-            raise raw.header_error("no unit in column header, expected '<zone> (gCO₂eq/kWh)'",
-                                   column=name)
+            raise raw.header_error(
+                "no unit in column header, expected '<zone> (gCO₂eq/kWh)'", column=name
+            )
         try:
             factor = carbon_factor(unit)
         except ValueError as exc:

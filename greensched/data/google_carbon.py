@@ -92,8 +92,7 @@ def read_google_carbon(path: str | Path, *, year: int | None = None) -> pd.DataF
             "year": year,
             "time_utc": pd.Timestamp(year=year, month=1, day=1, tz="UTC").as_unit("ns"),
             "cfe_fraction": raw.numeric(CFE, min_value=0.0, max_value=1.0),
-            "carbon_kg_per_kwh": raw.numeric(column, allow_missing=False, min_value=0.0)
-            * factor,
+            "carbon_kg_per_kwh": raw.numeric(column, allow_missing=False, min_value=0.0) * factor,
             "carbon_basis": basis,
         }
     )
@@ -104,8 +103,9 @@ def read_google_carbon(path: str | Path, *, year: int | None = None) -> pd.DataF
     return df
 
 
-def read_google_carbon_dir(directory: str | Path, *, pattern: str = "[0-9][0-9][0-9][0-9].csv"
-                           ) -> pd.DataFrame:
+def read_google_carbon_dir(
+    directory: str | Path, *, pattern: str = "[0-9][0-9][0-9][0-9].csv"
+) -> pd.DataFrame:
     """Read every yearly file of a directory into one long table.
 
     Returns

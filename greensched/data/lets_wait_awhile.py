@@ -85,11 +85,11 @@ def read_lets_wait_awhile(
         the ``"raise"`` policy, duplicate instant, non-numeric or negative intensity.
     """
     raw = read_raw(path, required=(TIME,))
-    column = next((c for c in raw.header if split_unit(c)[0].lower() == "carbon intensity"),
-                  None)
+    column = next((c for c in raw.header if split_unit(c)[0].lower() == "carbon intensity"), None)
     if column is None:
-        raise raw.header_error(f"missing required column (header has {raw.header})",
-                               column="Carbon Intensity")
+        raise raw.header_error(
+            f"missing required column (header has {raw.header})", column="Carbon Intensity"
+        )
     text_unit = split_unit(column)[1] or unit
     try:
         factor = carbon_factor(text_unit)
@@ -102,14 +102,19 @@ def read_lets_wait_awhile(
         raw = raw.subset(keep)
     if times.has_duplicates:
         i = int(np.argmax(times.duplicated()))
-        raise raw.error("duplicate instant (after conversion to UTC)", row=i, column=TIME,
-                        value=raw.text(TIME).iloc[i])
+        raise raw.error(
+            "duplicate instant (after conversion to UTC)",
+            row=i,
+            column=TIME,
+            value=raw.text(TIME).iloc[i],
+        )
     values = raw.numeric(column, min_value=0.0) * factor
     samples = pd.Series(values, index=times.floor("h"))
     samples = samples[~np.isnan(values)]
     grouped = samples.groupby(level=0, sort=True)
-    hourly = pd.DataFrame({"carbon_kg_per_kwh": grouped.mean(),
-                           "n_samples": grouped.size().astype(np.int64)})
+    hourly = pd.DataFrame(
+        {"carbon_kg_per_kwh": grouped.mean(), "n_samples": grouped.size().astype(np.int64)}
+    )
     hourly.index = pd.DatetimeIndex(hourly.index, name="time_utc")
     out, gaps = fill_frame(hourly, [], primary="carbon_kg_per_kwh", max_gap_hours=max_gap_hours)
     out["n_samples"] = out["n_samples"].fillna(0).astype(np.int64)

@@ -50,8 +50,7 @@ def _price_columns(raw: RawTable, unit: str | None) -> dict[str, tuple[str, floa
             raise raw.header_error(str(exc), column=name, value=text) from exc
         found[key] = (name, factor)
     if "lmp" not in found:
-        raise raw.header_error(f"missing required column (header has {raw.header})",
-                               column="lmp")
+        raise raw.header_error(f"missing required column (header has {raw.header})", column="lmp")
     return found
 
 
@@ -129,8 +128,9 @@ def read_lmp(
         if loc.isna().any():
             if len(names) > 1:
                 i = int(np.argmax(loc.isna().to_numpy()))
-                raise raw.error("blank location in a file with several nodes", row=i,
-                                column="location")
+                raise raw.error(
+                    "blank location in a file with several nodes", row=i, column="location"
+                )
             loc = loc.fillna(names[0] if len(names) else "")
         location = loc.to_numpy(dtype=object)
     else:
@@ -140,8 +140,12 @@ def read_lmp(
         kinds = market.dropna().unique()
         if len(kinds) > 1:
             i = int(np.argmax((market.notna() & (market != kinds[0])).to_numpy()))
-            raise raw.error(f"file mixes markets (first {kinds[0]!r})", row=i, column="market",
-                            value=market.iloc[i])
+            raise raw.error(
+                f"file mixes markets (first {kinds[0]!r})",
+                row=i,
+                column="market",
+                value=market.iloc[i],
+            )
 
     priced = ~np.isnan(values["lmp"])
     skipped = raw.lines[~priced].tolist()
@@ -171,8 +175,10 @@ def read_lmp(
     if parts:
         out = pd.concat(parts)
     else:
-        out = pd.DataFrame(columns=["location", *value_cols, "n_intervals", "filled"],
-                           index=pd.DatetimeIndex([], dtype="datetime64[ns, UTC]"))
+        out = pd.DataFrame(
+            columns=["location", *value_cols, "n_intervals", "filled"],
+            index=pd.DatetimeIndex([], dtype="datetime64[ns, UTC]"),
+        )
     out.index.name = "time_utc"
     out["location"] = out["location"].astype("str")
     out.attrs.update(gaps=gaps, skipped_rows=skipped, unit="$/kWh", source=_SOURCE)

@@ -126,9 +126,7 @@ def read_network_delay(
     times, keep = raw.times("Timestamp", tz=tz, ambiguous=ambiguous, nonexistent=nonexistent)
     dropped = raw.lines[~keep].tolist()
     raw = raw.subset(keep) if not keep.all() else raw
-    data = {
-        _FIELDS[k]: raw.numeric(name, min_value=0.0) * f for k, (name, f) in found.items()
-    }
+    data = {_FIELDS[k]: raw.numeric(name, min_value=0.0) * f for k, (name, f) in found.items()}
     table = pd.DataFrame(data)
     table["measured_at_utc"] = times
     table["time_utc"] = times.floor("h")
@@ -137,16 +135,22 @@ def read_network_delay(
     hourly["measured_at_utc"] = grouped["measured_at_utc"].min()
     hourly["n_samples"] = grouped.size().astype(np.int64)
     value_cols = list(_FIELDS.values())
-    out, gaps = fill_frame(hourly, value_cols[1:], primary="rtt_avg_s",
-                           max_gap_hours=max_gap_hours)
+    out, gaps = fill_frame(hourly, value_cols[1:], primary="rtt_avg_s", max_gap_hours=max_gap_hours)
     out["n_samples"] = out["n_samples"].fillna(0).astype(np.int64)
     out.index.name = "time_utc"
     try:
         city_a, city_b = pair_from_filename(path)
     except ValueError:
         city_a = city_b = None
-    out.attrs.update(city_a=city_a, city_b=city_b, gaps=gaps, dropped_rows=dropped,
-                     tz_assumed=tz, unit="s", source=_SOURCE)
+    out.attrs.update(
+        city_a=city_a,
+        city_b=city_b,
+        gaps=gaps,
+        dropped_rows=dropped,
+        tz_assumed=tz,
+        unit="s",
+        source=_SOURCE,
+    )
     return out
 
 
@@ -231,8 +235,13 @@ def read_rtt_matrix(
         files exist, their statistics are averaged. Pairs without a file are NaN and listed in
         ``df.attrs["missing_pairs"]``.
     """
-    column = {"mean": "mean_s", "median": "median_s", "p95": "p95_s", "min": "min_s",
-              "max": "max_s"}.get(stat)
+    column = {
+        "mean": "mean_s",
+        "median": "median_s",
+        "p95": "p95_s",
+        "min": "min_s",
+        "max": "max_s",
+    }.get(stat)
     if column is None:
         raise ValueError(f"stat must be mean, median, p95, min or max, got {stat!r}")
     stats = read_rtt_stats(directory, pattern=pattern, unit=unit)
@@ -254,7 +263,8 @@ def read_rtt_matrix(
     missing = [
         (cities[i], cities[j]) for i in range(k) for j in range(i + 1, k) if count[i, j] == 0
     ]
-    out = pd.DataFrame(matrix, index=pd.Index(cities, name="city"),
-                       columns=pd.Index(cities, name="city"))
+    out = pd.DataFrame(
+        matrix, index=pd.Index(cities, name="city"), columns=pd.Index(cities, name="city")
+    )
     out.attrs.update(stat=stat, missing_pairs=missing, unit="s", source=_SOURCE)
     return out

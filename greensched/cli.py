@@ -1,0 +1,297 @@
+"""The ``greensched`` command line (typer + rich).
+
+User errors (bad input files, bad options, infeasible scenarios, an unavailable solver) print one
+line on stderr and exit non-zero without a traceback:
+
+* 2 — bad input or option (the message names file, line, column and value);
+* 3 — the scenario is infeasible or the solver stopped early (the message names the family);
+* 4 — the requested solver is not installed or not licensed for the model's size.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from greensched.errors import GreenSchedError, InfeasibleError, SolverUnavailableError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="GreenSched: place LLM inference across data centers for low cost, carbon, water and delay.",
+)
+scenario_app = typer.Typer(no_args_is_help=True, help="Validate, inspect and make scenarios.")
+app.add_typer(scenario_app, name="scenario")
+
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_INPUT = 2
+EXIT_INFEASIBLE = 3
+EXIT_SOLVER = 4
+
+
+def _parse_weights(text: str) -> tuple[float, float, float]:
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise GreenSchedError(
+            f"--weights {text!r}: expected three numbers E,C,D such as 0.6,0.2,0.2"
+        ) from exc
+    if len(values) != 3:
+        raise GreenSchedError(f"--weights {text!r}: expected three numbers E,C,D")
+    return values[0], values[1], values[2]
+
+
+def _load(path: Path | None, coefficients: Path | None = None):  # type: ignore[no-untyped-def]
+    from greensched.defaults import default_scenario
+    from greensched.scenario import load_scenario
+
+    if path is None:
+        scen = default_scenario()
+        if coefficients is not None:
+            from greensched.scenario import load_coefficients
+
+            scen.coefficients = load_coefficients(coefficients, scen)
+        return scen
+    return load_scenario(path, coefficients=coefficients)
+
+
+def _summary_table(result, scen) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title=f"Plan of {scen.name!r} — {result.mode}, {result.solver}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    obj = result.objective
+    for key in ("energy_usd", "carbon_usd", "delay_usd", "total_usd"):
+        table.add_row(key.replace("_usd", " cost (USD)"), f"{obj[key]:,.2f}")
+    table.add_row("carbon (kg CO2)", f"{result.carbon_kg:,.1f}")
+    table.add_row("water (l)", f"{result.water_l:,.1f}")
+    if scen.water_budget_l is not None:
+        table.add_row("water budget (l)", f"{scen.water_budget_l:,.1f}")
+    table.add_row("grid energy (kWh)", f"{result.grid_kwh:,.1f}")
+    table.add_row("IT energy (kWh)", f"{result.it_kwh:,.1f}")
+    table.add_row("solve time (s)", f"{result.solve_seconds:.3f}")
+    return table
+
+
+@app.command()
+def plan(
+    scenario_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario directory; omitted = the embedded default scenario."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Weights E,C,D for energy, carbon, delay (e.g. 0.6,0.2,0.2).")
+    ] = None,
+    lexicographic: Annotated[
+        str | None,
+        typer.Option(help="Lexicographic priority order, e.g. energy,carbon,delay."),
+    ] = None,
+    epsilon: Annotated[float, typer.Option(help="Lexicographic tolerance ε.")] = 0.001,
+    preset: Annotated[
+        str | None, typer.Option(help="m0 (scenario weights), m1 (energy only), m2 (carbon only).")
+    ] = None,
+    solver: Annotated[str, typer.Option(help="highs (default) or gurobi.")] = "highs",
+    coefficients: Annotated[
+        Path | None, typer.Option(help="coefficients.csv with predicted energy and delay.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")] = None,
+    plot: Annotated[bool, typer.Option(help="Also write PNG figures into --out.")] = False,
+    time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
+) -> None:
+    """Solve the Green-LLM allocation of a scenario and print a summary."""
+    from greensched.scheduler import PlanConfig
+    from greensched.scheduler import plan as run_plan
+
+    modes = sum(v is not None for v in (weights, lexicographic, preset))
+    if modes > 1:
+        raise GreenSchedError("choose at most one of --weights, --lexicographic and --preset")
+    if plot and out is None:
+        raise GreenSchedError("--plot needs --out DIR to write the figures into")
+    scen = _load(scenario_dir, coefficients)
+    if preset is not None:
+        cfg = PlanConfig.preset(preset, solver=solver, time_limit_s=time_limit)
+    elif lexicographic is not None:
+        cfg = PlanConfig(
+            mode="lexicographic",
+            order=tuple(lexicographic.split(",")),
+            epsilon=epsilon,
+            solver=solver,
+            time_limit_s=time_limit,
+        )
+    else:
+        w = _parse_weights(weights) if weights is not None else None
+        cfg = PlanConfig(mode="weighted", weights=w, solver=solver, time_limit_s=time_limit)
+    result = run_plan(scen, cfg)
+    if out is not None:
+        result.write(out)
+    if not result.is_ok:
+        if out is not None:
+            err_console.print(f"[dim]wrote {out / 'plan.json'} (status and diagnosis)[/dim]")
+        raise InfeasibleError(result.message or f"solver ended {result.status.value}",
+                              result.diagnosis)
+    console.print(_summary_table(result, scen))
+    if result.phases and result.mode == "lexicographic":
+        ph = Table(title="Lexicographic phases")
+        for col in ("phase", "objective", "energy (USD)", "carbon (USD)", "delay (USD)"):
+            ph.add_column(col, justify="right")
+        for p in result.phases:
+            ph.add_row(str(p["phase"]), p["objective"], f"{p['energy_usd']:.2f}",
+                       f"{p['carbon_usd']:.2f}", f"{p['delay_usd']:.2f}")
+        console.print(ph)
+    if out is not None:
+        console.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
+        if plot:
+            from greensched.scheduler.plots import plot_plan
+
+            for path in plot_plan(result, scen, out):
+                console.print(f"wrote {path}")
+
+
+@scenario_app.command("validate")
+def scenario_validate(directory: Path) -> None:
+    """Check a scenario directory against the exchange format."""
+    scen = _load(directory)
+    sizes = ", ".join(f"{k}={v}" for k, v in scen.sizes().items())
+    console.print(f"[green]ok[/green] {directory}: {scen.name!r} ({sizes})")
+
+
+@scenario_app.command("show")
+def scenario_show(
+    directory: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+) -> None:
+    """Print a scenario's sizes, data centers and demand."""
+    scen = _load(directory)
+    ds = scen.ds
+    console.print(f"[bold]{scen.name}[/bold] — {scen.description[:300]}")
+    console.print(", ".join(f"{k}: {v}" for k, v in scen.sizes().items())
+                  + f"; start {scen.start or '-'}; water budget "
+                  + (f"{scen.water_budget_l:,.0f} l" if scen.water_budget_l is not None else "none"))
+    t = Table(title="Data centers")
+    for col in ("dc", "name", "PUE", "price USD/kWh (mean)", "carbon kg/kWh (mean)",
+                "renewable kW (mean)", "grid cap kW (mean)"):
+        t.add_column(col)
+    for dc in scen.dcs:
+        sel = ds.sel(dc=dc)
+        t.add_row(dc, str(sel["dc_name"].item()), f"{float(sel['pue']):.3f}",
+                  f"{float(sel['price_usd_per_kwh'].mean()):.4f}",
+                  f"{float(sel['carbon_kg_per_kwh'].mean()):.3f}",
+                  f"{float(sel['renewable_kw'].mean()):.1f}",
+                  f"{float(sel['grid_cap_kw'].mean()):.0f}")
+    console.print(t)
+    q = Table(title="Query types")
+    for col in ("query_type", "input tokens", "output tokens", "queries (total)", "Wh/query"):
+        q.add_column(col)
+    e = scen.energy_kwh_per_query().mean(["dc", "hour"])
+    for k in scen.query_types:
+        q.add_row(k, f"{float(ds['input_tokens'].sel(query_type=k)):.0f}",
+                  f"{float(ds['output_tokens'].sel(query_type=k)):.0f}",
+                  f"{float(ds['queries'].sel(query_type=k).sum()):,.0f}",
+                  f"{1000 * float(e.sel(query_type=k)):.3f}")
+    console.print(q)
+
+
+@scenario_app.command("synth")
+def scenario_synth(
+    out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
+    dcs: Annotated[int, typer.Option(min=1)] = 4,
+    areas: Annotated[int, typer.Option(min=1)] = 3,
+    types: Annotated[int, typer.Option(min=1)] = 3,
+    hours: Annotated[int, typer.Option(min=1)] = 24,
+    seed: int = 0,
+) -> None:
+    """Write a seeded synthetic scenario of any size."""
+    from greensched.synth import synthesize
+
+    scen = synthesize(dcs, areas, types, hours, seed)
+    scen.save(out)
+    console.print(f"wrote {out} ({scen.name})")
+
+
+@app.command()
+def sweep(
+    scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+    param: Annotated[
+        str, typer.Option(help="theta | renewables | tau | rho | demand | price")
+    ] = "theta",
+    scale: Annotated[str, typer.Option(help="START:STOP:STEP (inclusive) or a list a,b,c.")] = (
+        "0.1:1.9:0.2"
+    ),
+    presets: Annotated[str, typer.Option(help="Comma-separated presets (m0,m1,m2).")] = "m0,m1,m2",
+    table: Annotated[
+        str | None, typer.Option(help="lexicographic | weights: the letter's Tables I / II.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("sweep-out"),
+    solver: str = "highs",
+    workers: Annotated[int, typer.Option(help="Parallel worker processes (1 = in-process).")] = 1,
+    plot: Annotated[bool, typer.Option(help="Write the figures.")] = True,
+) -> None:
+    """Sensitivity sweeps and the letter's tables (Section III of Green-LLM)."""
+    from greensched.scheduler import sweep as sw
+
+    scen = _load(scenario_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        frame = sw.run_table(scen, table, solver=solver)
+        path = out / f"table_{table}.csv"
+        frame.to_csv(path, index=False)
+        t = Table(title=f"{table} table (USD; carbon in kg)")
+        keys = ["order"] if table == "lexicographic" else ["w_energy", "w_carbon", "w_delay"]
+        shown = keys + ["energy_usd", "carbon_usd", "delay_usd", "total_usd", "carbon_kg"]
+        for col in shown:
+            t.add_column(col.replace("_usd", "").replace("w_", "σ_"), justify="right")
+        for row in frame[shown].itertuples(index=False):
+            t.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(t)
+        console.print(f"wrote {path}")
+        return
+    scales = sw.parse_scale(scale)
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    frame = sw.run_sweep(scen, param, scales, names, solver=solver, workers=workers)
+    path = out / f"sweep_{param}.csv"
+    frame.to_csv(path, index=False)
+    console.print(f"wrote {path} ({len(frame)} rows)")
+    if plot:
+        console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
+
+
+def main() -> None:
+    """Console-script entry point: runs the app and turns user errors into one-line messages."""
+    try:
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
+    except SolverUnavailableError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_SOLVER)
+    except InfeasibleError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_INFEASIBLE)
+    except GreenSchedError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_INPUT)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(EXIT_INPUT)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
