@@ -8,8 +8,8 @@ Two layouts are supported:
 
 * one file per zone (``US-MIDW-MISO_2024_hourly.csv`` …): :func:`read_electricity_maps`,
   and a whole directory of them: :func:`read_electricity_maps_dir`;
-* the wide ``consolidated_carbon_intensity_*.csv`` tables (one column per zone, direct
-  intensity): :func:`read_consolidated_carbon`.
+* the wide ``consolidated_carbon_intensity_*.csv`` tables (one column per zone; the values
+  are the life-cycle intensities, see :func:`read_consolidated_carbon`).
 
 All intensities are returned in kg CO₂-eq per kWh; the unit is read from each header
 (``gCO₂eq/kWh`` in the published files) and converted.
@@ -35,7 +35,12 @@ from greensched.data._common import (
     split_unit,
 )
 
-__all__ = ["read_electricity_maps", "read_electricity_maps_dir", "read_consolidated_carbon"]
+__all__ = [
+    "ZONE_IDS",
+    "read_electricity_maps",
+    "read_electricity_maps_dir",
+    "read_consolidated_carbon",
+]
 
 Basis = Literal["direct", "lifecycle"]
 
@@ -246,23 +251,57 @@ def read_electricity_maps_dir(
     return wide
 
 
-def read_consolidated_carbon(path: str | Path, *, max_gap_hours: float = 3) -> pd.DataFrame:
-    """Read a wide ``consolidated_carbon_intensity_*.csv`` table (direct intensity).
+#: Electricity Maps zone names (as in the exports' ``Zone name``) → zone ids.
+ZONE_IDS: dict[str, str] = {
+    "Arizona Public Service Company": "US-SW-AZPS",
+    "CAISO": "US-CAL-CISO",
+    "Electric Reliability Council of Texas": "US-TEX-ERCO",
+    "ISO New England": "US-NE-ISNE",
+    "Los Angeles Department of Water and Power": "US-CAL-LDWP",
+    "Louisville Gas and Electric Company and Kentucky Utilities": "US-MIDW-LGEE",
+    "Midcontinent ISO": "US-MIDW-MISO",
+    "Nevada Power Company": "US-NW-NEVP",
+    "New York ISO": "US-NY-NYIS",
+    "Pacificorp East": "US-NW-PACE",
+    "PJM Interconnection": "US-MIDA-PJM",
+    "Portland General Electric Company": "US-NW-PGE",
+    "South Carolina Electric & Gas Company": "US-CAR-SCEG",
+    "Southeastern Power Administration": "US-SE-SEPA",
+}
+
+
+def read_consolidated_carbon(
+    path: str | Path,
+    *,
+    zone_ids: bool = False,
+    max_gap_hours: float = 3,
+) -> pd.DataFrame:
+    """Read a wide ``consolidated_carbon_intensity_*.csv`` table.
 
     Parameters
     ----------
     path
         CSV with ``Datetime (UTC)`` and one column per zone named ``<Zone name> (<unit>)``,
-        e.g. ``Midcontinent ISO (gCO₂eq/kWh)``. These hold Electricity Maps *direct*
-        intensities (the ``..._march24.csv`` file is the θ_{j,t} of the Green-LLM experiment).
+        e.g. ``Midcontinent ISO (gCO₂eq/kWh)``. The ``..._march24.csv`` file is the θ_{j,t}
+        of the Green-LLM experiment.
+    zone_ids
+        Name the columns by Electricity Maps zone id (``US-MIDW-MISO`` …, see
+        :data:`ZONE_IDS`) instead of zone name; names without a known id are kept.
     max_gap_hours
         Gap-filling limit per column (linear, in time).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``time_utc`` (hourly, UTC), one column per zone name (unit suffix removed),
-        values in kg CO₂-eq/kWh. ``df.attrs["gaps"]`` maps column → list of gaps.
+        Indexed by ``time_utc`` (hourly, UTC), one column per zone (unit suffix removed), values
+        in kg CO₂-eq/kWh. ``df.attrs["gaps"]`` maps column → list of gaps.
+
+    Notes
+    -----
+    The header does not say which basis the values are. In the published files every value
+    equals the *life-cycle* column of the per-zone exports for the same hour (checked for all
+    12 zones and 48 hours of ``..._march24_25.csv``), not the direct one, so
+    ``df.attrs["basis"]`` is ``"lifecycle"``.
 
     Raises
     ------
@@ -286,7 +325,8 @@ def read_consolidated_carbon(path: str | Path, *, max_gap_hours: float = 3) -> p
             factor = carbon_factor(unit)
         except ValueError as exc:
             raise raw.header_error(str(exc), column=name, value=unit) from exc
-        data[zone] = raw.numeric(name, min_value=0.0)[order] * factor
+        key = ZONE_IDS.get(zone, zone) if zone_ids else zone
+        data[key] = raw.numeric(name, min_value=0.0)[order] * factor
     wide = pd.DataFrame(data, index=pd.DatetimeIndex(times, name="time_utc"))
     gaps: dict[str, list[Gap]] = {}
     filled: dict[str, pd.Series] = {}
@@ -294,5 +334,5 @@ def read_consolidated_carbon(path: str | Path, *, max_gap_hours: float = 3) -> p
         filled[col], gaps[col] = fill_gaps(wide[col], max_gap_hours)
     out = pd.DataFrame(filled)
     out.index.name = "time_utc"
-    out.attrs.update(gaps=gaps, basis="direct", unit="kg CO2eq/kWh", source=_SOURCE)
+    out.attrs.update(gaps=gaps, basis="lifecycle", unit="kg CO2eq/kWh", source=_SOURCE)
     return out
