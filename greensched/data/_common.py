@@ -366,6 +366,8 @@ class RawTable:
         mixed = has_offset != aware
         if mixed.any():
             i = int(np.argmax(mixed))
+            if pd.isna(pd.to_datetime(raw.iloc[i], format=fmt or "ISO8601", errors="coerce")):
+                raise self.error("unparsable time", row=i, column=column, value=raw.iloc[i])
             raise self.error(
                 "time zone offset present on some rows but not on others",
                 row=i,
