@@ -262,7 +262,7 @@ def test_times_dst_policies(tmp_path: Path, located) -> None:
     located(ei.value, autumn, 3, "t")
     times, _ = raw.times("t", tz="Europe/Berlin", ambiguous="infer")
     assert times.tolist() == [
-        pd.Timestamp(f"2020-10-24 23:30", tz="UTC"),
+        pd.Timestamp("2020-10-24 23:30", tz="UTC"),
         pd.Timestamp("2020-10-25 00:30", tz="UTC"),
         pd.Timestamp("2020-10-25 01:30", tz="UTC"),
         pd.Timestamp("2020-10-25 02:30", tz="UTC"),
