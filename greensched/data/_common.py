@@ -38,11 +38,14 @@ import pandas as pd
 from greensched.errors import DataFileError
 
 __all__ = [
+    "NA_STRINGS",
     "Gap",
     "RawTable",
     "read_raw",
     "fill_gaps",
+    "fill_frame",
     "gaps_frame",
+    "check_unique_sorted",
     "carbon_factor",
     "price_factor",
     "duration_factor",
@@ -228,7 +231,9 @@ class RawTable:
             line = int(self.lines[row])
         return DataFileError(message, file=self.path, line=line, column=column, value=value)
 
-    def header_error(self, message: str, column: str, value: Any = DataFileError._MISSING):
+    def header_error(
+        self, message: str, column: str, value: Any = DataFileError._MISSING
+    ) -> DataFileError:
         """Build a :class:`DataFileError` located in the header (line 1)."""
         return DataFileError(message, file=self.path, line=1, column=column, value=value)
 
