@@ -88,6 +88,11 @@ _UNIT_COLUMNS: dict[str, tuple[str, dict[str, float]]] = {
     "cpu energy": ("cpu_energy_j", _ENERGY_UNITS),
     "gpu energy": ("gpu_energy_j", _ENERGY_UNITS),
 }
+_CANONICAL_HEADER = {
+    "runtime_s": "Runtime (s)",
+    "cpu_energy_j": "CPU Energy (J)",
+    "gpu_energy_j": "GPU Energy (J)",
+}
 # Plain integer columns: tidy name -> accepted source headers (first found wins).
 _INT_COLUMNS: dict[str, tuple[str, ...]] = {
     "output_tokens": ("Number of Output Tokens", "Output Token Limit"),
@@ -200,7 +205,7 @@ def _find_unit_columns(header: list[str], file: Path) -> dict[str, tuple[str, fl
                     line=1,
                     column=plain[0],
                 )
-            example = "Runtime (s)" if base == "runtime" else f"{base.title()} (J)"
+            example = _CANONICAL_HEADER[tidy]
             raise DataFileError(f"missing column {example!r}", file=file, line=1, column=example)
     return found
 
