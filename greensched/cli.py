@@ -29,8 +29,9 @@ app = typer.Typer(
 scenario_app = typer.Typer(no_args_is_help=True, help="Validate, inspect and make scenarios.")
 app.add_typer(scenario_app, name="scenario")
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (files, CI logs) gets a wide console so tables are not truncated.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 EXIT_INPUT = 2
 EXIT_INFEASIBLE = 3
@@ -262,6 +263,11 @@ def sweep(
         console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
 
 
+def _fail(exc: BaseException) -> None:
+    """Print a user error as one unwrapped line on stderr."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     """Console-script entry point: runs the app and turns user errors into one-line messages."""
     try:
@@ -269,27 +275,27 @@ def main() -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except SolverUnavailableError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _fail(exc)
         sys.exit(EXIT_SOLVER)
     except InfeasibleError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _fail(exc)
         sys.exit(EXIT_INFEASIBLE)
     except GreenSchedError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _fail(exc)
         sys.exit(EXIT_INPUT)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        _fail(exc)
         sys.exit(EXIT_INPUT)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         sys.exit(1)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+    except Exception as exc:  # usage errors of the command-line parser
+        show = getattr(exc, "show", None)
+        code = getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(code)
         raise
 
 

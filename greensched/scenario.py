@@ -414,6 +414,45 @@ class Scenario:
             extra_meta=dict(self.extra_meta),
         )
 
+    def subset(
+        self,
+        *,
+        hours: Sequence[int] | None = None,
+        dc: Sequence[str] | None = None,
+        area: Sequence[str] | None = None,
+        query_type: Sequence[str] | None = None,
+    ) -> Scenario:
+        """A smaller scenario over the given labels; kept hours are renumbered 0..len-1.
+
+        The water budget is kept as it is (scale it yourself if the horizon shrinks).
+        """
+        sel: dict[str, Any] = {}
+        for dim, labels in (("dc", dc), ("area", area), ("query_type", query_type)):
+            if labels is not None:
+                known = set(self.ds.indexes[dim])
+                bad = [v for v in labels if v not in known]
+                if bad:
+                    raise ScenarioError(f"subset: unknown {dim} {bad[0]!r}")
+                sel[dim] = list(labels)
+        ds = self.ds.sel(sel) if sel else self.ds
+        coef = self.coefficients.sel({k: v for k, v in sel.items() if k != "area"}) if (
+            self.coefficients is not None
+        ) else None
+        n_hours = self.hours
+        if hours is not None:
+            hrs = [int(h) for h in hours]
+            if not hrs or min(hrs) < 0 or max(hrs) >= self.hours:
+                raise ScenarioError(f"subset: hours must lie in 0..{self.hours - 1}")
+            ds = ds.sel(hour=hrs).assign_coords(hour=np.arange(len(hrs), dtype=np.int64))
+            if coef is not None:
+                coef = coef.sel(hour=hrs).assign_coords(hour=np.arange(len(hrs), dtype=np.int64))
+            n_hours = len(hrs)
+        new = self.copy()
+        new.ds = canonical_dataset(ds.copy(deep=True))
+        new.coefficients = None if coef is None else coef.copy(deep=True)
+        new.hours = n_hours
+        return new
+
     def equals(self, other: Scenario) -> bool:
         """True when metadata and every array are identical (NaN-aware)."""
         same_meta = (

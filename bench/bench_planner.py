@@ -1,0 +1,79 @@
+"""Planner benchmark: load + build + solve against the bare HiGHS solve of the same LP.
+
+Run on demand:  python bench/bench_planner.py [--repeat 5] [--big]
+Reports medians and the ratio (end-to-end time) / (bare HiGHS ``run()`` of the same LP, loaded
+fresh, same objective), both measured in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from greensched.scenario import load_scenario
+from greensched.scheduler import PlanConfig, plan
+from greensched.scheduler.backends import HighsBackend
+from greensched.scheduler.planner import OBJECTIVES, _Compiled
+from greensched.scheduler.greenllm import build_model
+from greensched.synth import synthesize
+
+PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
+
+
+def bare_highs_seconds(scen, weights=(1 / 3, 1 / 3, 1 / 3)) -> float:  # type: ignore[no-untyped-def]
+    comp = _Compiled(build_model(scen))
+    c = sum(w * comp.vector(comp.gm.objectives[k])[0] for w, k in zip(weights, OBJECTIVES))
+    be = HighsBackend()
+    be.load(comp.A, comp.row_lower, comp.row_upper, comp.lb, comp.ub)
+    be.set_objective(np.asarray(c))
+    t0 = time.perf_counter()
+    be.h.run()
+    return time.perf_counter() - t0
+
+
+def end_to_end(directory: Path, cfg: PlanConfig) -> float:
+    t0 = time.perf_counter()
+    result = plan(load_scenario(directory), cfg)
+    assert result.is_ok, result.message
+    return time.perf_counter() - t0
+
+
+def report(name: str, directory: Path, repeat: int) -> None:
+    scen = load_scenario(directory)
+    end_to_end(directory, PlanConfig())  # warm imports
+    bare = statistics.median(bare_highs_seconds(scen) for _ in range(repeat))
+    weighted = statistics.median(end_to_end(directory, PlanConfig()) for _ in range(repeat))
+    lex = statistics.median(
+        end_to_end(directory, PlanConfig(mode="lexicographic")) for _ in range(repeat)
+    )
+    bare_lex = bare * 3
+    print(f"{name}: sizes {scen.sizes()}")
+    print(f"  bare HiGHS solve (weighted LP)     {bare:8.3f} s")
+    print(f"  load+build+solve, weighted         {weighted:8.3f} s   ratio {weighted / bare:5.2f}")
+    print(f"  load+build+solve, lexicographic    {lex:8.3f} s   ratio to 3 bare solves "
+          f"{lex / bare_lex:5.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--big", action="store_true", help="also 50 DCs x 50 areas x 5 types x 24 h")
+    args = ap.parse_args()
+    if PAPER.exists():
+        report("paper scenario", PAPER, args.repeat)
+    else:
+        print(f"skipping paper scale: {PAPER} not found", file=sys.stderr)
+    if args.big:
+        with tempfile.TemporaryDirectory() as tmp:
+            synthesize(50, 50, 5, 24, seed=1).save(tmp)
+            report("synthetic 50x50x5x24", Path(tmp), max(1, args.repeat // 2))
+
+
+if __name__ == "__main__":
+    main()
