@@ -33,6 +33,22 @@ Scaling beyond the measured grid (see :data:`GPU_DATASHEET` and :func:`mlenergy_
     * Batch size: per-token energy / latency relative to batch 1 from ML.ENERGY v3 batch sweeps;
       below batch 8 extrapolated with the 8 -> 16 log-log slope.  The measured runs are batch 1
       (one sequence per run although the files record ``Batch Size`` 32).
+
+Scale factors of the shipped fit (``energy_coefficients.json``; ``EnergyModel.scale_table()``):
+
+    ======  ======  =======  ==================================================================
+    GPU     energy  runtime  provenance
+    ======  ======  =======  ==================================================================
+    A100    1       1        reference (Palmetto Intel+A100, Swing AMD+A100 measurements)
+    V100    9.49    13.5     fitted V100/A100 curves, 3 models, tin, tout in {32, 128, 512}
+    M1-Pro  1.90    28.0     fitted M1-Pro/A100 curves, 2 models
+    H100    0.812   0.464    datasheet: (700 W / 3350 GB/s) / (400 W / 1555 GB/s); 1555 / 3350
+    B200    0.795   0.394    H100 x ML.ENERGY v3 B200/H100 (0.979 J/token, 0.850 ITL; 108 pairs)
+    ======  ======  =======  ==================================================================
+
+    Model size: energy x (P/7)**0.966, runtime x (P/7)**0.427 (ML.ENERGY v3, dense bf16, batch
+    8, 31 points).  Batch: :data:`DEFAULT_MLENERGY_FACTORS` (energy per token at batch 8 is 0.242
+    of batch 1, at 64 0.066, at 512 0.027; latency x1.52, x2.58, x6.88).
 """
 
 from __future__ import annotations
