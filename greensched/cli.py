@@ -216,6 +216,20 @@ def scenario_synth(
     console.print(f"wrote {out} ({scen.name})")
 
 
+@scenario_app.command("build")
+def scenario_build(
+    config: Annotated[Path, typer.Argument(help="Build configuration (TOML); see docs/scenario-build.md.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
+    days: Annotated[int | None, typer.Option(help="Override the number of days.")] = None,
+    start: Annotated[str | None, typer.Option(help="Override the start date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Build a scenario from real data files described by a TOML config."""
+    from greensched.builder import build_from_config
+
+    path = build_from_config(config, out, days=days, start=start)
+    console.print(f"wrote {path}")
+
+
 @app.command()
 def sweep(
     scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
