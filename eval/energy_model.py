@@ -172,6 +172,9 @@ DEFAULT_MLENERGY_FACTORS: dict[str, Any] = {
 }
 
 
+_UNFITTED: Any = None  # placeholder of learned attributes before ``fit``
+
+
 class EnergyModelNotFittedError(RuntimeError):
     """Raised when an :class:`EnergyModel` is used before ``fit`` / ``from_json``."""
 
@@ -395,19 +398,19 @@ class EnergyModel:
     weighting: str = "relative"
     reference_gpu: str = "A100"
 
-    curves_: list[dict[str, Any]] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    feature_names_: list[str] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    gpu_energy_factor_: dict[str, float] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    gpu_runtime_factor_: dict[str, float] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    gpu_factor_source_: dict[str, str] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    size_energy_exponent_: float = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    size_runtime_exponent_: float = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    reference_params_b_: float = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    batch_sizes_: list[float] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    batch_energy_factor_: list[float] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    batch_runtime_factor_: list[float] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    mlenergy_factors_: dict[str, Any] = field(default=None, init=False, repr=False)  # type: ignore[assignment]
-    n_rows_: int = field(default=None, init=False, repr=False)  # type: ignore[assignment]
+    curves_: list[dict[str, Any]] = field(default=_UNFITTED, init=False, repr=False)
+    feature_names_: list[str] = field(default=_UNFITTED, init=False, repr=False)
+    gpu_energy_factor_: dict[str, float] = field(default=_UNFITTED, init=False, repr=False)
+    gpu_runtime_factor_: dict[str, float] = field(default=_UNFITTED, init=False, repr=False)
+    gpu_factor_source_: dict[str, str] = field(default=_UNFITTED, init=False, repr=False)
+    size_energy_exponent_: float = field(default=_UNFITTED, init=False, repr=False)
+    size_runtime_exponent_: float = field(default=_UNFITTED, init=False, repr=False)
+    reference_params_b_: float = field(default=_UNFITTED, init=False, repr=False)
+    batch_sizes_: list[float] = field(default=_UNFITTED, init=False, repr=False)
+    batch_energy_factor_: list[float] = field(default=_UNFITTED, init=False, repr=False)
+    batch_runtime_factor_: list[float] = field(default=_UNFITTED, init=False, repr=False)
+    mlenergy_factors_: dict[str, Any] = field(default=_UNFITTED, init=False, repr=False)
+    n_rows_: int = field(default=_UNFITTED, init=False, repr=False)
 
     _cache: dict[Any, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -470,8 +473,8 @@ class EnergyModel:
         self.batch_sizes_ = [float(v) for v in mle["batch_sizes"]]
         self.batch_energy_factor_ = [float(v) for v in mle["batch_energy_factor"]]
         self.batch_runtime_factor_ = [float(v) for v in mle["batch_itl_factor"]]
-        params = [c["params_b"] for c in curves if np.isfinite(c["params_b"])]
-        self.reference_params_b_ = float(np.median(params)) if params else 7.0
+        sizes = [c["params_b"] for c in curves if np.isfinite(c["params_b"])]
+        self.reference_params_b_ = float(np.median(sizes)) if sizes else 7.0
         self._fit_gpu_factors(mle)
         self._reset_cache()
         return self

@@ -55,6 +55,7 @@ def write_energy_coefficients(data_dir: str | Path, path: str | Path) -> EnergyM
 
 def _fmt(v: object, digits: int = 1) -> str:
     if isinstance(v, float | np.floating):
+        v = float(v)
         if not np.isfinite(v):
             return "–"
         if abs(v) >= 1e5 or (digits >= 3 and v != 0 and abs(v) < 10 ** (-digits)):

@@ -271,16 +271,16 @@ def _read_one(file: Path) -> pd.DataFrame:
         out[tidy] = _numeric(raw[src], file, src, integer=False) * factor
 
     for tidy, names in _INT_COLUMNS.items():
-        src = _pick(header, names)
-        if src is None:
+        picked = _pick(header, names)
+        if picked is None:
             raise DataFileError(f"missing column {names[0]!r}", file=file, line=1, column=names[0])
-        out[tidy] = _numeric(raw[src], file, src, integer=True).astype(np.int64)
+        out[tidy] = _numeric(raw[picked], file, picked, integer=True).astype(np.int64)
     for tidy, names in _OPTIONAL_INT_COLUMNS.items():
-        src = _pick(header, names)
-        if src is None:
+        picked = _pick(header, names)
+        if picked is None:
             out[tidy] = np.full(len(raw), -1, dtype=np.int64)
         else:
-            out[tidy] = _numeric(raw[src], file, src, integer=True).astype(np.int64)
+            out[tidy] = _numeric(raw[picked], file, picked, integer=True).astype(np.int64)
 
     phases = pd.Series(out["phase"], dtype=object)
     is_inf = phases.str.match(_INFERENCE_RE).to_numpy(dtype=bool)

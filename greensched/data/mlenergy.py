@@ -371,7 +371,7 @@ def _read_json_file(file: Path) -> list[dict[str, Any]]:
         k: v for k, v in _UNIT_FIELDS.items() if k not in ("total_params_b", "active_params_b")
     }
     for idx, cfg in enumerate(configs):
-        where = lines[idx] if idx < len(lines) else {"": None}
+        where: dict[str, int] = lines[idx] if idx < len(lines) else {}
         if not isinstance(cfg, dict):
             raise DataFileError(
                 "configuration is not a JSON object",
@@ -383,14 +383,17 @@ def _read_json_file(file: Path) -> list[dict[str, Any]]:
         def line_of(key: str | None, where: dict[str, int] = where) -> int | None:
             return where.get(key, where.get("")) if key else where.get("")
 
+        def column_of(name: str, idx: int = idx) -> str:
+            return f"configurations[{idx}].{name}"
+
         row = dict(row_base)
         names = list(cfg)
-        units = _match_units(
+        cfg_units = _match_units(
             names,
             per_config_units,
             file=file,
             line_of=line_of,
-            column_of=lambda c, idx=idx: f"configurations[{idx}].{c}",
+            column_of=column_of,
         )
         for tidy, (src, kind) in _PLAIN_FIELDS.items():
             if src not in cfg:
@@ -406,7 +409,7 @@ def _read_json_file(file: Path) -> list[dict[str, Any]]:
                 raise _bad_value(
                     file, line_of(src), f"configurations[{idx}].{src}", cfg[src], kind
                 ) from exc
-        for tidy, (src, factor) in units.items():
+        for tidy, (src, factor) in cfg_units.items():
             try:
                 row[tidy] = _to_float(cfg[src]) * factor
             except ValueError as exc:
