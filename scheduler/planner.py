@@ -203,8 +203,35 @@ class PlanResult:
         df = da.to_series().rename("fraction").reset_index()
         return df[df["fraction"] > threshold].reset_index(drop=True)
 
+    def duals_frame(self) -> pd.DataFrame:
+        """Row duals in long form: ``family, hour, dc, area, query_type, resource, dual``.
+
+        ``dual`` = ∂(optimal objective)/∂(row bound) in USD per row unit (≤ 0 for a binding
+        ``≤`` row of a minimisation); index columns a family does not have are empty.
+        """
+        cols = ["family", "hour", "dc", "area", "query_type", "resource", "dual"]
+        parts = []
+        for family, da in self.duals.items():
+            df = da.to_dataframe(name="dual").reset_index() if da.ndim else pd.DataFrame(
+                {"dual": [float(da)]}
+            )
+            df.insert(0, "family", family)
+            parts.append(df)
+        if not parts:
+            return pd.DataFrame(columns=cols)
+        out = pd.concat(parts, ignore_index=True)
+        for col in cols:
+            if col not in out.columns:
+                out[col] = pd.NA
+        out["hour"] = out["hour"].astype("Int64")
+        return out[cols]
+
     def write(self, directory: str | Path) -> Path:
-        """Write plan.json, allocation.csv and dc_hourly.csv into ``directory``."""
+        """Write plan.json, allocation.csv and dc_hourly.csv (and duals.csv) into ``directory``.
+
+        ``duals.csv`` is an addition of this tool (the spec's three files are unchanged): the
+        online assigner's plan-guided mode reads the capacity and water prices from it.
+        """
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.json").write_text(
@@ -214,6 +241,7 @@ class PlanResult:
             self.allocation_frame().to_csv(out / "allocation.csv", index=False)
             assert self.dc_hourly is not None
             self.dc_hourly.to_csv(out / "dc_hourly.csv", index=False)
+            self.duals_frame().to_csv(out / "duals.csv", index=False)
         return out
 
 

@@ -92,3 +92,16 @@ def test_write_outputs(paper, tmp_path) -> None:  # type: ignore[no-untyped-def]
                                     "renewable_used_kw", "water_l", "carbon_kg"]
     assert len(hourly) == 24 * 9
     assert hourly["water_l"].sum() == pytest.approx(doc["water_l"])
+
+
+def test_duals_file(paper, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    r = plan(paper)
+    r.write(tmp_path)
+    duals = pd.read_csv(tmp_path / "duals.csv")
+    counts = duals.groupby("family").size().to_dict()
+    assert counts["resource"] == 9 * 3 * 24 and counts["water"] == 1
+    assert counts["delay"] == 9 * 5 * 24 and counts["demand"] == 9 * 5 * 24
+    # ≤ rows of a minimisation have non-positive duals
+    assert (duals.loc[duals["family"].isin(["resource", "water", "delay"]), "dual"] <= 1e-9).all()
