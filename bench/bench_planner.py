@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from greensched.scenario import load_scenario
 from greensched.scheduler import PlanConfig, plan
 from greensched.scheduler.backends import HighsBackend
-from greensched.scheduler.planner import OBJECTIVES, _Compiled
 from greensched.scheduler.greenllm import build_model
+from greensched.scheduler.planner import OBJECTIVES, _Compiled
+
+from greensched.scenario import load_scenario
 from greensched.synth import synthesize
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
@@ -28,7 +28,8 @@ PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_
 
 def bare_highs_seconds(scen, weights=(1 / 3, 1 / 3, 1 / 3)) -> float:  # type: ignore[no-untyped-def]
     comp = _Compiled(build_model(scen))
-    c = sum(w * comp.vector(comp.gm.objectives[k])[0] for w, k in zip(weights, OBJECTIVES))
+    pairs = zip(weights, OBJECTIVES, strict=True)
+    c = sum(w * comp.vector(comp.gm.objectives[k])[0] for w, k in pairs)
     be = HighsBackend()
     be.load(comp.A, comp.row_lower, comp.row_upper, comp.lb, comp.ub)
     be.set_objective(np.asarray(c))
@@ -56,8 +57,10 @@ def report(name: str, directory: Path, repeat: int) -> None:
     print(f"{name}: sizes {scen.sizes()}")
     print(f"  bare HiGHS solve (weighted LP)     {bare:8.3f} s")
     print(f"  load+build+solve, weighted         {weighted:8.3f} s   ratio {weighted / bare:5.2f}")
-    print(f"  load+build+solve, lexicographic    {lex:8.3f} s   ratio to 3 bare solves "
-          f"{lex / bare_lex:5.2f}")
+    print(
+        f"  load+build+solve, lexicographic    {lex:8.3f} s   ratio to 3 bare solves "
+        f"{lex / bare_lex:5.2f}"
+    )
 
 
 def main() -> None:

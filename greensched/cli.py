@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="GreenSched: place LLM inference across data centers for low cost, carbon, water and delay.",
+    help="GreenSched: place LLM inference across data centers for low cost, carbon, water, delay.",
 )
 scenario_app = typer.Typer(no_args_is_help=True, help="Validate, inspect and make scenarios.")
 app.add_typer(scenario_app, name="scenario")
@@ -103,7 +103,9 @@ def plan(
     coefficients: Annotated[
         Path | None, typer.Option(help="coefficients.csv with predicted energy and delay.")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")
+    ] = None,
     plot: Annotated[bool, typer.Option(help="Also write PNG figures into --out.")] = False,
     time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
 ) -> None:
@@ -136,16 +138,22 @@ def plan(
     if not result.is_ok:
         if out is not None:
             err_console.print(f"[dim]wrote {out / 'plan.json'} (status and diagnosis)[/dim]")
-        raise InfeasibleError(result.message or f"solver ended {result.status.value}",
-                              result.diagnosis)
+        raise InfeasibleError(
+            result.message or f"solver ended {result.status.value}", result.diagnosis
+        )
     console.print(_summary_table(result, scen))
     if result.phases and result.mode == "lexicographic":
         ph = Table(title="Lexicographic phases")
         for col in ("phase", "objective", "energy (USD)", "carbon (USD)", "delay (USD)"):
             ph.add_column(col, justify="right")
         for p in result.phases:
-            ph.add_row(str(p["phase"]), p["objective"], f"{p['energy_usd']:.2f}",
-                       f"{p['carbon_usd']:.2f}", f"{p['delay_usd']:.2f}")
+            ph.add_row(
+                str(p["phase"]),
+                p["objective"],
+                f"{p['energy_usd']:.2f}",
+                f"{p['carbon_usd']:.2f}",
+                f"{p['delay_usd']:.2f}",
+            )
         console.print(ph)
     if out is not None:
         console.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
@@ -166,36 +174,54 @@ def scenario_validate(directory: Path) -> None:
 
 @scenario_app.command("show")
 def scenario_show(
-    directory: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+    directory: Annotated[
+        Path | None, typer.Argument(help="Omitted = the embedded default.")
+    ] = None,
 ) -> None:
     """Print a scenario's sizes, data centers and demand."""
     scen = _load(directory)
     ds = scen.ds
     console.print(f"[bold]{scen.name}[/bold] — {scen.description[:300]}")
-    console.print(", ".join(f"{k}: {v}" for k, v in scen.sizes().items())
-                  + f"; start {scen.start or '-'}; water budget "
-                  + (f"{scen.water_budget_l:,.0f} l" if scen.water_budget_l is not None else "none"))
+    console.print(
+        ", ".join(f"{k}: {v}" for k, v in scen.sizes().items())
+        + f"; start {scen.start or '-'}; water budget "
+        + (f"{scen.water_budget_l:,.0f} l" if scen.water_budget_l is not None else "none")
+    )
     t = Table(title="Data centers")
-    for col in ("dc", "name", "PUE", "price USD/kWh (mean)", "carbon kg/kWh (mean)",
-                "renewable kW (mean)", "grid cap kW (mean)"):
+    for col in (
+        "dc",
+        "name",
+        "PUE",
+        "price USD/kWh (mean)",
+        "carbon kg/kWh (mean)",
+        "renewable kW (mean)",
+        "grid cap kW (mean)",
+    ):
         t.add_column(col)
     for dc in scen.dcs:
         sel = ds.sel(dc=dc)
-        t.add_row(dc, str(sel["dc_name"].item()), f"{float(sel['pue']):.3f}",
-                  f"{float(sel['price_usd_per_kwh'].mean()):.4f}",
-                  f"{float(sel['carbon_kg_per_kwh'].mean()):.3f}",
-                  f"{float(sel['renewable_kw'].mean()):.1f}",
-                  f"{float(sel['grid_cap_kw'].mean()):.0f}")
+        t.add_row(
+            dc,
+            str(sel["dc_name"].item()),
+            f"{float(sel['pue']):.3f}",
+            f"{float(sel['price_usd_per_kwh'].mean()):.4f}",
+            f"{float(sel['carbon_kg_per_kwh'].mean()):.3f}",
+            f"{float(sel['renewable_kw'].mean()):.1f}",
+            f"{float(sel['grid_cap_kw'].mean()):.0f}",
+        )
     console.print(t)
     q = Table(title="Query types")
     for col in ("query_type", "input tokens", "output tokens", "queries (total)", "Wh/query"):
         q.add_column(col)
     e = scen.energy_kwh_per_query().mean(["dc", "hour"])
     for k in scen.query_types:
-        q.add_row(k, f"{float(ds['input_tokens'].sel(query_type=k)):.0f}",
-                  f"{float(ds['output_tokens'].sel(query_type=k)):.0f}",
-                  f"{float(ds['queries'].sel(query_type=k).sum()):,.0f}",
-                  f"{1000 * float(e.sel(query_type=k)):.3f}")
+        q.add_row(
+            k,
+            f"{float(ds['input_tokens'].sel(query_type=k)):.0f}",
+            f"{float(ds['output_tokens'].sel(query_type=k)):.0f}",
+            f"{float(ds['queries'].sel(query_type=k).sum()):,.0f}",
+            f"{1000 * float(e.sel(query_type=k)):.3f}",
+        )
     console.print(q)
 
 
@@ -218,7 +244,9 @@ def scenario_synth(
 
 @scenario_app.command("build")
 def scenario_build(
-    config: Annotated[Path, typer.Argument(help="Build configuration (TOML); see docs/scenario-build.md.")],
+    config: Annotated[
+        Path, typer.Argument(help="Build configuration (TOML); see docs/scenario-build.md.")
+    ],
     out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
     days: Annotated[int | None, typer.Option(help="Override the number of days.")] = None,
     start: Annotated[str | None, typer.Option(help="Override the start date (YYYY-MM-DD).")] = None,
@@ -232,7 +260,9 @@ def scenario_build(
 
 @app.command()
 def sweep(
-    scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+    scenario_dir: Annotated[
+        Path | None, typer.Argument(help="Omitted = the embedded default.")
+    ] = None,
     param: Annotated[
         str, typer.Option(help="theta | renewables | tau | rho | demand | price")
     ] = "theta",

@@ -29,8 +29,16 @@ from greensched.scenario import Scenario
 
 __all__ = ["DEFAULT_SLA_S", "JOB_COLUMNS", "load_jobs", "validate_jobs"]
 
-JOB_COLUMNS = ("job_id", "arrival_s", "hour", "area", "query_type", "input_tokens",
-               "output_tokens", "sla_s")
+JOB_COLUMNS = (
+    "job_id",
+    "arrival_s",
+    "hour",
+    "area",
+    "query_type",
+    "input_tokens",
+    "output_tokens",
+    "sla_s",
+)
 
 #: Latency objective used when a job carries none (s): interactive vs. batch-like work.
 DEFAULT_SLA_S = 30.0
@@ -53,8 +61,15 @@ def load_jobs(path: str | Path, scenario: Scenario | None = None) -> pd.DataFram
     return validate_jobs(df, scenario, file=p, raw=raw)
 
 
-def _numeric(df: pd.DataFrame, raw: pd.DataFrame, col: str, file: str | Path | None, *,
-             integer: bool = False, positive: bool = False) -> np.ndarray:
+def _numeric(
+    df: pd.DataFrame,
+    raw: pd.DataFrame,
+    col: str,
+    file: str | Path | None,
+    *,
+    integer: bool = False,
+    positive: bool = False,
+) -> np.ndarray:
     vals = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(vals) | (vals < 0)
     if positive:
@@ -65,8 +80,9 @@ def _numeric(df: pd.DataFrame, raw: pd.DataFrame, col: str, file: str | Path | N
         row = int(np.flatnonzero(bad)[0])
         what = "a positive" if positive else "a non-negative"
         kind = "integer" if integer else "number"
-        raise ScenarioError(f"expected {what} {kind}", file=file, line=row + 2, column=col,
-                            value=raw[col].iloc[row])
+        raise ScenarioError(
+            f"expected {what} {kind}", file=file, line=row + 2, column=col, value=raw[col].iloc[row]
+        )
     return vals
 
 
@@ -83,18 +99,31 @@ def validate_jobs(
     required = ["job_id", "area", "query_type", "input_tokens"]
     for col in required:
         if col not in df.columns:
-            raise ScenarioError(f"missing column; a jobs table needs {', '.join(required)} and "
-                                "arrival_s or hour", file=where, line=1, column=col)
+            raise ScenarioError(
+                f"missing column; a jobs table needs {', '.join(required)} and arrival_s or hour",
+                file=where,
+                line=1,
+                column=col,
+            )
     if "arrival_s" not in df.columns and "hour" not in df.columns:
-        raise ScenarioError("missing column; give arrival_s (s since hour 0) or hour",
-                            file=where, line=1, column="arrival_s")
+        raise ScenarioError(
+            "missing column; give arrival_s (s since hour 0) or hour",
+            file=where,
+            line=1,
+            column="arrival_s",
+        )
     out = df.copy()
     out["job_id"] = out["job_id"].astype(str)
     dup = out["job_id"].duplicated()
     if dup.any():
         row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise ScenarioError("duplicated job_id", file=where, line=row + 2, column="job_id",
-                            value=out["job_id"].iloc[row])
+        raise ScenarioError(
+            "duplicated job_id",
+            file=where,
+            line=row + 2,
+            column="job_id",
+            value=out["job_id"].iloc[row],
+        )
     if "arrival_s" in out.columns:
         out["arrival_s"] = _numeric(out, raw, "arrival_s", where)
         hour_from_arrival = np.floor(out["arrival_s"].to_numpy() / 3600.0).astype(np.int64)
@@ -104,16 +133,22 @@ def validate_jobs(
             bad = out["hour"].to_numpy() != hour_from_arrival
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ScenarioError("hour disagrees with arrival_s // 3600", file=where,
-                                    line=row + 2, column="hour", value=raw["hour"].iloc[row])
+                raise ScenarioError(
+                    "hour disagrees with arrival_s // 3600",
+                    file=where,
+                    line=row + 2,
+                    column="hour",
+                    value=raw["hour"].iloc[row],
+                )
     else:
         out["hour"] = hour_from_arrival
     if "arrival_s" not in out.columns:
         out["arrival_s"] = out["hour"].astype(float) * 3600.0
     out["input_tokens"] = _numeric(out, raw, "input_tokens", where, integer=True).astype(np.int64)
     if "output_tokens" in out.columns:
-        out["output_tokens"] = _numeric(out, raw, "output_tokens", where,
-                                        integer=True).astype(np.int64)
+        out["output_tokens"] = _numeric(out, raw, "output_tokens", where, integer=True).astype(
+            np.int64
+        )
     if "sla_s" in out.columns:
         out["sla_s"] = _numeric(out, raw, "sla_s", where, positive=True)
     else:
@@ -126,13 +161,22 @@ def validate_jobs(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             col = "hour" if "hour" in raw.columns else "arrival_s"
-            raise ScenarioError(f"arrival outside the scenario's {scenario.hours} hours",
-                                file=where, line=row + 2, column=col, value=raw[col].iloc[row])
+            raise ScenarioError(
+                f"arrival outside the scenario's {scenario.hours} hours",
+                file=where,
+                line=row + 2,
+                column=col,
+                value=raw[col].iloc[row],
+            )
         for col, labels in (("area", scenario.areas), ("query_type", scenario.query_types)):
             bad = ~out[col].isin(labels).to_numpy()
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                raise ScenarioError(f"unknown {col}; the scenario has {', '.join(labels[:8])}",
-                                    file=where, line=row + 2, column=col,
-                                    value=out[col].iloc[row])
+                raise ScenarioError(
+                    f"unknown {col}; the scenario has {', '.join(labels[:8])}",
+                    file=where,
+                    line=row + 2,
+                    column=col,
+                    value=out[col].iloc[row],
+                )
     return out.reset_index(drop=True)

@@ -173,7 +173,9 @@ def _read_csv(path: Path, spec: TableSpec) -> pd.DataFrame:
     dupcols = [c for c in df.columns if list(df.columns).count(c) > 1]
     if dupcols:
         raise ScenarioError("duplicated column in header", file=path, line=1, column=dupcols[0])
-    required = spec.keys + spec.text + tuple(v for v in spec.values if v not in spec.optional_values)
+    required = (
+        spec.keys + spec.text + tuple(v for v in spec.values if v not in spec.optional_values)
+    )
     for col in required:
         if col not in df.columns:
             raise ScenarioError(
@@ -435,9 +437,11 @@ class Scenario:
                     raise ScenarioError(f"subset: unknown {dim} {bad[0]!r}")
                 sel[dim] = list(labels)
         ds = self.ds.sel(sel) if sel else self.ds
-        coef = self.coefficients.sel({k: v for k, v in sel.items() if k != "area"}) if (
-            self.coefficients is not None
-        ) else None
+        coef = (
+            self.coefficients.sel({k: v for k, v in sel.items() if k != "area"})
+            if (self.coefficients is not None)
+            else None
+        )
         n_hours = self.hours
         if hours is not None:
             hrs = [int(h) for h in hours]
@@ -484,7 +488,9 @@ class Scenario:
         for spec in TABLES:
             pending.append((out / spec.file, self._table_csv(self.ds, spec)))
         if include_coefficients and self.coefficients is not None:
-            pending.append((out / COEFFICIENTS.file, self._table_csv(self.coefficients, COEFFICIENTS)))
+            pending.append(
+                (out / COEFFICIENTS.file, self._table_csv(self.coefficients, COEFFICIENTS))
+            )
         for path, text in pending:
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(text, encoding="utf-8")
@@ -541,7 +547,9 @@ class Scenario:
             ds["energy_in_kwh_per_token"] * ds["input_tokens"]
             + ds["energy_out_kwh_per_token"] * ds["output_tokens"]
         )
-        return per_type.broadcast_like(ds["price_usd_per_kwh"]).transpose("dc", "query_type", "hour")
+        return per_type.broadcast_like(ds["price_usd_per_kwh"]).transpose(
+            "dc", "query_type", "hour"
+        )
 
     def proc_delay_s_per_query(self) -> xr.DataArray:
         """Processing delay per query s_{j,k,t} (s), dims (dc, query_type, hour).
@@ -577,7 +585,10 @@ def canonical_dataset(ds: xr.Dataset) -> xr.Dataset:
     if missing:
         raise ScenarioError(f"dataset lacks variable(s) {missing!r} required by the format")
     return xr.Dataset(
-        {name: ds[name].transpose(*order.get(name, ds[name].dims)) for name in ds.data_vars},
+        {
+            str(name): ds[name].transpose(*order.get(str(name), tuple(map(str, ds[name].dims))))
+            for name in ds.data_vars
+        },
         coords=ds.coords,
         attrs=ds.attrs,
     )

@@ -39,8 +39,13 @@ def synthesize(
     water_budget
         Set a water budget Z (loose: 1.5 × the water of an even split).
     """
-    for label, value in (("dcs", dcs), ("areas", areas), ("types", types), ("hours", hours),
-                         ("resources", resources)):
+    for label, value in (
+        ("dcs", dcs),
+        ("areas", areas),
+        ("types", types),
+        ("hours", hours),
+        ("resources", resources),
+    ):
         if int(value) < 1:
             raise ValueError(f"synthesize: {label} must be >= 1, got {value!r}")
     rng = np.random.default_rng(seed)
@@ -65,23 +70,25 @@ def synthesize(
     delta = rng.uniform(0.01, 0.05, J)
 
     # distance-based RTT (~1 ms per 100 km of great-circle-ish distance, + 2 ms)
-    dist = np.hypot((lat_a[:, None] - lat_dc[None, :]) * 111.0,
-                    (lon_a[:, None] - lon_dc[None, :]) * 85.0)
+    dist = np.hypot(
+        (lat_a[:, None] - lat_dc[None, :]) * 111.0, (lon_a[:, None] - lon_dc[None, :]) * 85.0
+    )
     rtt = 0.002 + dist / 100.0 * 0.001
     bandwidth = rng.uniform(500.0, 5000.0, (I, J))
 
     diurnal = 0.6 + 0.4 * np.sin((hour - 8) / 24 * 2 * np.pi) ** 2
-    queries = np.round(
-        rng.uniform(200, 1200, (T, I, K)) * diurnal[:, None, None]
-    )
+    queries = np.round(rng.uniform(200, 1200, (T, I, K)) * diurnal[:, None, None])
     token_size = rng.uniform(0.003, 0.005, (T, I, K))
 
     e_query = tau_in * h + tau_out * f  # kWh per query
     peak_it = float((queries.sum(axis=(1,)) * e_query[None, :]).sum(axis=1).max())
     share = 3.0 / J  # each DC can take three times an even share of the peak
     grid_cap = np.ceil(peak_it * pue.max() * share * rng.uniform(1.0, 1.5, (T, J)))
-    renewable = peak_it * share * rng.uniform(0.0, 0.6, (T, J)) * np.clip(
-        np.sin((hour[:, None] - 6) / 12 * np.pi), 0, None
+    renewable = (
+        peak_it
+        * share
+        * rng.uniform(0.0, 0.6, (T, J))
+        * np.clip(np.sin((hour[:, None] - 6) / 12 * np.pi), 0, None)
     )
     price = rng.uniform(0.05, 0.15, J)[None, :] * (1 + 0.6 * (diurnal[:, None] - 0.6))
     carbon = rng.uniform(0.1, 0.8, J)[None, :] * (1 + 0.2 * rng.standard_normal((T, J))).clip(0.5)
@@ -96,9 +103,11 @@ def synthesize(
     # delay limit: comfortably above the hour total of the nearest DC
     tokens = h + f
     tran = token_size * tokens[None, None, :] * queries
-    worst = (tran.max(axis=0)[:, None, :] / bandwidth[:, :, None]
-             + rtt[:, :, None]
-             + v[None, :, :] * (queries.max(axis=0) * tokens[None, :])[:, None, :])
+    worst = (
+        tran.max(axis=0)[:, None, :] / bandwidth[:, :, None]
+        + rtt[:, :, None]
+        + v[None, :, :] * (queries.max(axis=0) * tokens[None, :])[:, None, :]
+    )
     delay_limit = np.round(worst.max(axis=1) * 1.5 + 1.0, 2)
 
     ds = xr.Dataset(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import Enum
-from typing import Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -33,7 +33,7 @@ __all__ = [
 GUROBI_SIZE_LIMIT = 2000
 
 
-class SolveStatus(str, Enum):
+class SolveStatus(StrEnum):
     """Outcome of a solve."""
 
     OPTIMAL = "optimal"
@@ -164,7 +164,9 @@ class HighsBackend:
         }
         status = mapping.get(ms, SolveStatus.ERROR)
         if not status.is_ok:
-            return BackendSolution(status, None, None, None, seconds, self.h.modelStatusToString(ms))
+            return BackendSolution(
+                status, None, None, None, seconds, self.h.modelStatusToString(ms)
+            )
         sol = self.h.getSolution()
         return BackendSolution(
             status,
@@ -197,7 +199,7 @@ class GurobiBackend:
         except gp.GurobiError as exc:  # pragma: no cover - licence problems
             raise SolverUnavailableError(f"Gurobi could not start: {exc}") from exc
         self.model = gp.Model(env=self.env)
-        self.vars = None
+        self.vars: Any = None
         self._added: list = []
 
     def _licence_error(self, exc: Exception, nvars: int, ncons: int) -> SolverUnavailableError:
@@ -279,8 +281,10 @@ class GurobiBackend:
         }
         status = mapping.get(self.model.Status, SolveStatus.ERROR)
         if not status.is_ok:
-            return BackendSolution(status, None, None, None, seconds, f"gurobi status {self.model.Status}")
-        x = np.asarray(self.vars.X, dtype=float)  # type: ignore[union-attr]
+            return BackendSolution(
+                status, None, None, None, seconds, f"gurobi status {self.model.Status}"
+            )
+        x = np.asarray(self.vars.X, dtype=np.float64)
         pi = np.asarray(self.model.getAttr("Pi", self.model.getConstrs()), dtype=float)
         duals = np.empty(self._nrows)
         duals[self._row_order] = pi

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import linopy
-import numpy as np
 import xarray as xr
 
 from greensched.scenario import Scenario
@@ -92,9 +91,9 @@ def _slack(m: linopy.Model, family: str, like: xr.DataArray | None) -> linopy.Va
     return m.add_variables(lower=0.0, coords=coords, name=f"slack_{family}")
 
 
-def define_allocation_variables(m: linopy.Model, scen: Scenario) -> tuple[
-    linopy.Variable, linopy.Variable
-]:
+def define_allocation_variables(
+    m: linopy.Model, scen: Scenario
+) -> tuple[linopy.Variable, linopy.Variable]:
     """Variables x_{i,j,k,t} ∈ [0, 1] (share) and P^g_{j,t} ∈ [0, P^max_{j,t}] (kW).
 
     The grid cap P^g_{j,t} ≤ P^max_{j,t} is a variable bound; a shortage of supply shows up as

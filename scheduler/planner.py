@@ -27,11 +27,11 @@ import linopy
 import numpy as np
 import pandas as pd
 import xarray as xr
+from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
+from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
-from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
-from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
 
 __all__ = [
     "OBJECTIVES",
@@ -212,8 +212,10 @@ class PlanResult:
         cols = ["family", "hour", "dc", "area", "query_type", "resource", "dual"]
         parts = []
         for family, da in self.duals.items():
-            df = da.to_dataframe(name="dual").reset_index() if da.ndim else pd.DataFrame(
-                {"dual": [float(da)]}
+            df = (
+                da.to_dataframe(name="dual").reset_index()
+                if da.ndim
+                else pd.DataFrame({"dual": [float(da)]})
             )
             df.insert(0, "family", family)
             parts.append(df)
@@ -324,8 +326,9 @@ def _load_backend(comp: _Compiled, solver: str, threads: int | None):  # type: i
     return backend
 
 
-def _components(comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray
-                ) -> dict[str, float]:
+def _components(
+    comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray
+) -> dict[str, float]:
     vals = {f"{k}_usd": float(vec @ x + const) for k, (vec, const) in vectors.items()}
     vals["total_usd"] = vals["energy_usd"] + vals["carbon_usd"] + vals["delay_usd"]
     return vals
@@ -356,8 +359,10 @@ class PlanSession:
         solve_seconds = 0.0
         sol: BackendSolution | None = None
         if cfg.mode == "weighted":
-            w = cfg.weights if cfg.weights is not None else tuple(
-                scenario.weights[k] for k in OBJECTIVES
+            w = (
+                cfg.weights
+                if cfg.weights is not None
+                else tuple(scenario.weights[k] for k in OBJECTIVES)
             )
             total = float(sum(w))
             weights = {k: float(v) / total for k, v in zip(OBJECTIVES, w, strict=True)}
@@ -460,7 +465,16 @@ def _read_solution(
     ).transpose("hour", "dc")
     df = frame.to_dataframe().reset_index()
     result.dc_hourly = df[
-        ["hour", "dc", "it_kw", "facility_kw", "grid_kw", "renewable_used_kw", "water_l", "carbon_kg"]
+        [
+            "hour",
+            "dc",
+            "it_kw",
+            "facility_kw",
+            "grid_kw",
+            "renewable_used_kw",
+            "water_l",
+            "carbon_kg",
+        ]
     ]
     result.delay_s = comp.evaluate(gm.delay_s, x)
     result.duals = comp.duals(sol.row_duals)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from greensched.scheduler.planner import PlanResult
 
 from greensched.scenario import Scenario
-from greensched.scheduler.planner import PlanResult
 
 __all__ = ["plot_plan"]
 
@@ -29,7 +29,9 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path) -> list[Path]
     carbon_price = (ds["carbon_kg_per_kwh"] * ds["carbon_price_usd_per_kg"]).to_series()
     df = hourly.set_index(["hour", "dc"])
     energy_cost = (df["grid_kw"] * price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
-    carbon_cost = (df["grid_kw"] * carbon_price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
+    carbon_cost = (
+        (df["grid_kw"] * carbon_price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
+    )
     assert result.delay_s is not None
     delay_cost = (result.delay_s * ds["delay_penalty_usd_per_s"]).sum(["area", "query_type"])
 
@@ -53,8 +55,13 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path) -> list[Path]
     fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(per_dc)), 4), constrained_layout=True)
     xs = np.arange(len(per_dc))
     ax.bar(xs, per_dc["grid_kw"], label="grid (kWh)", color="tab:gray")
-    ax.bar(xs, per_dc["renewable_used_kw"], bottom=per_dc["grid_kw"],
-           label="on-site renewable (kWh)", color="tab:green")
+    ax.bar(
+        xs,
+        per_dc["renewable_used_kw"],
+        bottom=per_dc["grid_kw"],
+        label="on-site renewable (kWh)",
+        color="tab:green",
+    )
     ax.set_xticks(xs, per_dc.index, rotation=45, ha="right")
     ax.set_ylabel("facility energy over the horizon (kWh)")
     ax.legend()

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from greensched.scheduler.planner import OBJECTIVES, PRESETS, PlanConfig, PlanSession
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
-from greensched.scheduler.planner import OBJECTIVES, PRESETS, PlanConfig, PlanSession
 
 __all__ = [
     "PARAMS",

@@ -14,7 +14,9 @@ PAPER = SHARED_DATA / "paper_scenario"
 def require_shared_data(path: Path = SHARED_DATA) -> Path:
     """Return ``path`` or skip the test when the shared reference data is not beside the repo."""
     if not path.exists():
-        pytest.skip(f"reference data {path} not found: these tests need ../shared/data beside the repo")
+        pytest.skip(
+            f"reference data {path} not found: these tests need ../shared/data beside the repo"
+        )
     return path
 
 

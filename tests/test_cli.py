@@ -14,7 +14,10 @@ import pytest
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "greensched.cli", *args],
-        capture_output=True, text=True, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -25,14 +28,25 @@ def test_plan_paper_scenario(paper_dir: Path, tmp_path: Path) -> None:
     assert "392.08" in p.stdout
     doc = json.loads((out / "plan.json").read_text())
     assert doc["objective"]["total_usd"] == pytest.approx(392.08, abs=0.01)
-    for name in ("allocation.csv", "dc_hourly.csv", "hourly_costs.png", "energy_by_dc.png",
-                 "allocation_heatmap.png"):
+    for name in (
+        "allocation.csv",
+        "dc_hourly.csv",
+        "hourly_costs.png",
+        "energy_by_dc.png",
+        "allocation_heatmap.png",
+    ):
         assert (out / name).stat().st_size > 0, name
 
 
 def test_plan_lexicographic_and_preset(paper_dir: Path, tmp_path: Path) -> None:
-    p = run("plan", str(paper_dir), "--lexicographic", "carbon,delay,energy", "--out",
-            str(tmp_path / "lex"))
+    p = run(
+        "plan",
+        str(paper_dir),
+        "--lexicographic",
+        "carbon,delay,energy",
+        "--out",
+        str(tmp_path / "lex"),
+    )
     assert p.returncode == 0, p.stderr
     doc = json.loads((tmp_path / "lex" / "plan.json").read_text())
     assert doc["mode"] == "lexicographic" and doc["order"] == ["carbon", "delay", "energy"]
@@ -52,8 +66,23 @@ def test_plan_default_scenario_runs() -> None:
 
 def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     scen = tmp_path / "s"
-    assert run("scenario", "synth", "--out", str(scen), "--dcs", "2", "--areas", "2", "--types",
-               "2", "--hours", "3").returncode == 0
+    assert (
+        run(
+            "scenario",
+            "synth",
+            "--out",
+            str(scen),
+            "--dcs",
+            "2",
+            "--areas",
+            "2",
+            "--types",
+            "2",
+            "--hours",
+            "3",
+        ).returncode
+        == 0
+    )
     path = scen / "network.csv"
     lines = path.read_text().splitlines()
     cells = lines[2].split(",")
@@ -73,8 +102,20 @@ def test_infeasible_exit_code(tmp_path: Path) -> None:
     from greensched.scenario import load_scenario
 
     scen = tmp_path / "s"
-    run("scenario", "synth", "--out", str(scen), "--dcs", "2", "--areas", "2", "--types", "2",
-        "--hours", "3")
+    run(
+        "scenario",
+        "synth",
+        "--out",
+        str(scen),
+        "--dcs",
+        "2",
+        "--areas",
+        "2",
+        "--types",
+        "2",
+        "--hours",
+        "3",
+    )
     s = load_scenario(scen)
     s.water_budget_l = 0.001
     s.save(scen)
@@ -114,8 +155,18 @@ def test_gurobi_too_large_message(paper_dir: Path) -> None:
 def test_scenario_show_and_sweep(paper_dir: Path, tmp_path: Path) -> None:
     p = run("scenario", "show", str(paper_dir))
     assert p.returncode == 0 and "us-central1" in p.stdout
-    p = run("sweep", str(paper_dir), "--param", "theta", "--scale", "0.5,1.0", "--presets",
-            "m0,m2", "--out", str(tmp_path))
+    p = run(
+        "sweep",
+        str(paper_dir),
+        "--param",
+        "theta",
+        "--scale",
+        "0.5,1.0",
+        "--presets",
+        "m0,m2",
+        "--out",
+        str(tmp_path),
+    )
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(tmp_path / "sweep_theta.csv")
     assert len(df) == 4 and set(df["model"]) == {"m0", "m2"}

@@ -27,13 +27,20 @@ def test_paper_round_trip_is_byte_identical(paper, paper_dir: Path, tmp_path: Pa
     again = load_scenario(tmp_path)
     assert again.equals(paper)
     for spec in TABLES:
-        assert (tmp_path / spec.file).read_bytes() == (paper_dir / spec.file).read_bytes(), spec.file
+        assert (tmp_path / spec.file).read_bytes() == (paper_dir / spec.file).read_bytes(), (
+            spec.file
+        )
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
-    dcs=st.integers(1, 5), areas=st.integers(1, 4), types=st.integers(1, 4),
-    hours=st.integers(1, 30), seed=st.integers(0, 10_000),
+    dcs=st.integers(1, 5),
+    areas=st.integers(1, 4),
+    types=st.integers(1, 4),
+    hours=st.integers(1, 30),
+    seed=st.integers(0, 10_000),
 )
 def test_synthetic_round_trip(tmp_path_factory, dcs, areas, types, hours, seed) -> None:  # type: ignore[no-untyped-def]
     scen = synthesize(dcs, areas, types, hours, seed)
@@ -162,8 +169,11 @@ def test_duplicated_dc_definition(scen_dir: Path) -> None:
     ("text", "column"),
     [
         ('name = "x"\nhours = 0\n[objective]\nenergy = 1\ncarbon = 0\ndelay = 0\n', "hours"),
-        ('name = "x"\nhours = 4\nwater_budget_l = -1\n[objective]\nenergy = 1\ncarbon = 0\ndelay = 0\n',
-         "water_budget_l"),
+        (
+            'name = "x"\nhours = 4\nwater_budget_l = -1\n'
+            '[objective]\nenergy = 1\ncarbon = 0\ndelay = 0\n',
+            "water_budget_l",
+        ),
         ('name = "x"\nhours = 4\n[objective]\nenergy = 1\ncarbon = 0\n', "objective.delay"),
         ('name = "x"\nhours = 4\n[objective]\nenergy = -1\ncarbon = 0\ndelay = 0\n', "energy"),
     ],
@@ -201,7 +211,9 @@ def test_unknown_columns_are_ignored(scen_dir: Path) -> None:
 def test_coefficients_round_trip_and_validation(scen_dir: Path, tmp_path: Path) -> None:
     scen = load_scenario(scen_dir)
     coef = (
-        scen.energy_kwh_per_query().rename("energy_kwh_per_query").to_dataset()
+        scen.energy_kwh_per_query()
+        .rename("energy_kwh_per_query")
+        .to_dataset()
         .assign(proc_delay_s_per_query=scen.proc_delay_s_per_query())
         .transpose("hour", "dc", "query_type")
     )
@@ -221,7 +233,9 @@ def test_coefficients_round_trip_and_validation(scen_dir: Path, tmp_path: Path) 
 def test_coefficients_in_directory_are_used(scen_dir: Path, tmp_path: Path) -> None:
     scen = load_scenario(scen_dir)
     coef = (
-        scen.energy_kwh_per_query().rename("energy_kwh_per_query").to_dataset()
+        scen.energy_kwh_per_query()
+        .rename("energy_kwh_per_query")
+        .to_dataset()
         .assign(proc_delay_s_per_query=scen.proc_delay_s_per_query() * 0 + 0.5)
     )
     save_coefficients(coef, scen_dir / "coefficients.csv")
@@ -236,6 +250,8 @@ def test_coefficients_in_directory_are_used(scen_dir: Path, tmp_path: Path) -> N
 def test_subset(paper) -> None:
     sub = paper.subset(hours=[5, 6], dc=["us-east1", "us-west1"])
     assert sub.sizes()["hour"] == 2 and sub.dcs == ["us-east1", "us-west1"]
-    assert float(sub.ds["queries"].sel(hour=0).sum()) == float(paper.ds["queries"].sel(hour=5).sum())
+    assert float(sub.ds["queries"].sel(hour=0).sum()) == float(
+        paper.ds["queries"].sel(hour=5).sum()
+    )
     with pytest.raises(ScenarioError, match="unknown dc"):
         paper.subset(dc=["mars-1"])

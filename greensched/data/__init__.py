@@ -1,1 +1,1 @@
-"""Real-data adapters: each turns one public source into a tidy, UTC-indexed, unit-converted table."""
+"""Real-data adapters: each reads one public source into a tidy, UTC-indexed table."""

@@ -23,7 +23,10 @@ def solve_independent(scen: Scenario, weights: tuple[float, float, float]) -> di
         return ds[name].transpose(*dims).to_numpy().astype(float)
 
     h, f = a("input_tokens", "query_type"), a("output_tokens", "query_type")
-    tin, tout = a("energy_in_kwh_per_token", "query_type"), a("energy_out_kwh_per_token", "query_type")
+    tin, tout = (
+        a("energy_in_kwh_per_token", "query_type"),
+        a("energy_out_kwh_per_token", "query_type"),
+    )
     rho = a("delay_penalty_usd_per_s", "query_type")
     pue, delta = a("pue", "dc"), a("carbon_price_usd_per_kg", "dc")
     cap = a("capacity", "dc", "resource")
@@ -34,7 +37,10 @@ def solve_independent(scen: Scenario, weights: tuple[float, float, float]) -> di
     price, theta = a("price_usd_per_kwh", "hour", "dc"), a("carbon_kg_per_kwh", "hour", "dc")
     pw, pmax = a("renewable_kw", "hour", "dc"), a("grid_cap_kw", "hour", "dc")
     wue, ewif = a("wue_l_per_kwh", "hour", "dc"), a("ewif_l_per_kwh", "hour", "dc")
-    lam, beta = a("queries", "hour", "area", "query_type"), a("token_size", "hour", "area", "query_type")
+    lam, beta = (
+        a("queries", "hour", "area", "query_type"),
+        a("token_size", "hour", "area", "query_type"),
+    )
 
     nx = I * J * K * T
 
@@ -88,8 +94,11 @@ def solve_independent(scen: Scenario, weights: tuple[float, float, float]) -> di
                 rows_eq.append(({xi(i, j, k, t): 1.0 for j in range(J)}, 1.0))
                 delay = {}
                 for j in range(J):
-                    d = (beta[t, i, k] * (h[k] + f[k]) * lam[t, i, k] / bw[i, j] + rtt[i, j]
-                         + s[j, k] * lam[t, i, k])
+                    d = (
+                        beta[t, i, k] * (h[k] + f[k]) * lam[t, i, k] / bw[i, j]
+                        + rtt[i, j]
+                        + s[j, k] * lam[t, i, k]
+                    )
                     delay[xi(i, j, k, t)] = d
                     c_d[xi(i, j, k, t)] = rho[k] * d
                 rows_ub.append((delay, limit[i, k]))
@@ -107,8 +116,15 @@ def solve_independent(scen: Scenario, weights: tuple[float, float, float]) -> di
     A_eq, b_eq = matrix(rows_eq)
     bounds = [(0.0, 1.0)] * nx + [(0.0, pmax[t, j]) for j in range(J) for t in range(T)]
     we, wc, wd = weights
-    res = linprog(we * c_e + wc * c_c + wd * c_d, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq,
-                  bounds=bounds, method="highs")
+    res = linprog(
+        we * c_e + wc * c_c + wd * c_d,
+        A_ub=A_ub,
+        b_ub=b_ub,
+        A_eq=A_eq,
+        b_eq=b_eq,
+        bounds=bounds,
+        method="highs",
+    )
     if res.status != 0:
         return {"status": float(res.status)}
     x = res.x

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from greensched.scheduler import PlanConfig, PlanSession, SolveStatus, plan
 
 TOL = 0.01
@@ -26,11 +25,14 @@ def test_default_weights(paper) -> None:
     assert r.carbon_kg > 0 and r.water_l <= paper.water_budget_l
     hourly = r.dc_hourly
     assert hourly["grid_kw"].sum() == pytest.approx(r.grid_kwh)
-    assert (hourly["facility_kw"] - hourly["grid_kw"] - hourly["renewable_used_kw"]).abs().max() < 1e-6
+    assert (
+        hourly["facility_kw"] - hourly["grid_kw"] - hourly["renewable_used_kw"]
+    ).abs().max() < 1e-6
 
 
-@pytest.mark.parametrize(("preset", "key", "value"), [("m1", "energy_usd", 193.94),
-                                                      ("m2", "carbon_usd", 2.09)])
+@pytest.mark.parametrize(
+    ("preset", "key", "value"), [("m1", "energy_usd", 193.94), ("m2", "carbon_usd", 2.09)]
+)
 def test_presets(session, preset: str, key: str, value: float) -> None:
     r = session.solve(PlanConfig.preset(preset))
     assert r.objective[key] == pytest.approx(value, abs=TOL)
@@ -56,14 +58,19 @@ def test_lexicographic_orders(session, order, expected) -> None:  # type: ignore
     # every phase's objective respects the ε-bounds of earlier phases
     for m, phase in enumerate(r.phases[:-1]):
         best = phase["value_usd"]
-        for later in r.phases[m + 1:]:
+        for later in r.phases[m + 1 :]:
             assert later[f"{phase['objective']}_usd"] <= best + 0.001 * abs(best) + 1e-6
 
 
 @pytest.mark.parametrize(
     ("weights", "total"),
-    [((0.6, 0.2, 0.2), 394.01), ((0.2, 0.6, 0.2), 393.89), ((0.2, 0.2, 0.6), 393.41),
-     ((0.45, 0.45, 0.1), 393.42), ((0.45, 0.1, 0.45), 393.13)],
+    [
+        ((0.6, 0.2, 0.2), 394.01),
+        ((0.2, 0.6, 0.2), 393.89),
+        ((0.2, 0.2, 0.6), 393.41),
+        ((0.45, 0.45, 0.1), 393.42),
+        ((0.45, 0.1, 0.45), 393.13),
+    ],
 )
 def test_weight_table(session, weights, total) -> None:  # type: ignore[no-untyped-def]
     r = session.solve(PlanConfig(weights=weights))
@@ -88,8 +95,16 @@ def test_write_outputs(paper, tmp_path) -> None:  # type: ignore[no-untyped-def]
     sums = alloc.groupby(["hour", "area", "query_type"])["fraction"].sum()
     assert len(sums) == 24 * 9 * 5 and (sums - 1).abs().max() < 1e-6
     hourly = pd.read_csv(tmp_path / "dc_hourly.csv")
-    assert list(hourly.columns) == ["hour", "dc", "it_kw", "facility_kw", "grid_kw",
-                                    "renewable_used_kw", "water_l", "carbon_kg"]
+    assert list(hourly.columns) == [
+        "hour",
+        "dc",
+        "it_kw",
+        "facility_kw",
+        "grid_kw",
+        "renewable_used_kw",
+        "water_l",
+        "carbon_kg",
+    ]
     assert len(hourly) == 24 * 9
     assert hourly["water_l"].sum() == pytest.approx(doc["water_l"])
 

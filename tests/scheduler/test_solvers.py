@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import pytest
-
-from greensched.errors import SolverUnavailableError
 from greensched.scheduler import PlanConfig, plan
 from greensched.scheduler.backends import GUROBI_SIZE_LIMIT
 from greensched.scheduler.greenllm import build_model
+
+from greensched.errors import SolverUnavailableError
 from greensched.synth import synthesize
 
 gurobipy = pytest.importorskip("gurobipy", reason="gurobipy is not installed (extra 'gurobi')")
 
 
 def _small_instances(paper):  # type: ignore[no-untyped-def]
-    yield "paper-3dc-3area-4h", paper.subset(
-        hours=[9, 10, 11, 12], dc=["us-central1", "us-east1", "us-west2"],
-        area=["des-moines", "charlotte", "los-angeles"],
+    yield (
+        "paper-3dc-3area-4h",
+        paper.subset(
+            hours=[9, 10, 11, 12],
+            dc=["us-central1", "us-east1", "us-west2"],
+            area=["des-moines", "charlotte", "los-angeles"],
+        ),
     )
     yield "synth-4-3-3-6", synthesize(4, 3, 3, 6, seed=11)
     yield "synth-2-5-2-10", synthesize(2, 5, 2, 10, seed=3)
@@ -43,7 +47,8 @@ def test_highs_and_gurobi_agree(paper) -> None:  # type: ignore[no-untyped-def]
             # the optimised quantity of each phase is unique (green-llm-model.md, note 3)
             for ph, pg in zip(h.phases, g.phases, strict=True):
                 assert ph["value_usd"] == pytest.approx(pg["value_usd"], rel=1e-6, abs=1e-9), (
-                    name, cfg
+                    name,
+                    cfg,
                 )
 
 

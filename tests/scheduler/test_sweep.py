@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from greensched.scheduler.sweep import parse_scale, run_sweep, run_table, scaled_scenario
 
 from greensched.errors import GreenSchedError
-from greensched.scheduler.sweep import parse_scale, run_sweep, run_table, scaled_scenario
 from greensched.synth import synthesize
 
 
@@ -20,7 +20,9 @@ def test_parse_scale() -> None:
 def test_scaled_scenario_changes_only_its_variables() -> None:
     s = synthesize(2, 2, 2, 3, seed=1)
     t = scaled_scenario(s, "theta", 2.0)
-    assert float(t.ds["carbon_kg_per_kwh"].sum()) == pytest.approx(2 * float(s.ds["carbon_kg_per_kwh"].sum()))
+    assert float(t.ds["carbon_kg_per_kwh"].sum()) == pytest.approx(
+        2 * float(s.ds["carbon_kg_per_kwh"].sum())
+    )
     assert t.ds["price_usd_per_kwh"].identical(s.ds["price_usd_per_kwh"])
     assert float(s.ds["carbon_kg_per_kwh"].sum()) != float(t.ds["carbon_kg_per_kwh"].sum())
 
