@@ -345,6 +345,10 @@ class AssignConfig:
         Mapping area → DCs its jobs may use; areas not in the mapping may use every DC.
     risk
         Score and check the SLA with the p90 predictions (``energy_kwh_p90``, ``service_s_p90``).
+    plan_energy_prices
+        Plan-guided only: value energy at the plan's marginal facility-energy price
+        (:attr:`PlanGuide.energy_price`, which sees on-site renewables) instead of
+        σ_e · price + σ_c · δ · θ.
     explore
         ``None``, ``"epsilon"`` (ε-greedy) or ``"softmax"`` (Boltzmann with ``temperature`` USD).
     epsilon, temperature
@@ -360,6 +364,7 @@ class AssignConfig:
     sla_hard: bool = False
     sovereignty: Mapping[str, Sequence[str]] | None = None
     risk: bool = False
+    plan_energy_prices: bool = False
     explore: str | None = None
     epsilon: float = 0.1
     temperature: float = 1e-3
@@ -423,6 +428,11 @@ class PlanGuide:
         dims (dc, resource, hour); ``None`` when the plan carries no duals.
     water_price_usd_per_l
         −(dual of the water-budget row) ≥ 0, USD per litre (0 without a budget).
+    energy_price
+        Marginal (weighted) USD per kWh of facility energy at (dc, hour) in the plan:
+        −dual(power_balance) + dual(no_export), dims (dc, hour).  It is 0 where on-site
+        renewables were in surplus and σ_e c + σ_c δ θ where grid power was marginal.  Used in
+        place of the price and carbon terms only with ``AssignConfig.plan_energy_prices``.
     allocation
         Plan shares x, dims (area, dc, query_type, hour), for plan-following.
     weights
@@ -431,6 +441,7 @@ class PlanGuide:
 
     resource_price: xr.DataArray | None = None
     water_price_usd_per_l: float = 0.0
+    energy_price: xr.DataArray | None = None
     allocation: xr.DataArray | None = None
     weights: dict[str, float] | None = None
     source: str = ""
@@ -456,7 +467,13 @@ class PlanGuide:
         water = 0.0
         if "water" in duals and duals["water"].size:
             water = max(0.0, -float(np.nan_to_num(duals["water"].values.ravel()[0])))
-        return cls(resource_price=price, water_price_usd_per_l=water)
+        energy = None
+        if "power_balance" in duals:
+            energy = -duals["power_balance"].fillna(0.0)
+            if "no_export" in duals:
+                energy = energy + duals["no_export"].fillna(0.0)
+            energy = energy.transpose("dc", "hour")
+        return cls(resource_price=price, water_price_usd_per_l=water, energy_price=energy)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> PlanGuide:
@@ -563,8 +580,8 @@ def _type_tokens(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
 
 def _job_codes(scenario: Scenario, jobs: pd.DataFrame) -> dict[str, np.ndarray]:
     """Integer codes and numeric columns of a validated jobs frame."""
-    area = pd.Index(scenario.areas).get_indexer(jobs["area"].to_numpy())
-    qtype = pd.Index(scenario.query_types).get_indexer(jobs["query_type"].to_numpy())
+    area = np.asarray(pd.Categorical(jobs["area"], categories=scenario.areas).codes)
+    qtype = np.asarray(pd.Categorical(jobs["query_type"], categories=scenario.query_types).codes)
     if (area < 0).any() or (qtype < 0).any():
         col = "area" if (area < 0).any() else "query_type"
         row = int(np.flatnonzero((area if col == "area" else qtype) < 0)[0])
@@ -652,7 +669,7 @@ def predictions_from_coefficients(scenario: Scenario, jobs: pd.DataFrame) -> xr.
     energy = e[hh, kk] * scale[:, None]
     service = p[hh, kk] * scale[:, None] + rtt[codes["area"]]
     coords = {
-        "job": np.asarray(jobs["job_id"].to_numpy(), dtype=object),
+        "job": pd.Index(jobs["job_id"]),
         "dc": np.asarray(scenario.dcs, dtype=object),
     }
     return xr.Dataset(
@@ -662,7 +679,7 @@ def predictions_from_coefficients(scenario: Scenario, jobs: pd.DataFrame) -> xr.
 
 
 def _prediction_arrays(
-    predictions: xr.Dataset, job_ids: np.ndarray, dcs: list[str], risk: bool
+    predictions: xr.Dataset, job_ids: pd.Index, dcs: list[str], risk: bool
 ) -> dict[str, np.ndarray]:
     """energy/service (and risk) arrays aligned to the jobs' order and the scenario's DCs."""
     if not isinstance(predictions, xr.Dataset):
@@ -689,11 +706,13 @@ def _prediction_arrays(
         )
     dc_pos = pd.Index(pdcs).get_indexer(dcs)
     if "job" in predictions.indexes:
-        pjobs = np.asarray(predictions.indexes["job"], dtype=object).astype(str)
-        if len(pjobs) == len(job_ids) and np.array_equal(pjobs, job_ids):
+        pjobs = predictions.indexes["job"]
+        if len(pjobs) == len(job_ids) and pjobs.equals(job_ids):
             job_pos = None
         else:
-            job_pos = pd.Index(pjobs).get_indexer(job_ids)
+            if not pjobs.is_unique:
+                raise AssignError("predictions have duplicated job labels")
+            job_pos = pjobs.get_indexer(job_ids)
             if (job_pos < 0).any():
                 first = job_ids[int(np.flatnonzero(job_pos < 0)[0])]
                 raise AssignError(
@@ -741,14 +760,22 @@ def _choose(key: np.ndarray, fallback: np.ndarray | None, fits: np.ndarray) -> n
     return c
 
 
-def _first_overflow(c: np.ndarray, u: np.ndarray, rem: np.ndarray) -> int:
-    """First position whose chosen DC overflows given the earlier choices (len(c) if none)."""
+def _commit_prefix(c: np.ndarray, u: np.ndarray, rem: np.ndarray) -> int:
+    """Commit the longest prefix of choices that fits; return its length.
+
+    Every job takes its chosen DC ``c`` (-1: none) in order; the prefix ends before the first
+    job whose DC would overflow given the earlier jobs' usage.  ``rem`` is reduced by the
+    committed prefix's usage (exact integer sums).
+    """
+    D = rem.shape[0]
+    counts = np.bincount(c + 1, minlength=D + 1)[1:]
+    present = np.flatnonzero(counts)
     first = len(c)
-    for d in np.unique(c):
-        if d < 0:
-            continue
+    cums: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for d in present:
         idx = np.flatnonzero(c == d)
         cs = np.cumsum(u[idx], axis=0)
+        cums.append((int(d), idx, cs))
         if np.all(cs[-1] <= rem[d]):
             continue
         # cumsum is non-decreasing per resource: the first overflow is a searchsorted
@@ -756,13 +783,11 @@ def _first_overflow(c: np.ndarray, u: np.ndarray, rem: np.ndarray) -> int:
             int(np.searchsorted(cs[:, r], rem[d, r], side="right")) for r in range(u.shape[1])
         )
         first = min(first, int(idx[pos]))
+    for d, idx, cs in cums:
+        k = len(idx) if first == len(c) else int(np.searchsorted(idx, first))
+        if k:
+            rem[d] -= cs[k - 1]
     return first
-
-
-def _commit(c: np.ndarray, u: np.ndarray, rem: np.ndarray) -> None:
-    for d in np.unique(c):
-        if d >= 0:
-            rem[d] -= u[c == d].sum(axis=0)
 
 
 def _engine_hour(
@@ -791,9 +816,8 @@ def _engine_hour(
         if tight.size:
             fits[:, tight] &= (ub[:, None, :] <= rem[tight][None, :, :]).all(axis=2)
         c = _choose(key[p:q], None if fallback is None else fallback[p:q], fits)
-        t = _first_overflow(c, ub, rem)
+        t = _commit_prefix(c, ub, rem)
         choice[p : p + t] = c[:t]
-        _commit(c[:t], ub[:t], rem)
         if t == q - p:
             p = q
             window *= 2
@@ -970,6 +994,17 @@ class GreedyAssigner:
             + sc * self.carbon_usd_per_kwh
             + water_price * self.water_l_per_kwh
         )
+        if cfg.plan_energy_prices:
+            if self.guide is None or self.guide.energy_price is None:
+                raise AssignError(
+                    "plan_energy_prices needs a plan with power-balance duals (PlanGuide)"
+                )
+            marginal = self.guide.energy_price.reindex(
+                dc=self.dcs, hour=np.arange(scen.hours), fill_value=0.0
+            ).transpose("hour", "dc").values
+            self.score_per_kwh = (
+                marginal * pue[None, :] + water_price * self.water_l_per_kwh
+            )
         types = scen.query_types
         rho = ds["delay_penalty_usd_per_s"].values.astype(float)
         a = cfg.delay_penalty_usd_per_s
@@ -1042,14 +1077,21 @@ class GreedyAssigner:
         energy: np.ndarray,
         service: np.ndarray,
     ) -> np.ndarray:
-        score = self.score_per_kwh[hour] * energy
-        w_alpha = self.delay_weight * self.alpha[qtype]
-        if self.config.delay_cost == "excess":
-            score += w_alpha[:, None] * np.maximum(service - sla[:, None], 0.0)
-        else:
-            score += w_alpha[:, None] * service
+        score = np.take(self.score_per_kwh, hour, axis=0)
+        score *= energy
+        w_alpha = (self.delay_weight * self.alpha)[qtype]
+        if w_alpha.any():
+            if self.config.delay_cost == "excess":
+                delay = np.subtract(service, sla[:, None])
+                np.maximum(delay, 0.0, out=delay)
+            else:
+                delay = service.copy()
+            delay *= w_alpha[:, None]
+            score += delay
         if self.guide_per_token is not None:
-            score += self.guide_per_token[hour, qtype] * tokens[:, None]
+            extra = self.guide_per_token[hour, qtype]
+            extra *= tokens[:, None]
+            score += extra
         return score
 
     def _masks(
@@ -1072,7 +1114,7 @@ class GreedyAssigner:
         """
         jobs = _ensure_valid(self.scenario, jobs)
         codes = _job_codes(self.scenario, jobs)
-        job_ids = jobs["job_id"].to_numpy().astype(str)
+        job_ids = pd.Index(jobs["job_id"])
         preds = _prediction_arrays(predictions, job_ids, self.dcs, self.config.risk)
         units = self.units_per_token[codes["qtype"]] * codes["tokens"][:, None]
         usage = self.ledger.to_ticks(units)
@@ -1090,8 +1132,7 @@ class GreedyAssigner:
             arrival=codes["arrival"],
             follow=follow,
         )
-        sov, ok = self._masks(codes["area"], codes["sla"], s_score)
-        frame = self._frame(jobs, codes, preds, choice, score, propensity, sov, ok)
+        frame = self._frame(jobs, codes, preds, choice, score, propensity, s_score)
         mode = "follow" if follow else ("guided" if self.guide_per_token is not None else "greedy")
         return Assignment(frame=frame, mode=mode, ledger=self.ledger,
                           info={"weights": dict(self.weights),
@@ -1123,70 +1164,76 @@ class GreedyAssigner:
             DC position per job (-1 when none), the chosen DC's probability under the policy
             (1 for plain greedy; NaN when unplaced) and its score (NaN when unplaced).
         """
-        cfg = self.config
-        n, D = energy.shape
+        n = energy.shape[0]
         if arrival is None:
             order = np.lexsort((np.arange(n), hour))
         else:
             order = np.lexsort((np.arange(n), arrival, hour))
-        if not np.array_equal(order, np.arange(n)):
-            hour, area, qtype, tokens, sla = (x[order] for x in (hour, area, qtype, tokens, sla))
-            energy, service, usage_ticks = energy[order], service[order], usage_ticks[order]
-        score = self._scores(hour, qtype, tokens, sla, energy, service)
-        _, ok = self._masks(area, sla, service)
-        key, fallback = score, None
-        explore = cfg.explore if not follow else None
-        rng = self._rng
+        identity = bool(np.array_equal(order, np.arange(n)))
+        explore = self.config.explore if not follow else None
+        if follow and self.follow_shares is None:
+            raise AssignError("plan-following needs a plan allocation (PlanGuide.allocation)")
         need_turn = explore is not None or follow
-        if follow:
-            if self.follow_shares is None:
-                raise AssignError("plan-following needs a plan allocation (PlanGuide.allocation)")
-            shares = self.follow_shares[hour, area, qtype]
-            with self._lock:
-                race = rng.exponential(1.0, size=(n, D))
-            with np.errstate(divide="ignore"):
-                key = np.where(shares > 0, race / np.where(shares > 0, shares, 1.0), np.inf)
-            fallback = score
-        elif explore == "epsilon":
-            with self._lock:
-                flip = rng.random(n) < cfg.epsilon
-                keys = rng.random((n, D))
-            key = np.where(flip[:, None], keys, score)
-        elif explore == "softmax":
-            with self._lock:
-                noise = rng.gumbel(size=(n, D))
-            key = score - cfg.temperature * noise
+        # results in arrival order
         choice = np.full(n, -1, dtype=np.int64)
         propensity = np.full(n, np.nan)
-        hours_present, starts = np.unique(hour, return_index=True)
+        chosen_score = np.full(n, np.nan)
+        hour_sorted = hour if identity else hour[order]
+        hours_present, starts = np.unique(hour_sorted, return_index=True)
         ends = np.append(starts[1:], n)
-        for h, s, e in zip(hours_present, starts, ends, strict=True):
+        for h_, s, e in zip(hours_present, starts, ends, strict=True):
+            h = int(h_)
+            idx: slice | np.ndarray = slice(s, e) if identity else order[s:e]
+            hb, ab, kb = hour[idx], area[idx], qtype[idx]
+            sla_b, ub = sla[idx], usage_ticks[idx]
+            score = self._scores(hb, kb, tokens[idx], sla_b, energy[idx], service[idx])
+            _, ok = self._masks(ab, sla_b, service[idx])
+            shares = self.follow_shares[h, ab, kb] if follow else None  # type: ignore[index]
+            key, fallback = self._keys(score, shares, explore)
             with self.ledger.lock:
-                h = int(h)
                 rem = self.ledger.capacity_ticks[h] - self.ledger.used_ticks[h]
                 rem_start = rem.copy() if need_turn else rem
-                c = _engine_hour(key[s:e], None if fallback is None else fallback[s:e],
-                                 ok[s:e], usage_ticks[s:e], rem)
+                c = _engine_hour(key, fallback, ok, ub, rem)
                 self.ledger.used_ticks[h] = self.ledger.capacity_ticks[h] - rem
             choice[s:e] = c
+            placed = np.flatnonzero(c >= 0)
+            chosen_score[s + placed] = score[placed, c[placed]]
             if need_turn:
-                allowed = _allowed_at_turn(c, ok[s:e], usage_ticks[s:e], rem_start)
-                propensity[s:e] = self._propensity(
-                    c, allowed, score[s:e],
-                    None if not follow else self.follow_shares[hour[s:e], area[s:e],  # type: ignore[index]
-                                                                qtype[s:e]],
-                    explore,
-                )
-        placed = choice >= 0
-        if not need_turn:
-            propensity[placed] = 1.0
-        chosen_score = np.full(n, np.nan)
-        chosen_score[placed] = score[np.flatnonzero(placed), choice[placed]]
-        if not np.array_equal(order, np.arange(n)):
+                allowed = _allowed_at_turn(c, ok, ub, rem_start)
+                propensity[s:e] = self._propensity(c, allowed, score, shares, explore)
+            else:
+                propensity[s + placed] = 1.0
+        if not identity:
             inv = np.empty(n, dtype=np.int64)
             inv[order] = np.arange(n)
             choice, propensity, chosen_score = choice[inv], propensity[inv], chosen_score[inv]
         return choice, propensity, chosen_score
+
+    def _keys(
+        self, score: np.ndarray, shares: np.ndarray | None, explore: str | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The key each job minimises over its allowed DCs (and a fallback key)."""
+        m, D = score.shape
+        if shares is not None:
+            # exponential race: argmin Exp(1)/share is distributed ∝ share on any subset
+            with self._lock:
+                race = self._rng.exponential(1.0, size=(m, D))
+            positive = shares > 0
+            key = np.full((m, D), np.inf)
+            np.divide(race, shares, out=key, where=positive)
+            return key, score
+        if explore == "epsilon":
+            # with probability ε a uniform random key: argmin is uniform on any subset
+            with self._lock:
+                flip = self._rng.random(m) < self.config.epsilon
+                keys = self._rng.random((m, D))
+            return np.where(flip[:, None], keys, score), None
+        if explore == "softmax":
+            # Gumbel-max: argmin (score − T·G) follows the Boltzmann law on any subset
+            with self._lock:
+                noise = self._rng.gumbel(size=(m, D))
+            return score - self.config.temperature * noise, None
+        return score, None
 
     def _propensity(
         self,
@@ -1230,10 +1277,10 @@ class GreedyAssigner:
         choice: np.ndarray,
         score: np.ndarray,
         propensity: np.ndarray,
-        sov: np.ndarray,
-        ok: np.ndarray,
+        service_scored: np.ndarray,
     ) -> pd.DataFrame:
-        return _assignment_frame(self, jobs, codes, preds, choice, score, propensity, sov, ok)
+        return _assignment_frame(self, jobs, codes, preds, choice, score, propensity,
+                                 service_scored)
 
     # -- one job at a time (service) -----------------------------------------------------------
     def assign_one(
@@ -1311,15 +1358,15 @@ class GreedyAssigner:
                            energy_usd, carbon_kg, float(cost))
 
 
-def _reasons(sov: np.ndarray, ok: np.ndarray, choice: np.ndarray) -> np.ndarray:
-    reason = np.full(len(choice), "", dtype=object)
-    none = choice < 0
-    if none.any():
-        no_sov = ~sov.any(axis=1)
-        no_ok = ~ok.any(axis=1)
-        reason[none] = np.where(no_sov[none], "sovereignty",
-                                np.where(no_ok[none], "sla", "capacity"))
-    return reason
+def _reasons(assigner: GreedyAssigner, codes: dict[str, np.ndarray], service: np.ndarray,
+             choice: np.ndarray) -> pd.Categorical:
+    """Why each unplaced job was not placed ("" if placed), tested in :data:`REASONS` order."""
+    code = np.zeros(len(choice), dtype=np.int8)
+    rows = np.flatnonzero(choice < 0)
+    if rows.size:
+        sov, ok = assigner._masks(codes["area"][rows], codes["sla"][rows], service[rows])
+        code[rows] = np.where(~sov.any(axis=1), 1, np.where(~ok.any(axis=1), 2, 3))
+    return pd.Categorical.from_codes(code, categories=["", *REASONS])
 
 
 def _assignment_frame(
@@ -1330,8 +1377,7 @@ def _assignment_frame(
     choice: np.ndarray,
     score: np.ndarray,
     propensity: np.ndarray,
-    sov: np.ndarray,
-    ok: np.ndarray,
+    service_scored: np.ndarray,
 ) -> pd.DataFrame:
     """The per-job result table (input order); cost columns at the mean predictions."""
     n = len(choice)
@@ -1360,11 +1406,12 @@ def _assignment_frame(
         delay_usd = alpha * np.maximum(s - codes["sla"], 0.0)
     else:
         delay_usd = alpha * s
-    labels = np.asarray([*assigner.dcs, ""], dtype=object)
     return pd.DataFrame(
         {
-            "job_id": jobs["job_id"].to_numpy(),
-            "dc": labels[np.where(placed, choice, len(assigner.dcs))],
+            "job_id": jobs["job_id"].reset_index(drop=True),
+            "dc": pd.Categorical.from_codes(
+                np.where(placed, choice, len(assigner.dcs)), categories=[*assigner.dcs, ""]
+            ),
             "hour": codes["hour"],
             "predicted_energy_kwh": e,
             "predicted_service_s": s,
@@ -1376,7 +1423,7 @@ def _assignment_frame(
             "cost_usd": energy_usd + carbon_usd + delay_usd,
             "score": score,
             "propensity": propensity,
-            "reason": _reasons(sov, ok, choice),
+            "reason": _reasons(assigner, codes, service_scored, choice),
         }
     )
 
@@ -1496,16 +1543,18 @@ def evaluate_assignment(
     Σ δ θ grid, water_l = Σ (WUE/PUE + EWIF) · facility.  Also: delay_usd (α · SLA excess per
     job), SLA violations (predicted service time > SLA), grid-cap excess (kWh above
     grid_cap_kw) and capacity overflow (rows and units above capacity, from the jobs' usage).
+    ``model_*`` values are the planner's objective at the realised shares (see
+    :func:`_model_costs`).
     """
     frame = assignment.frame if isinstance(assignment, Assignment) else assignment
     jobs = _ensure_valid(scenario, jobs)
     if len(frame) != len(jobs) or not np.array_equal(
-        frame["job_id"].to_numpy().astype(str), jobs["job_id"].to_numpy().astype(str)
+        np.asarray(frame["job_id"], dtype=object), np.asarray(jobs["job_id"], dtype=object)
     ):
         raise AssignError("the assignment's job_id column does not match the jobs table")
     ds = scenario.ds
     dcs = scenario.dcs
-    dpos = pd.Index(dcs).get_indexer(frame["dc"].to_numpy())
+    dpos = pd.Index(dcs).get_indexer(np.asarray(frame["dc"], dtype=object))
     placed = dpos >= 0
     codes = _job_codes(scenario, jobs)
     H, D = scenario.hours, len(dcs)
@@ -1549,4 +1598,50 @@ def evaluate_assignment(
         "capacity_overflow_units": float(over.sum()),
     }
     out["total_usd"] = out["energy_usd"] + out["carbon_usd"] + out["delay_usd"]
+    out.update(_model_costs(scenario, codes, dpos))
+    return out
+
+
+def _model_costs(
+    scenario: Scenario, codes: dict[str, np.ndarray], dpos: np.ndarray
+) -> dict[str, float]:
+    """The planner's objective at the shares the assignment realised.
+
+    x̂[a,d,k,h] = (jobs of (a,k,h) placed at d) / (jobs of (a,k,h)); the scenario's demand λ,
+    per-query coefficients and hour-total delay terms are then those of the Green-LLM model,
+    with grid = max(0, PUE · IT − renewable) (the cheapest purchase for non-negative prices).
+    Comparable with the plan's ``objective`` when the jobs follow the scenario's demand.
+    """
+    from greensched.scheduler.greenllm import delay_coefficients
+
+    ds = scenario.ds
+    A, D, K, H = (len(scenario.areas), len(scenario.dcs), len(scenario.query_types),
+                  scenario.hours)
+    placed = dpos >= 0
+    counts = np.zeros((A, D, K, H))
+    np.add.at(counts, (codes["area"][placed], dpos[placed], codes["qtype"][placed],
+                       codes["hour"][placed]), 1.0)
+    total = np.zeros((A, K, H))
+    np.add.at(total, (codes["area"], codes["qtype"], codes["hour"]), 1.0)
+    x = counts / np.where(total > 0, total, 1.0)[:, None, :, :]
+    lam = ds["queries"].transpose("area", "query_type", "hour").values
+    e = scenario.energy_kwh_per_query().transpose("dc", "query_type", "hour").values
+    it = np.einsum("adkh,dkh,akh->hd", x, e, lam)
+    pue = ds["pue"].values
+    facility = it * pue[None, :]
+    grid = np.maximum(facility - ds["renewable_kw"].transpose("hour", "dc").values, 0.0)
+    price = ds["price_usd_per_kwh"].transpose("hour", "dc").values
+    theta = ds["carbon_kg_per_kwh"].transpose("hour", "dc").values
+    delta = ds["carbon_price_usd_per_kg"].values
+    coef = delay_coefficients(scenario).transpose("area", "dc", "query_type", "hour").values
+    rho = ds["delay_penalty_usd_per_s"].values
+    out = {
+        "model_energy_usd": float((price * grid).sum()),
+        "model_carbon_usd": float((delta[None, :] * theta * grid).sum()),
+        "model_carbon_kg": float((theta * grid).sum()),
+        "model_delay_usd": float(np.einsum("adkh,adkh,k->", coef, x, rho)),
+    }
+    out["model_total_usd"] = (
+        out["model_energy_usd"] + out["model_carbon_usd"] + out["model_delay_usd"]
+    )
     return out
