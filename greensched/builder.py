@@ -475,7 +475,7 @@ def _align(series: pd.Series, times: pd.DatetimeIndex, mode: str) -> tuple[np.nd
     return out, info
 
 
-def _parse_start(node: _Node, value: Any) -> pd.Timestamp:
+def _parse_start(node: _Node, value: Any, key: str) -> pd.Timestamp:
     try:
         if isinstance(value, datetime):
             ts = pd.Timestamp(value)
@@ -487,11 +487,11 @@ def _parse_start(node: _Node, value: Any) -> pd.Timestamp:
             raise ValueError
     except ValueError as exc:
         raise node.error(
-            "start", "expected a date (2024-03-24) or an ISO-8601 UTC time", value
+            key, "expected a date (2024-03-24) or an ISO-8601 UTC time", value
         ) from exc
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     if ts != ts.floor("h"):
-        raise node.error("start", "the start must be on a whole hour", value)
+        raise node.error(key, "the start must be on a whole hour", value)
     return ts
 
 
@@ -508,11 +508,11 @@ def _local_time(
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise node.error("tz", "unknown IANA time zone (e.g. 'America/Chicago')", name) from exc
         local = times.tz_convert(name)
-        return local.hour.to_numpy(), local.dayofweek.to_numpy()
+        return local.hour.to_numpy(), local.day_of_week.to_numpy()
     if node.has("utc_offset"):
         offset = node.number("utc_offset", lo=-14, hi=14)
         local = times.tz_localize(None) + pd.Timedelta(hours=offset)
-        return local.hour.to_numpy(), local.dayofweek.to_numpy()
+        return local.hour.to_numpy(), local.day_of_week.to_numpy()
     if required:
         raise node.error("tz", "missing field: give tz (IANA name) or utc_offset (hours)")
     return None
@@ -528,7 +528,7 @@ def _profile24(node: _Node, key: str, local: tuple[np.ndarray, np.ndarray] | Non
 def _solar(times: pd.DatetimeIndex, lat: float, lon: float) -> np.ndarray:
     """Clear-sky shape max(0, cos zenith) at each slot's midpoint (Cooper 1969 declination)."""
     mid = times + pd.Timedelta(minutes=30)
-    doy = mid.dayofyear.to_numpy(dtype=np.float64)
+    doy = mid.day_of_year.to_numpy(dtype=np.float64)
     hour = mid.hour.to_numpy(dtype=np.float64) + mid.minute.to_numpy(dtype=np.float64) / 60.0
     decl = np.radians(23.44) * np.sin(2.0 * np.pi * (284.0 + doy) / 365.0)
     omega = np.radians(15.0 * (hour + lon / 15.0 - 12.0))
@@ -672,13 +672,13 @@ class _Builder:
             raise node.error("name", "expected a non-empty name", name)
         description = node.text("description", "")
         if self.override_start is not None:
-            start = _parse_start(_Node({"start": self.override_start}, "--start", self.file),
-                                 self.override_start)
+            start = _parse_start(_Node({"--start": self.override_start}, "", self.file),
+                                 self.override_start, "--start")
         else:
-            start = _parse_start(node, node.raw("start"))
+            start = _parse_start(node, node.raw("start"), "start")
         if self.override_days is not None:
-            days_node = _Node({"days": self.override_days}, "--days", self.file)
-            days = int(days_node.number("days", lo=1, hi=366, integer=True))
+            days_node = _Node({"--days": self.override_days}, "", self.file)
+            days = int(days_node.number("--days", lo=1, hi=366, integer=True))
         else:
             days = int(node.number("days", 1, lo=1, hi=366, integer=True))
         weights = {k: 1 / 3 for k in _OBJECTIVES}
@@ -1389,6 +1389,10 @@ class _Builder:
         if not d.has("delay_s_per_token"):
             return np.array([self.measured_time(q)[0] for q in qts])
         value = d.raw("delay_s_per_token")
+        fallback: np.ndarray | None = None
+        if "delay_s_per_token" in d.data and "delay_s_per_token" in d.defaults:
+            # types the DC's own table leaves out take the [datacenter_defaults] value
+            fallback = self.delay_per_token(_Node(d.defaults, d.defaults_path or "", d.file), qts)
         if isinstance(value, dict):
             sub = d.table("delay_s_per_token")
             ids = [q.id for q in qts]
@@ -1399,6 +1403,8 @@ class _Builder:
                     out[k] = sub.number(q.id, lo=0.0)
                 elif sub.has("default"):
                     out[k] = sub.number("default", lo=0.0)
+                elif fallback is not None:
+                    out[k] = fallback[k]
                 else:
                     out[k] = self.measured_time(q)[0]
             return out
