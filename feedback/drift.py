@@ -26,11 +26,13 @@ with ``e_b``/``a_b`` the reference/recent share of bin ``b`` (shares floored at 
 an empty bin does not give an infinite PSI). Numeric features (``input_tokens``,
 ``output_tokens``) use reference-quantile bins; ``query_type`` and ``area`` use their categories
 (a category unseen in the reference counts fully); ``hour`` is taken modulo 24 and grouped into
-equal blocks of hours. The thresholds follow the credit-scoring convention (N. Siddiqi,
-*Credit Risk Scorecards*, Wiley 2006; studied in B. Yurdakul, *Statistical Properties of
-Population Stability Index*, PhD thesis, Western Michigan University 2018):
-PSI < 0.1 no significant shift (OK), 0.1-0.25 moderate shift (WATCH), >= 0.25 significant shift
-(DRIFT).
+equal blocks of hours, and is judged only when the recent window spans at least 24 hourly slots
+(a window of the last few hours always differs in time of day from a full-day reference).
+
+The thresholds follow the credit-scoring convention (N. Siddiqi, *Credit Risk Scorecards*,
+Wiley 2006; studied in B. Yurdakul, *Statistical Properties of Population Stability Index*,
+PhD thesis, Western Michigan University 2018): PSI < 0.1 no significant shift (OK),
+0.1-0.25 moderate shift (WATCH), >= 0.25 significant shift (DRIFT).
 
 Sampling noise: with no shift at all, PSI is approximately ``(1/n + 1/m) * chi2(B - 1)``
 (Yurdakul 2018), i.e. about ``(B - 1) (1/n + 1/m)`` for ``B`` bins and samples of ``n`` and
@@ -420,6 +422,11 @@ def _feature_drift(name: str, kind: str, reference: pd.DataFrame | None, recent:
     if len(ref) < th.min_samples or len(rec) < th.min_samples:
         return insufficient(f"{len(ref)} reference / {len(rec)} recent values; need "
                             f"{th.min_samples} each", len(ref), len(rec))
+    if kind == "hour":
+        span = int(rec.max() - rec.min()) + 1
+        if span < 24:
+            return insufficient(f"the window spans {span} h of arrivals (< 24 h): its "
+                                "time-of-day mix is not comparable", len(ref), len(rec))
     budget = max(2, min(len(rec), len(ref)) // th.rows_per_bin)
     if kind == "numeric":
         ce, ca, labels = _numeric_bins(ref.to_numpy(), rec.to_numpy(), min(th.max_bins, budget))

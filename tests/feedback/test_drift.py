@@ -253,3 +253,19 @@ def test_render_table_and_dict(reference: pd.DataFrame) -> None:
     small = detect_drift(_recent(n=10), None, None).to_dict()
     assert small["verdict"] == "insufficient_data" and small["features"][0]["psi"] is None
     json.dumps(small)
+
+
+def test_hour_of_day_drift_needs_a_full_day(reference: pd.DataFrame) -> None:
+    recent = _recent()
+    # the last few hours of a day: time of day cannot be compared, the rest still is
+    short = recent.assign(arrival_s=recent["arrival_s"] % (4 * 3600))
+    rep = detect_drift(short, reference, VAL_MAPE)
+    assert rep.feature("hour").verdict is Verdict.INSUFFICIENT_DATA
+    assert "spans 4 h" in rep.feature("hour").note and rep.verdict is Verdict.OK
+    # jobs over three days, all at night (hours 0-5 of each day): drift
+    rng = np.random.default_rng(3)
+    night = recent.drop(columns="arrival_s").assign(
+        hour=rng.integers(0, 3, len(recent)) * 24 + rng.integers(0, 6, len(recent)))
+    rep = detect_drift(night, reference, VAL_MAPE)
+    hour = rep.feature("hour")
+    assert hour.verdict is Verdict.DRIFT and hour.largest_shift.startswith("h00")
