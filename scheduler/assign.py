@@ -669,7 +669,7 @@ def predictions_from_coefficients(scenario: Scenario, jobs: pd.DataFrame) -> xr.
     energy = e[hh, kk] * scale[:, None]
     service = p[hh, kk] * scale[:, None] + rtt[codes["area"]]
     coords = {
-        "job": pd.Index(jobs["job_id"]),
+        "job": pd.Index(jobs["job_id"]).rename("job"),
         "dc": np.asarray(scenario.dcs, dtype=object),
     }
     return xr.Dataset(
