@@ -8,10 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from greensched.jobs import validate_jobs
 from greensched.scheduler.assign import (
     AssignConfig,
     AssignError,
@@ -28,6 +24,10 @@ from greensched.scheduler.assign import (
     sample_jobs_from_demand,
     write_plan_duals,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from greensched.jobs import validate_jobs
 from greensched.synth import synthesize
 
 #: Scores are sums of a few products: compare with this relative tolerance.
@@ -91,7 +91,9 @@ def reference_greedy(scen, jobs, pred, cfg, ledger):  # type: ignore[no-untyped-
     w = cfg.weights or {k: v / sum(scen.weights.values()) for k, v in scen.weights.items()}
     dcs = scen.dcs
     out = []
-    order = np.lexsort((np.arange(len(jobs)), jobs["arrival_s"].to_numpy(), jobs["hour"].to_numpy()))
+    order = np.lexsort(
+        (np.arange(len(jobs)), jobs["arrival_s"].to_numpy(), jobs["hour"].to_numpy())
+    )
     for i in order:
         job = jobs.iloc[i]
         h, k, a = int(job["hour"]), job["query_type"], job["area"]
@@ -479,7 +481,7 @@ def test_predictions_from_coefficients_scaling() -> None:
                                                          [1]], rtol=REL)
 
 
-# -- exploration ------------------------------------------------------------------------------------
+# -- exploration ---------------------------------------------------------------------------------
 
 
 def _explore_case(n: int = 4000):  # type: ignore[no-untyped-def]
@@ -554,7 +556,7 @@ def test_assign_one_exploration_is_seeded() -> None:
     assert all(0 < p <= 1 for _, p in runs[0])
 
 
-# -- plan-guided and plan-following -----------------------------------------------------------------
+# -- plan-guided and plan-following --------------------------------------------------------------
 
 
 def test_plan_guided_adds_capacity_and_water_shadow_prices() -> None:
