@@ -46,7 +46,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -288,16 +288,14 @@ def _target_drift(target: str, recent: pd.DataFrame, baseline: Mapping[str, floa
                            Verdict.INSUFFICIENT_DATA, f"columns {pred_col}/{target} absent")
     em = error_metrics(recent[pred_col], recent[target])
     b_mape, b_rmse = baseline.get("mape"), baseline.get("rmse_log")
-    common = dict(target=target, n=em.n, mape=em.mape, rmse_log=em.rmse_log,
-                  bias_log=em.bias_log, baseline_mape=b_mape, baseline_rmse_log=b_rmse,
-                  baseline_source=source)
+    base = TargetDrift(target=target, n=em.n, mape=em.mape, rmse_log=em.rmse_log,
+                       bias_log=em.bias_log, baseline_mape=b_mape, baseline_rmse_log=b_rmse,
+                       baseline_source=source, ratio=None, verdict=Verdict.INSUFFICIENT_DATA)
     if em.n < th.min_samples:
-        return TargetDrift(**common, ratio=None, verdict=Verdict.INSUFFICIENT_DATA,
-                           note=f"{em.n} outcomes < min_samples {th.min_samples}")
+        return replace(base, note=f"{em.n} outcomes < min_samples {th.min_samples}")
     ratios = [v / b for v, b in ((em.mape, b_mape), (em.rmse_log, b_rmse)) if b]
     if not ratios:
-        return TargetDrift(**common, ratio=None, verdict=Verdict.INSUFFICIENT_DATA,
-                           note="no validation error to compare with")
+        return replace(base, note="no validation error to compare with")
     ratio = max(ratios)
     if ratio >= th.error_drift_ratio:
         verdict = Verdict.DRIFT
@@ -309,7 +307,7 @@ def _target_drift(target: str, recent: pd.DataFrame, baseline: Mapping[str, floa
     if verdict is not Verdict.OK and abs(em.bias_log) > 0.5 * em.rmse_log:
         note = ("mostly over-predicting" if em.bias_log > 0 else "mostly under-predicting") + \
             f" (typical ratio {math.exp(em.bias_log):.2f})"
-    return TargetDrift(**common, ratio=ratio, verdict=verdict, note=note)
+    return replace(base, ratio=ratio, verdict=verdict, note=note)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -601,8 +599,8 @@ def detect_drift(
         verdict = Verdict.INSUFFICIENT_DATA
         notes.append(f"{n_recent} recent outcomes < min_samples {th.min_samples}")
     else:
-        judged = [c.verdict for c in (*targets, *features)
-                  if c.verdict is not Verdict.INSUFFICIENT_DATA]
+        judged = [v for v in (*(t.verdict for t in targets), *(f.verdict for f in features))
+                  if v is not Verdict.INSUFFICIENT_DATA]
         verdict = max(judged, key=lambda x: x.severity) if judged else Verdict.INSUFFICIENT_DATA
     return DriftReport(verdict=verdict, n_recent=n_recent,
                        n_reference=0 if reference is None else len(reference),

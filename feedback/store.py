@@ -196,7 +196,8 @@ class _UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _sa_type(f: _Field) -> sa.types.TypeEngine[Any]:
+def _sa_type(f: _Field) -> Any:
+    """The SQLAlchemy column type of a field."""
     return {
         "str": sa.String(),
         "text": sa.Text(),
@@ -469,10 +470,10 @@ def _validate(df: pd.DataFrame, *, lines: Sequence[int] | None = None,
                 vals[i] = conv(num[i])
         elif f.kind == "time":
             idx = np.flatnonzero(~missing)
-            for i, v in zip(idx, _as_times(raw[idx]), strict=True):
-                if v is None:
+            for i, t in zip(idx, _as_times(raw[idx]), strict=True):
+                if t is None:
                     add(int(i), f.name, raw[i], f.expected())
-                vals[i] = v
+                vals[i] = t
         else:
             conv_fn = {"str": _as_str, "text": lambda v: v if isinstance(v, str) else None,
                        "json": _canonical_json}[f.kind]
@@ -485,21 +486,21 @@ def _validate(df: pd.DataFrame, *, lines: Sequence[int] | None = None,
 
     # arrival_s / hour: one of them per row, consistent when both are given
     arrival, hour = out["arrival_s"], out["hour"]
-    for i in range(n):
-        a, h = arrival[i], hour[i]
+    for r in range(n):
+        a, h = arrival[r], hour[r]
         if a is None and h is None:
-            if not any(x.row == i and x.column in ("arrival_s", "hour") for x in issues):
-                add(i, "arrival_s", None, "arrival_s (s since hour 0) or hour in every row")
+            if not any(x.row == r and x.column in ("arrival_s", "hour") for x in issues):
+                add(r, "arrival_s", None, "arrival_s (s since hour 0) or hour in every row")
         elif h is None:
-            hour[i] = int(math.floor(a / 3600.0))
+            hour[r] = int(math.floor(a / 3600.0))
         elif a is None:
-            arrival[i] = float(h) * 3600.0
+            arrival[r] = float(h) * 3600.0
         elif int(math.floor(a / 3600.0)) != h:
-            add(i, "hour", h, f"arrival_s // 3600 = {int(math.floor(a / 3600.0))}")
+            add(r, "hour", h, f"arrival_s // 3600 = {int(math.floor(a / 3600.0))}")
     for lo, hi in _QUANTILE_PAIRS:
-        for i in range(n):
-            if out[lo][i] is not None and out[hi][i] is not None and out[lo][i] > out[hi][i]:
-                add(i, hi, out[hi][i], f"a value >= {lo} ({out[lo][i]!r})")
+        for r in range(n):
+            if out[lo][r] is not None and out[hi][r] is not None and out[lo][r] > out[hi][r]:
+                add(r, hi, out[hi][r], f"a value >= {lo} ({out[lo][r]!r})")
 
     if issues:
         _raise_issues(issues)
@@ -856,8 +857,8 @@ class OutcomeStore:
                     conflict_cols[rec["job_id"]] = diff
                 else:
                     identical += 1
-            for chunk in _chunks(new_rows, _CHUNK_ROWS):
-                self._insert_chunk(conn, chunk)
+            for start in range(0, len(new_rows), _CHUNK_ROWS):
+                self._insert_chunk(conn, new_rows[start:start + _CHUNK_ROWS])
         return IngestReport(inserted=len(new_rows), duplicates_identical=identical,
                             conflicts=conflicts, conflict_columns=conflict_cols,
                             ingest_id=ingest_id if new_rows else None)
