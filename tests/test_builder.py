@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from greensched.scheduler import plan
 
 from greensched.builder import build_from_config, build_scenario
 from greensched.defaults import default_scenario_path
 from greensched.errors import ScenarioError
 from greensched.scenario import load_scenario
-from greensched.scheduler import plan
 from tests.conftest import REPO, SHARED_DATA, require_shared_data
 
 LETTER = REPO / "examples" / "letter-regions.toml"
