@@ -78,6 +78,7 @@ __all__ = [
     "GreedyAssigner",
     "JobDecision",
     "PlanGuide",
+    "PreparedBatch",
     "assign_greedy",
     "assign_plan_following",
     "evaluate_assignment",
@@ -902,6 +903,18 @@ class Assignment:
 
 
 @dataclass
+class PreparedBatch:
+    """A validated, integer-coded batch of jobs with aligned predictions (input order)."""
+
+    jobs: pd.DataFrame
+    codes: dict[str, np.ndarray]
+    preds: dict[str, np.ndarray]
+    usage_ticks: np.ndarray
+    energy: np.ndarray
+    service: np.ndarray
+
+
+@dataclass
 class JobDecision:
     """Outcome of :meth:`GreedyAssigner.assign_one`."""
 
@@ -1112,31 +1125,60 @@ class GreedyAssigner:
         type, hour) among the allowed DCs (exponential race, seeded); jobs whose allowed DCs
         all have share 0 fall back to the greedy score (propensity 1).
         """
-        jobs = _ensure_valid(self.scenario, jobs)
-        codes = _job_codes(self.scenario, jobs)
-        job_ids = pd.Index(jobs["job_id"])
-        preds = _prediction_arrays(predictions, job_ids, self.dcs, self.config.risk)
-        units = self.units_per_token[codes["qtype"]] * codes["tokens"][:, None]
-        usage = self.ledger.to_ticks(units)
-        e_score = preds["energy_kwh_p90"] if self.config.risk else preds["energy_kwh"]
-        s_score = preds["service_s_p90"] if self.config.risk else preds["service_s"]
+        batch = self.prepare(jobs, predictions)
+        codes = batch.codes
         choice, propensity, score = self.assign_arrays(
             hour=codes["hour"],
             area=codes["area"],
             qtype=codes["qtype"],
             tokens=codes["tokens"],
             sla=codes["sla"],
-            energy=e_score,
-            service=s_score,
-            usage_ticks=usage,
+            energy=batch.energy,
+            service=batch.service,
+            usage_ticks=batch.usage_ticks,
             arrival=codes["arrival"],
             follow=follow,
         )
-        frame = self._frame(jobs, codes, preds, choice, score, propensity, s_score)
-        mode = "follow" if follow else ("guided" if self.guide_per_token is not None else "greedy")
+        return self.result(batch, choice, score, propensity,
+                           "follow" if follow else self.mode)
+
+    @property
+    def mode(self) -> str:
+        """``guided`` when plan shadow prices enter the score, else ``greedy``."""
+        return "guided" if self.guide_per_token is not None else "greedy"
+
+    def prepare(self, jobs: pd.DataFrame, predictions: xr.Dataset) -> PreparedBatch:
+        """Validate and encode a batch: integer codes, aligned predictions, usage in ticks."""
+        jobs = _ensure_valid(self.scenario, jobs)
+        codes = _job_codes(self.scenario, jobs)
+        preds = _prediction_arrays(predictions, pd.Index(jobs["job_id"]), self.dcs,
+                                   self.config.risk)
+        units = self.units_per_token[codes["qtype"]] * codes["tokens"][:, None]
+        return PreparedBatch(
+            jobs=jobs,
+            codes=codes,
+            preds=preds,
+            usage_ticks=self.ledger.to_ticks(units),
+            energy=preds["energy_kwh_p90"] if self.config.risk else preds["energy_kwh"],
+            service=preds["service_s_p90"] if self.config.risk else preds["service_s"],
+        )
+
+    def score_matrix(self, batch: PreparedBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (n, D) and the static mask (SLA if hard, sovereignty) of a prepared batch."""
+        c = batch.codes
+        score = self._scores(c["hour"], c["qtype"], c["tokens"], c["sla"], batch.energy,
+                             batch.service)
+        _, ok = self._masks(c["area"], c["sla"], batch.service)
+        return score, ok
+
+    def result(self, batch: PreparedBatch, choice: np.ndarray, score: np.ndarray,
+               propensity: np.ndarray, mode: str, **info: Any) -> Assignment:
+        """Wrap per-job choices (input order) into an :class:`Assignment`."""
+        frame = self._frame(batch.jobs, batch.codes, batch.preds, choice, score, propensity,
+                            batch.service)
         return Assignment(frame=frame, mode=mode, ledger=self.ledger,
                           info={"weights": dict(self.weights),
-                                "water_price_usd_per_l": self.water_price_usd_per_l})
+                                "water_price_usd_per_l": self.water_price_usd_per_l, **info})
 
     def assign_arrays(
         self,
