@@ -83,10 +83,10 @@ configuration and ``column`` = the field path (``datacenter[2].pue``); numbers a
 
 from __future__ import annotations
 
+import calendar
 import functools
 import math
 import re
-import time
 import tomllib
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -222,12 +222,6 @@ class _Node:
         if hi is not None and value > hi:
             raise self.error(key, f"expected a value <= {hi:g}", value)
         return float(value)
-
-    def boolean(self, key: str, default: Any = _MISSING) -> Any:
-        value = self.raw(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, "expected true or false", value)
-        return value
 
     def numbers(self, key: str, length: int, *, lo: float | None = None) -> np.ndarray:
         value = self.raw(key)
@@ -415,7 +409,8 @@ def _year_shift_hours(
     """
     best: tuple[tuple[int, int], int] | None = None
     for year in range(first.year, last.year + 1):
-        day = 28 if (t0.month == 2 and t0.day == 29) else t0.day
+        leap_day = t0.month == 2 and t0.day == 29 and not calendar.isleap(year)
+        day = 28 if leap_day else t0.day
         same = t0.replace(year=year, day=day)
         delta_h = int(round((t0 - same) / _HOUR))
         if mode == "same_weekday":
@@ -810,8 +805,7 @@ class _Builder:
         trace = self.read_traces(demand, meta.data_dir) if source == "trace" else None
         get_measured = functools.partial(self.get_measured, meta.data_dir)
         out: list[_QT] = []
-        used = np.zeros(0, dtype=np.int64) if trace is None else np.zeros(len(trace), np.int64)
-        owner = np.full(0 if trace is None else len(trace), -1)
+        owner = np.full(0 if trace is None else len(trace), -1)  # query type of each request
         for n, (node, ident) in enumerate(zip(nodes, ids, strict=True)):
             h_arr: np.ndarray | None = None
             f_arr: np.ndarray | None = None
@@ -844,10 +838,10 @@ class _Builder:
                     raise node.error("trace", f"its requests overlap those of query_type[{other}] "
                                      "(token filters must not overlap)", label)
                 owner[mask] = n
-                used = used + mask
                 h_arr = trace["input_tokens"].to_numpy(dtype=np.float64)[mask]
                 f_arr = trace["output_tokens"].to_numpy(dtype=np.float64)[mask]
             tokens = {}
+            from_trace = True
             for key, arr in (("input_tokens", h_arr), ("output_tokens", f_arr)):
                 value = node.raw(key, "trace" if arr is not None else _MISSING)
                 if value == "trace":
@@ -856,19 +850,20 @@ class _Builder:
                     tokens[key] = float(np.rint(arr.mean()))
                 else:
                     tokens[key] = node.check_number(key, value, lo=0.0)
+                    from_trace = False
             h, f = tokens["input_tokens"], tokens["output_tokens"]
             if h + f <= 0:
                 raise node.error("output_tokens", "a query needs at least one token", f)
-            if h_arr is None:
+            if h_arr is None or f_arr is None or not from_trace:
+                # configured token counts: derive the measured values at that point
                 h_arr, f_arr = np.array([h]), np.array([f])
-            assert f_arr is not None
             qt = _QT(ident, node, h, f, 0.0, 0.0, None, None, 0.0, 0.0, count)
             # energy per token
             e_mode = [node.raw(k, "measured") for k in ("energy_in_kwh_per_token",
                                                         "energy_out_kwh_per_token")]
             if "measured" in e_mode:
                 m = get_measured()
-                e_in, e_out, runtime = m.parts(h_arr, f_arr)
+                e_in, e_out, _ = m.parts(h_arr, f_arr)
                 qt.tau_in = max(0.0, float(e_in.mean())) / 3.6e6 / h if h > 0 else 0.0
                 qt.tau_out = float(e_out.mean()) / 3.6e6 / f if f > 0 else 0.0
             for key, attr in (("energy_in_kwh_per_token", "tau_in"),
@@ -876,8 +871,7 @@ class _Builder:
                 value = node.raw(key, "measured")
                 if value != "measured":
                     setattr(qt, attr, node.check_number(key, value, lo=0.0))
-            # measured processing time (used unless a DC gives delay_s_per_token)
-            qt.h_arr, qt.f_arr = h_arr, f_arr
+            qt.h_arr, qt.f_arr = h_arr, f_arr  # for the measured processing time, if needed
             qt.rho = node.number("delay_penalty_usd_per_s", lo=0.0)
             if source == "synthetic":
                 qt.mix = node.number("share", 1.0, lo=0.0)
@@ -895,7 +889,7 @@ class _Builder:
         rate_note = ""
         rate = float("nan")
         if trace is not None:
-            modelled = trace[used > 0]
+            modelled = trace[owner >= 0]
             span_h = (modelled["time_utc"].max() - modelled["time_utc"].min()) / _HOUR
             if span_h <= 0:
                 raise demand.error("trace_files", "the traces span no time")
@@ -904,7 +898,7 @@ class _Builder:
                          f"(rate {rate:,.0f} per hour)")
             hours = modelled["time_utc"].dt.tz_convert(demand.text("trace_tz", "UTC")).dt.hour
             for n, q in enumerate(out):
-                sel = hours[owner[used > 0] == n].to_numpy()
+                sel = hours[owner[owner >= 0] == n].to_numpy()
                 q.hour_counts = np.bincount(sel, minlength=24).astype(np.float64)
             self.trace_span_h = float(span_h)
         return out, rate, rate_note
@@ -1544,10 +1538,3 @@ def build_from_config(
     if not same:
         raise ScenarioError("the saved scenario does not reload identically", file=out)
     return Path(out)
-
-
-def _timed_build(config_path: str | Path, **kwargs: Any) -> tuple[Scenario, float]:
-    """Build and return the wall time in seconds (used by the benchmark)."""
-    t0 = time.perf_counter()
-    scen = build_scenario(config_path, **kwargs)
-    return scen, time.perf_counter() - t0
