@@ -82,7 +82,7 @@ import pandas as pd
 import xarray as xr
 from greensched.eval.energy_model import EnergyModel
 from greensched.eval.fleet import Fleet, fleet_for
-from scipy.special import gammaincc, gammaln
+from scipy.special import gammaincc, gammaln, ndtri
 
 from greensched.errors import GreenSchedError
 from greensched.jobs import validate_jobs
@@ -103,7 +103,7 @@ __all__ = [
     "erlang_c",
     "evaluate_allocation",
     "facility_accounting",
-    "make_draws",
+    "NoiseSource",
     "mgc_wait_s",
 ]
 
@@ -277,7 +277,7 @@ def facility_accounting(scenario: Scenario, it_kwh: np.ndarray) -> FacilityAccou
 class JobArrays:
     """A validated jobs table as integer codes and numbers (one entry per job)."""
 
-    job_id: np.ndarray
+    job_id: Any
     hour: np.ndarray
     area: np.ndarray
     qtype: np.ndarray
@@ -306,6 +306,14 @@ def _is_valid_frame(jobs: pd.DataFrame) -> bool:
     )
 
 
+def _codes(column: pd.Series, labels: list[str]) -> np.ndarray:
+    """Positions of a column's values in ``labels`` (-1 when unknown), via factorize."""
+    codes, uniques = pd.factorize(column)
+    pos = pd.Index(labels).get_indexer(pd.Index(uniques).astype(str))
+    pos = np.append(pos, -1)  # factorize's -1 (missing) maps to -1
+    return pos[codes]
+
+
 def encode_jobs(scenario: Scenario, jobs: pd.DataFrame) -> JobArrays:
     """Validate a jobs table (:func:`greensched.jobs.validate_jobs`) and code it as arrays.
 
@@ -314,8 +322,8 @@ def encode_jobs(scenario: Scenario, jobs: pd.DataFrame) -> JobArrays:
     """
     if not _is_valid_frame(jobs):
         jobs = validate_jobs(jobs, scenario)
-    area = pd.Index(scenario.areas).get_indexer(jobs["area"])
-    qtype = pd.Index(scenario.query_types).get_indexer(jobs["query_type"])
+    area = _codes(jobs["area"], scenario.areas)
+    qtype = _codes(jobs["query_type"], scenario.query_types)
     if (area < 0).any() or (qtype < 0).any():
         jobs = validate_jobs(jobs, scenario)  # raises with file/line/column
     hour = jobs["hour"].to_numpy(dtype=np.int64)
@@ -333,7 +341,7 @@ def encode_jobs(scenario: Scenario, jobs: pd.DataFrame) -> JobArrays:
         else np.ones(len(jobs))
     )
     return JobArrays(
-        job_id=jobs["job_id"].to_numpy(dtype=object),
+        job_id=jobs["job_id"].array,
         hour=hour,
         area=area.astype(np.int64),
         qtype=qtype.astype(np.int64),
@@ -667,8 +675,7 @@ class Twin:
         jobs: JobArrays,
         dc: np.ndarray,
         *,
-        noise: bool,
-        draws: dict[str, np.ndarray] | None = None,
+        noise: NoiseSource | None = None,
         all_dcs: bool = False,
     ) -> dict[str, Any]:
         """Ground truth of jobs placed at ``dc`` (two passes: load → queue → service).
@@ -680,72 +687,50 @@ class Twin:
         dc
             DC position of each job.
         noise
-            Apply the noise draws (``draws``: ``z_energy``, ``z_runtime`` and ``u_wait``, each
-            (n, D)); without noise the means are used.
+            Seeded noise (:class:`NoiseSource`), or ``None`` for the noise-free means.
         all_dcs
             Also return ``energy_kwh_all`` and ``service_s_all`` (n, D): what each job would
-            have cost at every DC given the hour's queues.
+            have cost at every DC given the hour's queues (the chosen DC's column equals the
+            job's own values: noise is a function of (seed, job row, DC)).
 
         Returns
         -------
         dict
-            ``energy_kwh``, ``service_s``, ``wait_s``, ``network_s`` (n,), ``queue``
-            (:class:`QueueState`), ``account`` (:class:`FacilityAccount`), ``resource_util``
-            ((H, D)), and the ``*_all`` arrays when asked.
+            ``energy_kwh``, ``service_s``, ``wait_s``, ``runtime_s``, ``network_s`` (n,),
+            ``queue`` (:class:`QueueState`, ``None`` in coefficients mode), ``account``
+            (:class:`FacilityAccount`), ``resource_util`` ((H, D)), and the ``*_all`` arrays
+            when asked.
         """
-        if noise and draws is None:
-            raise GreenSchedError("noise=True needs the noise draws")
         n = jobs.n
         D = len(self.scenario.dcs)
-        rows = np.arange(n)
+        rows = np.arange(n, dtype=np.int64)
+        dc = np.asarray(dc, dtype=np.int64)
+        tau = jobs.arrival_s - 3600.0 * jobs.hour
+        queue: QueueState | None = None
         if self.mode == "coefficients":
-            e_all = self._coef_energy_kwh[jobs.hour, :, jobs.qtype]  # (n, D)
-            run_all = self._coef_proc_s[jobs.hour, :, jobs.qtype]
-            wait_all = np.zeros((n, D))
-            queue = None
+            e_ch = self._coef_energy_kwh[jobs.hour, dc, jobs.qtype]
+            run_ch = self._coef_proc_s[jobs.hour, dc, jobs.qtype]
+            wait_ch = np.zeros(n)
         else:
             # pass 1: load of the chosen DCs → queue state per (hour, dc, type)
             costs = self._costs((dc, jobs.qtype), jobs.input_tokens, jobs.output_tokens)
             queue = self.queue_state(self.cell_sums(jobs, dc, costs=costs))
             # pass 2: per-job costs at the resulting effective batch and queue
-            if all_dcs:
-                kk = np.broadcast_to(jobs.qtype[:, None], (n, D))
-                dd = np.broadcast_to(np.arange(D)[None, :], (n, D))
-                c_all = self._costs((dd, kk), jobs.input_tokens[:, None],
-                                    jobs.output_tokens[:, None])
-                hh = jobs.hour[:, None]
-                fe = queue.energy_factor[hh, dd, kk]
-                ft = queue.latency_factor[hh, dd, kk]
-                e_all = (c_all.energy_fixed_j + c_all.energy_decode_j * fe) / J_PER_KWH
-                run_all = c_all.time_fixed_s + c_all.time_decode_s * ft
-                tau = (jobs.arrival_s - 3600.0 * jobs.hour)[:, None]
-                wait_all = self._wait(queue, hh, dd, kk, tau, noise,
-                                      None if draws is None else draws["u_wait"])
-            else:
-                h, k = jobs.hour, jobs.qtype
-                fe = queue.energy_factor[h, dc, k]
-                ft = queue.latency_factor[h, dc, k]
-                e_ch = (costs.energy_fixed_j + costs.energy_decode_j * fe) / J_PER_KWH
-                run_ch = costs.time_fixed_s + costs.time_decode_s * ft
-                u = None if draws is None else draws["u_wait"][rows, dc]
-                tau1 = jobs.arrival_s - 3600.0 * jobs.hour
-                wait_ch = self._wait(queue, h, dc, k, tau1, noise, u)
-        if self.mode == "coefficients" or all_dcs:
-            e_ch = e_all[rows, dc]
-            run_ch = run_all[rows, dc]
-            wait_ch = wait_all[rows, dc]
-        if noise:
-            assert draws is not None
-            ze = draws["z_energy"][rows, dc]
-            zt = draws["z_runtime"][rows, dc]
-            e_ch = e_ch * np.exp(self.energy_sigma * ze - 0.5 * self.energy_sigma**2)
-            run_ch = run_ch * np.exp(self.runtime_sigma * zt - 0.5 * self.runtime_sigma**2)
+            h, k = jobs.hour, jobs.qtype
+            fe = queue.energy_factor[h, dc, k]
+            ft = queue.latency_factor[h, dc, k]
+            e_ch = (costs.energy_fixed_j + costs.energy_decode_j * fe) / J_PER_KWH
+            run_ch = costs.time_fixed_s + costs.time_decode_s * ft
+            u = None if noise is None else noise.uniform(STREAM_WAIT, rows, dc)
+            wait_ch = self._wait(queue, h, dc, k, tau, u)
+        if noise is not None:
+            e_ch = e_ch * self._factor(noise, STREAM_ENERGY, self.energy_sigma, rows, dc)
+            run_ch = run_ch * self._factor(noise, STREAM_RUNTIME, self.runtime_sigma, rows, dc)
         net_ch = self.network_s(jobs, dc)
         service = wait_ch + run_ch + net_ch
         H = self.scenario.hours
         it = np.bincount(jobs.hour * D + dc, weights=e_ch * jobs.weight,
                          minlength=H * D).reshape(H, D)
-        account = facility_accounting(self.scenario, it)
         out: dict[str, Any] = {
             "energy_kwh": e_ch,
             "service_s": service,
@@ -753,35 +738,63 @@ class Twin:
             "network_s": net_ch,
             "runtime_s": run_ch,
             "queue": queue,
-            "account": account,
+            "account": facility_accounting(self.scenario, it),
             "resource_util": self.resource_utilization(jobs, dc),
         }
         if all_dcs:
-            if noise:
-                assert draws is not None
-                e_all = e_all * np.exp(self.energy_sigma * draws["z_energy"]
-                                       - 0.5 * self.energy_sigma**2)
-                run_all = run_all * np.exp(self.runtime_sigma * draws["z_runtime"]
-                                           - 0.5 * self.runtime_sigma**2)
-            out["energy_kwh_all"] = e_all
-            out["service_s_all"] = wait_all + run_all + self.network_s(jobs)
+            out["energy_kwh_all"], out["service_s_all"] = self._all_dcs(jobs, queue, noise)
         return out
+
+    def _all_dcs(self, jobs: JobArrays, queue: QueueState | None,
+                 noise: NoiseSource | None) -> tuple[np.ndarray, np.ndarray]:
+        n, D = jobs.n, len(self.scenario.dcs)
+        rows = np.arange(n, dtype=np.int64)[:, None]
+        dd = np.broadcast_to(np.arange(D, dtype=np.int64)[None, :], (n, D))
+        hh = jobs.hour[:, None]
+        kk = np.broadcast_to(jobs.qtype[:, None], (n, D))
+        if self.mode == "coefficients" or queue is None:
+            e_all = self._coef_energy_kwh[hh, dd, kk]
+            run_all = self._coef_proc_s[hh, dd, kk]
+            wait_all = np.zeros((n, D))
+        else:
+            c_all = self._costs((dd, kk), jobs.input_tokens[:, None], jobs.output_tokens[:, None])
+            fe = queue.energy_factor[hh, dd, kk]
+            ft = queue.latency_factor[hh, dd, kk]
+            e_all = (c_all.energy_fixed_j + c_all.energy_decode_j * fe) / J_PER_KWH
+            run_all = c_all.time_fixed_s + c_all.time_decode_s * ft
+            tau = (jobs.arrival_s - 3600.0 * jobs.hour)[:, None]
+            u = None if noise is None else noise.uniform(STREAM_WAIT, rows, dd)
+            wait_all = self._wait(queue, hh, dd, kk, tau, u)
+        if noise is not None:
+            e_all = e_all * self._factor(noise, STREAM_ENERGY, self.energy_sigma, rows, dd)
+            run_all = run_all * self._factor(noise, STREAM_RUNTIME, self.runtime_sigma, rows, dd)
+        return e_all, wait_all + run_all + self.network_s(jobs)
+
+    @staticmethod
+    def _factor(noise: NoiseSource, stream: int, sigma: float, rows: np.ndarray,
+                cols: np.ndarray) -> np.ndarray:
+        """Mean-one lognormal factor exp(σ z − σ²/2)."""
+        if sigma == 0:
+            return np.ones(np.broadcast_shapes(np.shape(rows), np.shape(cols)))
+        return np.exp(sigma * noise.normal(stream, rows, cols) - 0.5 * sigma * sigma)
 
     @staticmethod
     def _wait(queue: QueueState, h: np.ndarray, d: np.ndarray, k: np.ndarray, tau: np.ndarray,
-              noise: bool, u: np.ndarray | None) -> np.ndarray:
-        """Per-job wait: stationary (mean or sampled) plus the fluid backlog when ρ > 1.
+              u: np.ndarray | None) -> np.ndarray:
+        """Per-job wait: stationary (mean, or sampled from ``u``) plus the fluid backlog if ρ > 1.
 
-        ``tau`` is the arrival's offset into its hour (s); arrays broadcast together.
+        ``tau`` is the arrival's offset into its hour (s); arrays broadcast together.  With a
+        uniform ``u``: wait with probability C (``u < C``), then exponential with mean W / C
+        (inverse transform of ``u / C``).
         """
         mean = queue.wait_s[h, d, k]
         rho = queue.utilization[h, d, k]
-        if noise:
-            assert u is not None
+        if u is not None:
             pw = queue.p_wait[h, d, k]
             safe = np.where(pw > 0, pw, 1.0)
             cond = np.where(pw > 0, mean / safe, 0.0)
-            ratio = np.where(pw > 0, u / safe, 2.0)
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                ratio = np.where(pw > 0, u / safe, 2.0)
             stat = np.where(ratio < 1.0, -cond * np.log(np.maximum(ratio, 1e-300)), 0.0)
         else:
             stat = mean
@@ -834,16 +847,44 @@ class Twin:
         return self.fleet_.to_frame()
 
 
-def make_draws(seed: int, n: int, dcs: int) -> dict[str, np.ndarray]:
-    """Seeded noise draws for every (job, DC): standard normals for energy and runtime and
-    uniforms for the queue (independent streams of one SeedSequence)."""
-    ss = np.random.SeedSequence([int(seed), 0x7457])
-    g_e, g_t, g_u = (np.random.Generator(np.random.PCG64(s)) for s in ss.spawn(3))
-    return {
-        "z_energy": g_e.standard_normal((n, dcs)),
-        "z_runtime": g_t.standard_normal((n, dcs)),
-        "u_wait": g_u.random((n, dcs)),
-    }
+STREAM_ENERGY = 1
+STREAM_RUNTIME = 2
+STREAM_WAIT = 3
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser (Steele, Lea & Flood, OOPSLA 2014) on uint64 arrays."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """Seeded noise addressed by (stream, job row, DC): a counter-based generator.
+
+    Every value is a hash of (seed, stream, row, column), so any subset can be drawn in any order
+    and the same (job, DC) always gets the same draw — the chosen DC of a simulation and the
+    dataset's counterfactual columns agree, and policies share their noise.
+    """
+
+    seed: int
+
+    def uniform(self, stream: int, rows: Any, cols: Any) -> np.ndarray:
+        """Uniforms in (0, 1), broadcast over ``rows`` and ``cols``."""
+        with np.errstate(over="ignore"):
+            seed = np.asarray([int(self.seed) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64)
+            key = _mix64(seed ^ (np.uint64(int(stream)) * _GOLDEN))[0]
+            r = np.asarray(rows, dtype=np.uint64)
+            c = np.asarray(cols, dtype=np.uint64)
+            z = _mix64(key ^ ((r << np.uint64(20)) | c))
+        return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+    def normal(self, stream: int, rows: Any, cols: Any) -> np.ndarray:
+        """Standard normals (inverse CDF of :meth:`uniform`)."""
+        return ndtri(self.uniform(stream, rows, cols))
 
 
 def evaluate_allocation(
@@ -891,7 +932,7 @@ def evaluate_allocation(
         output_tokens=f_tok[kk], sla_s=delta[aa, kk], arrival_s=hh * 3600.0 + 1800.0,
         weight=weight,
     )
-    res = tw.evaluate(jobs, dd.astype(np.int64), noise=False)
+    res = tw.evaluate(jobs, dd.astype(np.int64))
     totals = res["account"].totals()
     rho_k = np.asarray(scenario.ds["delay_penalty_usd_per_s"].values, dtype=np.float64)
     alpha = rho_k[kk]
