@@ -355,7 +355,7 @@ def _read_data(node: _Node, key: str, reader: Callable[[], Any]) -> Any:
     """Run an adapter; any failure becomes a ScenarioError at the config field naming the file."""
     try:
         return reader()
-    except (GreenSchedError, OSError, ValueError) as exc:
+    except (GreenSchedError, OSError, ValueError, KeyError, IndexError) as exc:
         raise node.error(key, f"cannot read the data it names: {exc}", node.raw(key)) from exc
 
 

@@ -104,6 +104,23 @@ def test_date_mapping_keeps_the_weekday(letter_day, data: Path) -> None:  # type
     assert "2024-03-26" in letter_day.description
 
 
+def test_lifecycle_basis_and_same_date_mapping(data: Path, tmp_path: Path) -> None:
+    path = _edit(tmp_path, 'carbon_basis = "direct"', 'carbon_basis = "lifecycle"')
+    text = path.read_text(encoding="utf-8").replace('date_mapping = "same_weekday"',
+                                                    'date_mapping = "same_date"')
+    path.write_text(text, encoding="utf-8")
+    scen = build_scenario(path, data_dir=data)
+    df = pd.read_csv(data / "green_llm" / "Carbon" / "US-NW-PGE_2024_hourly.csv", encoding="utf-8")
+    times = pd.to_datetime(df["Datetime (UTC)"], utc=True)
+    col = next(c for c in df.columns if c.startswith("Carbon intensity") and "Life cycle" in c)
+    day = (times >= pd.Timestamp("2024-03-25", tz="UTC")) & (
+        times < pd.Timestamp("2024-03-26", tz="UTC")
+    )
+    expected = df.loc[day.to_numpy(), col].to_numpy(dtype=float) / 1000.0
+    got = scen.ds["carbon_kg_per_kwh"].sel(dc="us-west1").to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
 def test_prices_are_hourly_lmp_means(letter_day, data: Path) -> None:  # type: ignore[no-untyped-def]
     raw = pd.read_csv(data / "green_llm" / "LMP" / "ERCOT_LMP.csv")
     start = pd.to_datetime(raw["interval_start_utc"], utc=True)
@@ -163,8 +180,7 @@ def test_default_scenario_is_what_the_example_builds(letter_day) -> None:  # typ
 def test_europe_example_builds_and_plans(data: Path) -> None:
     scen = build_scenario(EUROPE, data_dir=data)
     assert scen.sizes()["dc"] == 3 and scen.sizes()["area"] == 3
-    assert "ASSUMPTION" not in scen.description  # the prices are labelled in the description
-    assert "assumed tariffs" in scen.description
+    assert "assumed tariffs" in scen.description  # the prices are labelled as assumptions
     result = plan(scen)
     assert result.is_ok, result.message
     # the GB tariff is in London time: 16:00 BST on 2020-06-15 is 15:00 UTC
