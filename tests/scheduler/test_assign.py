@@ -657,3 +657,84 @@ def test_paper_modes_respect_capacity(paper) -> None:  # type: ignore[no-untyped
     # following the plan reproduces the plan's objective closely (same demand, shares sampled)
     ev = evaluate_assignment(scen, jobs, outs["follow"])
     assert ev["model_total_usd"] == pytest.approx(result.objective["total_usd"], rel=0.02)
+
+
+# -- command-line function ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli_case(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from greensched.scheduler import plan
+
+    root = tmp_path_factory.mktemp("assign_cli")
+    scen = synthesize(4, 3, 3, 4, seed=1)
+    scen.save(root / "scen")
+    jobs = sample_jobs_from_demand(scen, seed=0, fraction=0.02)
+    jobs.to_csv(root / "jobs.csv", index=False)
+    result = plan(scen)
+    result.write(root / "plan")
+    return root, scen, jobs, result
+
+
+def test_assign_command_modes_write_columns(cli_case) -> None:  # type: ignore[no-untyped-def]
+    from greensched.scheduler.assign_cli import OUTPUT_COLUMNS, assign_command
+
+    root, scen, jobs, _ = cli_case
+    for mode in ("greedy", "plan", "follow", "batch"):
+        out = root / f"{mode}.csv"
+        res = assign_command(root / "scen", root / "jobs.csv", mode=mode,
+                             plan_dir=None if mode == "greedy" else root / "plan", out=out,
+                             seed=2)
+        df = pd.read_csv(out, keep_default_na=False)
+        assert tuple(df.columns) == OUTPUT_COLUMNS
+        assert df["job_id"].tolist() == jobs["job_id"].tolist()
+        assert set(df["dc"]) <= set(scen.dcs)
+        assert res.summary()["assigned"] == len(jobs)
+    explored = assign_command(root / "scen", root / "jobs.csv", out=root / "e.csv",
+                              explore="softmax", temperature=1e-4, seed=3)
+    assert ((explored.frame["propensity"] > 0) & (explored.frame["propensity"] <= 1)).all()
+
+
+def test_assign_command_plan_duals_file_and_mismatch(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from greensched.scheduler.assign_cli import assign_command, plan_guide_for
+
+    root, scen, _, result = cli_case
+    resolved = plan_guide_for(scen, root / "plan", need_duals=True)  # re-solves
+    plan_copy = tmp_path / "plan"
+    shutil.copytree(root / "plan", plan_copy)
+    write_plan_duals(result, plan_copy)
+    read = plan_guide_for(scen, plan_copy, need_duals=True)
+    xr.testing.assert_allclose(read.resource_price.sortby(["dc", "resource", "hour"]),
+                               resolved.resource_price.sortby(["dc", "resource", "hour"]))
+    other = synthesize(4, 3, 3, 4, seed=2)
+    other.save(tmp_path / "other")
+    with pytest.raises(AssignError, match="another scenario"):
+        assign_command(tmp_path / "other", root / "jobs.csv", mode="plan",
+                       plan_dir=root / "plan", out=tmp_path / "x.csv")
+
+
+def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from greensched.scheduler.assign_cli import assign_command
+
+    from greensched.errors import GreenSchedError
+
+    root, scen, _, _ = cli_case
+    base = dict(scenario=root / "scen", jobs=root / "jobs.csv", out=tmp_path / "a.csv")
+    with pytest.raises(GreenSchedError, match="mode 'fastest' is not known"):
+        assign_command(**base, mode="fastest")
+    with pytest.raises(GreenSchedError, match="needs --plan"):
+        assign_command(**base, mode="follow")
+    with pytest.raises(GreenSchedError, match="not both"):
+        assign_command(**base, model=tmp_path, coefficients=tmp_path / "c.csv")
+    with pytest.raises(GreenSchedError, match="--explore applies"):
+        assign_command(**base, mode="batch", explore="epsilon")
+    with pytest.raises(GreenSchedError, match="load_predictor|predictor"):
+        assign_command(**base, model=tmp_path / "model")
+    sov = tmp_path / "sov.csv"
+    sov.write_text(f"area,dc\n{scen.areas[0]},{scen.dcs[1]}\n{scen.areas[1]},\n")
+    res = assign_command(**base, sovereignty=sov)
+    f = res.frame.assign(area=pd.read_csv(root / "jobs.csv")["area"])
+    assert set(f.loc[f["area"] == scen.areas[0], "dc"]) == {scen.dcs[1]}
+    assert (f.loc[f["area"] == scen.areas[1], "reason"] == "sovereignty").all()
