@@ -17,8 +17,8 @@ Hourly series (carbon, prices) and the date mapping
       the start lies outside the data, the whole horizon is moved into the data's year(s) by a
       whole number of weeks (``date_mapping = "same_weekday"``, default: the same weekday and UTC
       hour, within ±3 days of the same calendar date) or by whole days (``"same_date"``: the same
-      calendar date; 29 February maps to 28 February); slots that then still fall after the
-      data's end (or before its start) wrap back (forward) by 52 weeks;
+      calendar date; 29 February maps to 28 February of a common year); slots that then still
+      fall after the data's end (or before its start) wrap back (forward) by 52 weeks;
     * shorter series (the two-day LMP files): the mean of the measured values at the same UTC
       hour of day.
 
@@ -35,7 +35,8 @@ Energy and processing time per query (default: measured)
     count (extrapolated linearly from the outer segments; E_out and R_out pass through the
     origin below the shortest measured output). A request with h input and f output tokens then
     costs E(h, f) = E_out(f) + E_in(h) − E_in(i*) (additive in the two sweeps; energy is CPU +
-    GPU energy), and likewise runtime R(h, f). For a query type drawn from a trace the per-token
+    GPU energy), and likewise runtime R(h, f). For a query type whose tokens come from a trace
+    (``"trace"``) the per-token
     coefficients are means over the type's requests:
     τ_out = mean_r E_out(f_r) / f̄, τ_in = max(0, mean_r [E_in(h_r) − E_in(i*)]) / h̄, so that
     τ_in h̄ + τ_out f̄ is the mean measured energy of the type's requests (E is superlinear in f,
