@@ -335,16 +335,46 @@ class IngestReport:
 # Validation
 # ----------------------------------------------------------------------------------------------
 
-def _missing_mask(s: pd.Series) -> np.ndarray:
-    """Missing = None/NaN/NaT/NA or a blank string."""
-    mask = s.isna().to_numpy(dtype=bool, copy=True)
-    if s.dtype == object or isinstance(s.dtype, pd.StringDtype):
+def _is_missing(v: Any) -> bool:
+    """Missing = None, NaN, NaT, NA or a blank string."""
+    if v is None:
+        return True
+    if isinstance(v, str):
+        return not v.strip()
+    if isinstance(v, float | np.floating):
+        return bool(v != v)
+    if v is pd.NA or v is pd.NaT:
+        return True
+    if isinstance(v, np.datetime64):
+        return bool(np.isnat(v))
+    return False
+
+
+def _as_number(v: Any, integer: bool) -> float | int | None:
+    """A finite number (an ``int`` when ``integer``) from a number or its text, else None."""
+    if isinstance(v, bool | np.bool_):
+        return None
+    if isinstance(v, int | np.integer):
+        return int(v) if integer else float(v)
+    if isinstance(v, float | np.floating):
+        x = float(v)
+    elif isinstance(v, str):
+        if integer:
+            try:
+                return int(v)
+            except ValueError:
+                pass
         try:
-            blank = (s.str.strip() == "").to_numpy(dtype=bool, na_value=False)
-        except AttributeError:  # no strings in the column
-            blank = np.zeros(len(s), dtype=bool)
-        mask |= blank
-    return mask
+            x = float(v)
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(x):
+        return None
+    if integer:
+        return int(x) if x.is_integer() else None
+    return x
 
 
 def _canonical_json(v: Any) -> str | None:
@@ -371,26 +401,39 @@ def _as_str(v: Any) -> str | None:
     return None
 
 
+def _as_text(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
 def _as_time(v: Any) -> datetime | None:
-    if isinstance(v, int | float | np.number | bool):
-        return None  # epoch numbers are ambiguous (s? ms? ns?): ask for ISO 8601
-    try:
+    """A UTC datetime (microseconds) from ISO 8601 text or a datetime; naive means UTC."""
+    if isinstance(v, pd.Timestamp | np.datetime64):
         ts = pd.Timestamp(v)
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if ts is pd.NaT or pd.isna(ts):
-        return None
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.floor("us").to_pydatetime()  # the databases keep microseconds
+        if ts is pd.NaT:
+            return None
+        dt = ts.floor("us").to_pydatetime()
+    elif isinstance(v, datetime):
+        dt = v
+    elif isinstance(v, str):
+        try:
+            dt = datetime.fromisoformat(v.strip())
+        except ValueError:
+            return None
+    else:
+        return None  # epoch numbers are ambiguous (s? ms? ns?): ask for ISO 8601
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def _as_times(values: np.ndarray) -> list[datetime | None]:
-    """:func:`_as_time` over an array, vectorised when all values are strings."""
-    if len(values) and all(isinstance(v, str) for v in values):
-        parsed = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce",
-                                format="ISO8601")
-        return [None if pd.isna(ts) else ts.floor("us").to_pydatetime() for ts in parsed]
-    return [_as_time(v) for v in values]
+def _as_float(v: Any) -> float | int | None:
+    return _as_number(v, integer=False)
+
+
+def _as_int(v: Any) -> float | int | None:
+    return _as_number(v, integer=True)
+
+
+_CONVERTERS: dict[str, Any] = {"str": _as_str, "text": _as_text, "json": _canonical_json,
+                               "time": _as_time, "float": _as_float, "int": _as_int}
 
 
 class _Validated:
@@ -406,82 +449,82 @@ class _Validated:
         return {c: self.columns[c][i] for c in _CONTENT_COLUMNS}
 
 
-def _validate(df: pd.DataFrame, *, lines: Sequence[int] | None = None,
-              extra: str = "error") -> _Validated:
-    """Check a batch and return it typed; raise :class:`OutcomeValidationError` on problems."""
-    n = len(df)
-    issues: list[RowIssue] = []
+def _as_columns(records: pd.DataFrame | Iterable[Mapping[str, Any]]
+                ) -> tuple[list[str], dict[str, list[Any]], int]:
+    """Column names (in order, possibly repeated), their values as lists, and the row count."""
+    if isinstance(records, pd.DataFrame):
+        names = [str(c) for c in records.columns]
+        cols: dict[str, list[Any]] = {}
+        for j, name in enumerate(names):
+            cols.setdefault(name, records.iloc[:, j].to_numpy(dtype=object).tolist())
+        return names, cols, len(records)
+    recs = list(records)
+    names = []
+    seen: set[str] = set()
+    for i, rec in enumerate(recs):
+        if not isinstance(rec, Mapping):
+            raise OutcomeValidationError([RowIssue(i, "-", rec, "a mapping of column to value")])
+        for k in rec:
+            if k not in seen:
+                seen.add(str(k))
+                names.append(str(k))
+    return names, {n: [rec.get(n) for rec in recs] for n in names}, len(recs)
 
-    def line_of(i: int) -> int | None:
-        return None if lines is None else int(lines[i])
+
+def _validate(records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
+              lines: Sequence[int] | None = None, extra: str = "error") -> _Validated:
+    """Check a batch and return it typed; raise :class:`OutcomeValidationError` on problems."""
+    names, raw_cols, n = _as_columns(records)
+    issues: list[RowIssue] = []
 
     def add(i: int, col: str, value: Any, expected: str) -> None:
         if len(issues) < _MAX_ISSUES:
-            issues.append(RowIssue(i, col, value, expected, line_of(i)))
+            issues.append(RowIssue(i, col, value, expected,
+                                   None if lines is None else int(lines[i])))
 
     def header_issue(col: str, expected: str) -> None:
         issues.append(RowIssue(-1, col, LocatedError._MISSING, expected,
                                1 if lines is not None else None))
 
-    df = df.rename(columns={k: v for k, v in _ALIASES.items() if k in df.columns})
-    if df.columns.duplicated().any():
-        dup = str(df.columns[df.columns.duplicated()][0])
-        raise OutcomeValidationError([RowIssue(-1, dup, LocatedError._MISSING,
-                                               "each column once", 1 if lines else None)])
-    unknown = [str(c) for c in df.columns if c not in _BY_NAME]
+    renamed = [_ALIASES.get(c, c) for c in names]
+    raw_cols = {_ALIASES.get(c, c): v for c, v in raw_cols.items()}
+    dups = sorted({c for c in renamed if renamed.count(c) > 1})
+    if dups:
+        header_issue(dups[0], "each column once (features_json is another name of features)")
+    unknown = [c for c in renamed if c not in _BY_NAME]
     if unknown and extra == "error":
         header_issue(unknown[0], "only the outcome columns " + ", ".join(INPUT_COLUMNS)
                      + " (pass extra='ignore' to drop others)")
     for col in REQUIRED_COLUMNS:
-        if col not in df.columns:
+        if col not in raw_cols:
             header_issue(col, "this required column")
-    if "arrival_s" not in df.columns and "hour" not in df.columns:
+    if "arrival_s" not in raw_cols and "hour" not in raw_cols:
         header_issue("arrival_s", "a column arrival_s (s since hour 0) or hour")
     if issues:
         _raise_issues(issues)
 
     out: dict[str, list[Any]] = {}
     for f in _FIELDS:
-        if f.name not in df.columns:
+        raw = raw_cols.get(f.name)
+        if raw is None:
             out[f.name] = [None] * n
             continue
-        raw = df[f.name].to_numpy(dtype=object)
-        missing = _missing_mask(df[f.name])
-        if f.required:
-            for i in np.flatnonzero(missing):
-                add(int(i), f.name, raw[i], f.expected() + " (the column is required)")
+        conv = _CONVERTERS[f.kind]
+        numeric = f.kind in ("int", "float")
+        lower, upper = f.lower, f.upper
         vals: list[Any] = [None] * n
-        if f.kind in ("int", "float"):
-            num = pd.to_numeric(pd.Series(np.where(missing, None, raw), dtype=object),
-                                errors="coerce").to_numpy(dtype=float)
-            bad = ~missing & ~np.isfinite(num)
-            with np.errstate(invalid="ignore"):
-                if f.kind == "int":
-                    bad |= ~missing & (num != np.round(num))
-                if f.lower is not None:
-                    bad |= ~missing & ((num <= f.lower) if f.lower_open else (num < f.lower))
-                if f.upper is not None:
-                    bad |= ~missing & (num > f.upper)
-            for i in np.flatnonzero(bad):
-                add(int(i), f.name, raw[i], f.expected())
-            ok = ~missing & ~bad
-            conv = int if f.kind == "int" else float
-            for i in np.flatnonzero(ok):
-                vals[i] = conv(num[i])
-        elif f.kind == "time":
-            idx = np.flatnonzero(~missing)
-            for i, t in zip(idx, _as_times(raw[idx]), strict=True):
-                if t is None:
-                    add(int(i), f.name, raw[i], f.expected())
-                vals[i] = t
-        else:
-            conv_fn = {"str": _as_str, "text": lambda v: v if isinstance(v, str) else None,
-                       "json": _canonical_json}[f.kind]
-            for i in np.flatnonzero(~missing):
-                v = conv_fn(raw[i])
-                if v is None:
-                    add(int(i), f.name, raw[i], f.expected())
-                vals[i] = v
+        for i, v in enumerate(raw):
+            if _is_missing(v):
+                if f.required:
+                    add(i, f.name, v, f.expected() + " (the column is required)")
+                continue
+            x = conv(v)
+            if x is None or (numeric and (
+                    (lower is not None and (x <= lower if f.lower_open else x < lower))
+                    or (upper is not None and x > upper))):
+                add(i, f.name, v, f.expected())
+                continue
+            vals[i] = x
         out[f.name] = vals
 
     # arrival_s / hour: one of them per row, consistent when both are given
@@ -775,12 +818,12 @@ class OutcomeStore:
         t0 = time.perf_counter()
         if extra not in ("error", "ignore"):
             raise ValueError(f"extra must be 'error' or 'ignore', got {extra!r}")
-        df = records if isinstance(records, pd.DataFrame) else pd.DataFrame.from_records(
-            list(records))
-        if len(df) == 0:
+        if not isinstance(records, pd.DataFrame):
+            records = list(records)
+        if len(records) == 0:
             return IngestReport(0, 0, rows=0, elapsed_s=time.perf_counter() - t0)
         try:
-            batch = _validate(df, lines=_lines, extra=extra)
+            batch = _validate(records, lines=_lines, extra=extra)
         except OutcomeValidationError as exc:
             if _file is None:
                 raise
@@ -821,7 +864,7 @@ class OutcomeStore:
                 if attempt == 2:
                     raise
         report.duplicates_identical += dup_in_batch
-        report.rows = len(df)
+        report.rows = batch.n_rows
         report.elapsed_s = time.perf_counter() - t0
         return report
 
