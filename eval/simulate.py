@@ -38,7 +38,7 @@ import xarray as xr
 from greensched.eval.fleet import Fleet
 from greensched.eval.twin import JobArrays, NoiseSource, Twin, encode_jobs
 
-from greensched.errors import GreenSchedError
+from greensched.errors import GreenSchedError, InfeasibleError
 from greensched.scenario import Scenario
 from greensched.state import dc_hour_state
 
@@ -120,9 +120,10 @@ def _plan_allocation(scenario: Scenario, plan: Any) -> np.ndarray:
         if not getattr(plan, "is_ok", False) or plan.allocation is None:
             status = getattr(getattr(plan, "status", None), "value", "unknown")
             msg = getattr(plan, "message", "")
-            raise GreenSchedError(
+            raise InfeasibleError(
                 f"the plan policy needs an optimal plan; the planner ended {status!r}"
-                f"{': ' + msg if msg else ''}"
+                f"{': ' + msg if msg else ''}",
+                getattr(plan, "diagnosis", None),
             )
         alloc = plan.allocation
     alloc = alloc.reindex(
