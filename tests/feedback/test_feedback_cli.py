@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="sqlalchemy is not installed: the outcome store "
+                    "needs it (pip install 'sqlalchemy>=2.0')")
+
 from greensched.feedback.drift import Verdict
 from greensched.feedback.feedback_cli import (
     DEFAULT_STORE,

@@ -18,6 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+
+pytest.importorskip("sqlalchemy", reason="sqlalchemy is not installed: the outcome store "
+                    "needs it (pip install 'sqlalchemy>=2.0')")
+
 from greensched.feedback.store import (
     STORED_COLUMNS,
     OutcomeStore,
@@ -228,6 +232,36 @@ def test_columns_are_checked(tmp_path: Path) -> None:
         assert store.ingest(both.assign(job_id=both["job_id"] + "h")).inserted == 4
         assert store.count() == 8
         assert store.ingest([]).inserted == 0
+
+
+def test_timestamps_and_value_forms(tmp_path: Path) -> None:
+    from datetime import timedelta, timezone
+
+    recs = make_outcomes(6)
+    recs[0]["measured_at"] = datetime(2025, 3, 1, 14, 0, tzinfo=timezone(timedelta(hours=2)))
+    recs[1]["measured_at"] = pd.Timestamp("2025-03-01 12:00:00.1234567", tz="UTC")
+    recs[2]["measured_at"] = "2025-03-01 12:00:00"  # naive = UTC
+    recs[3]["measured_at"] = np.datetime64("2025-03-01T12:00:00")
+    recs[4]["features_json"] = '{"z": 1, "a": null}'
+    recs[5]["input_tokens"] = " 7 "
+    with OutcomeStore.open(tmp_path / "s.sqlite") as store:
+        assert store.ingest(recs).inserted == 6
+        df = _stored(store)
+        noon = pd.Timestamp("2025-03-01 12:00:00", tz="UTC")
+        assert df.loc[0:3, "measured_at"].tolist() == [
+            noon, noon + pd.Timedelta(microseconds=123456), noon, noon]
+        assert df.loc[4, "features_json"] == '{"a":null,"z":1}'
+        assert df.loc[5, "input_tokens"] == 7
+        for bad_value in ("now", 1735689600, "2025-13-01"):
+            with pytest.raises(OutcomeValidationError, match="ISO 8601"):
+                store.ingest([dict(recs[0], job_id="t", measured_at=bad_value)])
+        with pytest.raises(OutcomeValidationError, match="integer"):
+            store.ingest([dict(recs[0], job_id="t", input_tokens=True)])
+        with pytest.raises(OutcomeValidationError, match="each column once"):
+            store.ingest(pd.DataFrame(recs[:1]).assign(features_json="{}", features="{}"))
+        with pytest.raises(OutcomeValidationError, match="mapping"):
+            store.ingest([recs[0], ["not", "a", "record"]])  # type: ignore[list-item]
+        assert store.count() == 6
 
 
 def test_atomic_batch_when_the_database_fails_mid_way(store_url: str,
