@@ -188,8 +188,8 @@ def _metric_dict(obj: Mapping[str, Any], where: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for k, v in obj.items():
         name = _METRIC_ALIASES.get(str(k).lower())
-        if name is None:
-            continue
+        if name is None or (isinstance(v, float) and math.isnan(v)):
+            continue  # another metric, or one the validation could not compute
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
                 or v <= 0:
             raise GreenSchedError(f"{where}: {k!r} must be a positive number, got {v!r}")
@@ -238,7 +238,8 @@ def _normalise_validation(obj: Any, where: str = "validation error") -> dict[str
 def load_validation_metrics(path: str | Path) -> dict[str, dict[str, float]]:
     """Read a validation-metrics JSON into ``{target: {"mape": .., "rmse_log": ..}}``.
 
-    Accepted layouts (optionally nested under ``"validation"``, ``"val"`` or ``"metrics"``)::
+    Accepted layouts (optionally nested under ``"validation"``, ``"val"`` or ``"metrics"``, so
+    the ``metrics.json`` beside a saved predictor is read as it is)::
 
         {"energy_kwh": {"mape": 0.12, "rmse_log": 0.15}, "service_s": {"mape": 0.2}}
         {"energy_kwh_mape": 0.12, "service_s_rmse_log": 0.25}

@@ -192,6 +192,13 @@ def test_without_baseline_or_reference(reference: pd.DataFrame) -> None:
     {"validation": {"energy_kwh_mape": 0.13, "service_s_rmsle": 0.16}},
     {"metrics": {"mape": 0.13}},
     {"energy_kwh": 0.13, "service_s": 0.13},
+    # the metrics.json written beside a saved predictor
+    {"kind": "xgboost", "n_train": 800, "validation_on": "validation split",
+     "validation": {"energy_kwh": {"mape": 0.13, "rmse_log": 0.16, "rmse": 1e-4, "r2": 0.9,
+                                   "coverage_p10_p90": 0.8},
+                    "service_s": {"mape": 0.13, "rmse_log": 0.16, "rmse": 0.5,
+                                  "r2": float("nan"), "coverage_p10_p90": 0.8},
+                    "action_accuracy": 0.7}},
 ])
 def test_validation_metrics_json_layouts(tmp_path: Path, content: dict,
                                          reference: pd.DataFrame) -> None:
