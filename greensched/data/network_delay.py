@@ -138,6 +138,8 @@ def read_network_delay(
     out, gaps = fill_frame(hourly, value_cols[1:], primary="rtt_avg_s", max_gap_hours=max_gap_hours)
     out["n_samples"] = out["n_samples"].fillna(0).astype(np.int64)
     out.index.name = "time_utc"
+    city_a: str | None
+    city_b: str | None
     try:
         city_a, city_b = pair_from_filename(path)
     except ValueError:
