@@ -818,27 +818,31 @@ class Twin:
         cnt = np.bincount(jobs.qtype, weights=jobs.weight, minlength=K)
         tot = np.bincount(jobs.qtype, weights=jobs.weight * jobs.output_tokens, minlength=K)
         mean_out = np.where(cnt > 0, tot / np.where(cnt > 0, cnt, 1.0), self._mean_out)
-        exp_jobs = JobArrays(jobs.job_id, jobs.hour, jobs.area, jobs.qtype, jobs.input_tokens,
-                             np.round(mean_out[jobs.qtype]), jobs.sla_s, jobs.arrival_s,
-                             jobs.weight)
-        # even split: every DC receives 1/D of each job
-        sums = {key: np.zeros((H, D, K)) for key in ("n", "p", "q", "pp", "pq", "qq")}
-        for d in range(D):
-            dd = np.full(n, d, dtype=np.int64)
-            part = self.cell_sums(exp_jobs, dd, weight=exp_jobs.weight / D)
-            for key in sums:
-                sums[key] += part[key]
-        queue = self.queue_state(sums)
+        tin = jobs.input_tokens[:, None]
+        tout = np.round(mean_out[jobs.qtype])[:, None]
         kk = np.broadcast_to(jobs.qtype[:, None], (n, D))
-        dd2 = np.broadcast_to(np.arange(D)[None, :], (n, D))
+        dd = np.broadcast_to(np.arange(D)[None, :], (n, D))
         hh = jobs.hour[:, None]
-        c_all = self._costs((dd2, kk), exp_jobs.input_tokens[:, None],
-                            exp_jobs.output_tokens[:, None])
-        fe = queue.energy_factor[hh, dd2, kk]
-        ft = queue.latency_factor[hh, dd2, kk]
+        c_all = self._costs((dd, kk), tin, tout)
+        # even split: every DC receives 1/D of each job, so a cell's sums are the (hour, type)
+        # sums of the job's costs at that DC divided by D
+        cell = jobs.hour * K + jobs.qtype
+        w = jobs.weight / D
+        p_all, q_all = c_all.time_fixed_s, c_all.time_decode_s
+        sums = {key: np.zeros((H, D, K)) for key in ("n", "p", "q", "pp", "pq", "qq")}
+        n_hk = np.bincount(cell, weights=w, minlength=H * K).reshape(H, K)
+        for d in range(D):
+            p, q = p_all[:, d], q_all[:, d]
+            for key, v in (("p", w * p), ("q", w * q), ("pp", w * p * p), ("pq", w * p * q),
+                           ("qq", w * q * q)):
+                sums[key][:, d, :] = np.bincount(cell, weights=v, minlength=H * K).reshape(H, K)
+            sums["n"][:, d, :] = n_hk
+        queue = self.queue_state(sums)
+        fe = queue.energy_factor[hh, dd, kk]
+        ft = queue.latency_factor[hh, dd, kk]
         e = (c_all.energy_fixed_j + c_all.energy_decode_j * fe) / J_PER_KWH
-        run = c_all.time_fixed_s + c_all.time_decode_s * ft
-        wait = queue.wait_s[hh, dd2, kk] + np.maximum(queue.utilization[hh, dd2, kk] - 1.0,
+        run = p_all + q_all * ft
+        wait = queue.wait_s[hh, dd, kk] + np.maximum(queue.utilization[hh, dd, kk] - 1.0,
                                                       0.0) * 1800.0
         return e, run + wait + self.network_s(jobs)
 
