@@ -748,15 +748,20 @@ def _prediction_arrays(
 
 
 def _choose(key: np.ndarray, fallback: np.ndarray | None, fits: np.ndarray) -> np.ndarray:
-    """Argmin of ``key`` over allowed DCs; ``fallback`` where no allowed key is finite; -1: none."""
+    """Argmin of ``key`` over allowed DCs; ``fallback`` where no allowed key is finite; -1: none.
+
+    Without a fallback, keys of allowed DCs must be finite (scores, exploration keys).
+    """
     k = np.where(fits, key, np.inf)
     c = k.argmin(axis=1)
-    rows = np.arange(len(c))
+    finite = np.isfinite(k[np.arange(len(c)), c])
+    if fallback is None:
+        c[~finite] = -1
+        return c
     any_fit = fits.any(axis=1)
-    if fallback is not None:
-        use_fb = any_fit & ~np.isfinite(k[rows, c])
-        if use_fb.any():
-            c[use_fb] = np.where(fits[use_fb], fallback[use_fb], np.inf).argmin(axis=1)
+    use_fb = any_fit & ~finite
+    if use_fb.any():
+        c[use_fb] = np.where(fits[use_fb], fallback[use_fb], np.inf).argmin(axis=1)
     c[~any_fit] = -1
     return c
 
@@ -809,13 +814,16 @@ def _engine_hour(
     if m == 0:
         return choice
     p, window = 0, m
+    umax = u.max(axis=0)  # an upper bound for every window: tight DCs are a superset
     while p < m:
         q = min(m, p + window)
         ub = u[p:q]
         fits = ok[p:q].copy()
-        tight = np.flatnonzero((rem < ub.max(axis=0)[None, :]).any(axis=1))
+        tight = np.flatnonzero((rem < umax[None, :]).any(axis=1))
         if tight.size:
-            fits[:, tight] &= (ub[:, None, :] <= rem[tight][None, :, :]).all(axis=2)
+            # R is small: one (w, D) comparison per resource that some DC is short of
+            for r in np.flatnonzero((rem[tight] < umax[None, :]).any(axis=0)):
+                fits &= ub[:, r, None] <= rem[None, :, r]
         c = _choose(key[p:q], None if fallback is None else fallback[p:q], fits)
         t = _commit_prefix(c, ub, rem)
         choice[p : p + t] = c[:t]
@@ -849,7 +857,11 @@ def _allowed_at_turn(
         onehot = c[:, None] == dcs[None, :]
         contrib = ub[:, None, :] * onehot[:, :, None]
         before = np.cumsum(contrib, axis=0) - contrib
-        out[s:e] = ok[s:e] & (ub[:, None, :] <= rem[None, :, :] - before).all(axis=2)
+        room = rem[None, :, :] - before
+        fits = ok[s:e].copy()
+        for r in range(ub.shape[1]):
+            fits &= ub[:, r, None] <= room[:, :, r]
+        out[s:e] = fits
         rem -= contrib.sum(axis=0)
     return out
 
