@@ -292,9 +292,10 @@ def simulate(
     return sim.outcomes, sim.totals
 
 
-def _per_kwh(scenario: Scenario, res: dict[str, Any]) -> tuple[np.ndarray, np.ndarray,
-                                                               np.ndarray]:
-    """Per IT kWh of each (hour, dc): grid kWh, carbon kg, water l; and USD per grid kWh."""
+def _per_kwh(
+    scenario: Scenario, res: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per IT kWh of each (hour, dc): grid kWh, carbon kg, water l and USD (energy + carbon)."""
     acc = res["account"]
     ds = scenario.ds
     grid_per_it = acc.grid_per_it()
