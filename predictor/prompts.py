@@ -1,0 +1,95 @@
+"""Compact text prompts: one job and the state of every DC in its hour.
+
+One prompt per job; the model predicts all DCs from it (multi-output head), so the DC state is
+listed in the model's DC order.  Every number is rounded to a small integer, which the MiniLM
+(BERT uncased WordPiece) vocabulary holds as a single token for 0..341::
+
+    <query_type> <area> in <input_tokens> out <output_tokens|?> sla <sla_s> ; <dc block> ; ...
+
+    dc block = <index> <carbon> <price> <renewable> <pue> <util>
+      index      position of the DC (1-based)
+      carbon     grid carbon intensity in 10 g/kWh      (kg/kWh × 100, rounded)
+      price      electricity price in US cents/kWh      (USD/kWh × 100, rounded)
+      renewable  on-site renewable share in %           (× 100, rounded)
+      pue        PUE overhead in %                      ((PUE − 1) × 100, rounded)
+      util       utilisation of the binding resource %  (× 100, rounded)
+
+Example (2 DCs)::
+
+    chat area1 in 512 out 128 sla 30 ; 1 41 9 20 12 50 ; 2 23 12 0 30 64
+
+Numbers are clipped to [−99, 999] (negative prices stay signed).  With the MiniLM tokenizer a
+9-DC prompt takes 77–82 tokens including ``[CLS]``/``[SEP]`` (measured in
+``tests/predictor/test_prompts.py``; the budget is 96).  The RTT is not in the text: it
+depends on the area, which is, and the LoRA model also receives the exact numeric features.
+The function is pure and deterministic: the same row always gives the same string.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greensched.predictor.dataset import dc_column
+
+__all__ = ["PROMPT_FIELDS", "render_prompt", "render_prompts"]
+
+#: (state field, scale, offset) in prompt order; value shown = round((x − offset) × scale).
+PROMPT_FIELDS: tuple[tuple[str, float, float], ...] = (
+    ("carbon_kg_per_kwh", 100.0, 0.0),
+    ("price_usd_per_kwh", 100.0, 0.0),
+    ("renewable_share", 100.0, 0.0),
+    ("pue", 100.0, 1.0),
+    ("utilization", 100.0, 0.0),
+)
+
+
+def _num(x: Any, scale: float = 1.0, offset: float = 0.0) -> str:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "?"
+    if not math.isfinite(v):
+        return "?"
+    return str(int(np.clip(round((v - offset) * scale), -99, 999)))
+
+
+def _tokens(x: Any) -> str:
+    """Token counts exact (they drive energy); unknown → '?'."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "?"
+    return str(int(round(v))) if math.isfinite(v) else "?"
+
+
+def render_prompt(job: Mapping[str, Any], dcs: Sequence[str]) -> str:
+    """Render one dataset row (job fields + ``<field>__<dc>`` state) as prompt text.
+
+    Parameters
+    ----------
+    job
+        A mapping with ``query_type``, ``area``, ``input_tokens``, ``output_tokens`` (may be
+        missing/NaN → ``?``), ``sla_s`` and the state columns of every DC in ``dcs``.
+    dcs
+        DC identifiers in the model's output order.
+    """
+    head = (f"{job['query_type']} {job['area']} in {_tokens(job['input_tokens'])} "
+            f"out {_tokens(job.get('output_tokens'))} sla {_num(job['sla_s'])}")
+    blocks = [
+        " ".join([str(j + 1), *(_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS)])
+        for j, d in enumerate(dcs)
+    ]
+    return " ; ".join([head, *blocks])
+
+
+def render_prompts(df: pd.DataFrame, dcs: Sequence[str]) -> list[str]:
+    """:func:`render_prompt` for every row of a dataset frame, in row order."""
+    cols = ["query_type", "area", "input_tokens", "output_tokens", "sla_s"]
+    cols += [dc_column(f, d) for d in dcs for f, _, _ in PROMPT_FIELDS]
+    recs = df.reindex(columns=cols).to_dict("records")
+    return [render_prompt(r, dcs) for r in recs]

@@ -1,0 +1,269 @@
+"""Gradient-boosted trees on featurised dataset rows: the fast fallback predictor.
+
+Targets are the standardised logarithms of ``energy_kwh`` and ``service_s`` per DC
+(:class:`~greensched.predictor.features.TargetScaler`).  Three layouts
+(:attr:`XGBoostConfig.strategy`):
+
+``"stacked"`` (default)
+    One row per (job, DC): job features + that DC's state + one-hot(DC); per target one
+    squared-error model (point) and one ``reg:quantileerror`` model (p10/p50/p90).
+``"per_dc"``
+    One model per target × DC (and one quantile model per target × DC) on job features + that
+    DC's state.
+``"multi_output"``
+    One multi-output tree model per target (``multi_strategy="multi_output_tree"``) on job
+    features + every DC's state, predicting all DCs at once; quantiles per target × DC (xgboost's
+    quantile objective takes one target at a time).
+
+The hindsight-best DC is a ``multi:softprob`` classifier on job features + every DC's state.
+Quantiles are sorted after prediction so they never cross.  Early stopping uses the validation
+split; the kept boosters are cut at their best iteration.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from greensched.errors import GreenSchedError
+from greensched.predictor.base import BasePredictor, PredictorConfig
+from greensched.predictor.dataset import TARGETS
+
+__all__ = ["STRATEGIES", "XGBoostConfig", "XGBoostPredictor"]
+
+STRATEGIES = ("stacked", "per_dc", "multi_output")
+QUANTILES = (0.1, 0.5, 0.9)
+
+
+@dataclass
+class XGBoostConfig(PredictorConfig):
+    """XGBoost settings (see the module docstring for ``strategy``).
+
+    Attributes
+    ----------
+    n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree,
+    reg_lambda
+        Boosting parameters of the regression models.
+    early_stopping_rounds
+        Rounds without validation improvement before stopping (needs ``val_fraction > 0``).
+    action_n_estimators
+        Boosting rounds of the best-DC classifier.
+    n_jobs
+        Threads.
+    """
+
+    strategy: str = "stacked"
+    n_estimators: int = 600
+    learning_rate: float = 0.08
+    max_depth: int = 6
+    min_child_weight: float = 1.0
+    subsample: float = 0.9
+    colsample_bytree: float = 1.0
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 30
+    action_n_estimators: int = 200
+    n_jobs: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.strategy not in STRATEGIES:
+            raise GreenSchedError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        for name in ("n_estimators", "max_depth", "action_n_estimators", "n_jobs",
+                     "early_stopping_rounds"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise GreenSchedError(f"{name} must be a positive integer, got {v!r}")
+        if not 0 < self.learning_rate <= 1:
+            raise GreenSchedError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+        for name in ("subsample", "colsample_bytree"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GreenSchedError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
+        if self.min_child_weight < 0 or self.reg_lambda < 0:
+            raise GreenSchedError("min_child_weight and reg_lambda must be >= 0")
+
+
+class XGBoostPredictor(BasePredictor):
+    """XGBoost predictor; learned state: ``boosters_`` (name → ``xgboost.Booster``) plus the
+    base class's."""
+
+    kind: ClassVar[str] = "xgboost"
+    config_class: ClassVar[type[PredictorConfig]] = XGBoostConfig
+    config: XGBoostConfig
+
+    # -- design matrices ---------------------------------------------------------------------
+    def _blocks(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return self.featurizer_.job_features(df, missing=np.nan), self.featurizer_.dc_features(df)
+
+    def _stacked(self, job: np.ndarray, dc: np.ndarray) -> np.ndarray:
+        n, D, F = dc.shape
+        return np.concatenate([
+            np.repeat(job, D, axis=0),
+            dc.reshape(n * D, F),
+            np.tile(np.eye(D, dtype=np.float32), (n, 1)),
+        ], axis=1)
+
+    @staticmethod
+    def _wide(job: np.ndarray, dc: np.ndarray) -> np.ndarray:
+        return np.concatenate([job, dc.reshape(len(dc), -1)], axis=1)
+
+    # -- training ----------------------------------------------------------------------------
+    def _params(self, objective: str, **extra: Any) -> dict[str, Any]:
+        c = self.config
+        return {
+            "objective": objective, "eta": c.learning_rate, "max_depth": c.max_depth,
+            "min_child_weight": c.min_child_weight, "subsample": c.subsample,
+            "colsample_bytree": c.colsample_bytree, "lambda": c.reg_lambda,
+            "tree_method": "hist", "nthread": c.n_jobs, "seed": c.seed, **extra,
+        }
+
+    def _train_one(self, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
+                   xv: np.ndarray | None, yv: np.ndarray | None, rounds: int) -> Any:
+        import xgboost as xgb
+
+        dtrain = xgb.DMatrix(x, label=y, missing=np.nan)
+        evals = []
+        if xv is not None and yv is not None and len(xv):
+            evals = [(xgb.DMatrix(xv, label=yv, missing=np.nan), "val")]
+        booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
+                            early_stopping_rounds=self.config.early_stopping_rounds
+                            if evals else None, verbose_eval=False)
+        if evals:
+            booster = booster[: booster.best_iteration + 1]
+        return booster
+
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None) -> dict[str, Any]:
+        c = self.config
+        dcs = self.dcs_
+        D = len(dcs)
+        z = self.target_scaler_.transform(self.target_scaler_.log_targets(train, dcs))
+        job, dc = self._blocks(train)
+        zv = jobv = dcv = None
+        if val is not None:
+            zv = self.target_scaler_.transform(self.target_scaler_.log_targets(val, dcs))
+            jobv, dcv = self._blocks(val)
+        boosters: dict[str, Any] = {}
+        qparams = self._params("reg:quantileerror", quantile_alpha=np.array(QUANTILES))
+        mparams = self._params("reg:squarederror")
+        for t_i, t in enumerate(TARGETS):
+            y = z[:, t_i]
+            yv = None if zv is None else zv[:, t_i]
+            if c.strategy == "stacked":
+                x = self._stacked(job, dc)
+                xv = None if jobv is None or dcv is None else self._stacked(jobv, dcv)
+                yy, yyv = y.reshape(-1), None if yv is None else yv.reshape(-1)
+                boosters[f"{t}"] = self._train_one(mparams, x, yy, xv, yyv, c.n_estimators)
+                boosters[f"{t}_q"] = self._train_one(qparams, x, yy, xv, yyv, c.n_estimators)
+                continue
+            if c.strategy == "multi_output":
+                x = self._wide(job, dc)
+                xv = None if jobv is None or dcv is None else self._wide(jobv, dcv)
+                boosters[f"{t}"] = self._train_one(
+                    self._params("reg:squarederror", multi_strategy="multi_output_tree"),
+                    x, y, xv, yv, c.n_estimators)
+            for j, d in enumerate(dcs):
+                if c.strategy == "per_dc":
+                    x = np.concatenate([job, dc[:, j]], axis=1)
+                    xv = None if jobv is None or dcv is None else np.concatenate(
+                        [jobv, dcv[:, j]], axis=1)
+                    boosters[f"{t}@{d}"] = self._train_one(
+                        mparams, x, y[:, j], xv, None if yv is None else yv[:, j], c.n_estimators)
+                else:
+                    x = self._wide(job, dc)
+                    xv = None if jobv is None or dcv is None else self._wide(jobv, dcv)
+                boosters[f"{t}_q@{d}"] = self._train_one(
+                    qparams, x, y[:, j], xv, None if yv is None else yv[:, j], c.n_estimators)
+        # best-DC classifier
+        labels = pd.Index(dcs).get_indexer(train["best_dc"])
+        self.action_prior_ = np.bincount(labels, minlength=D) / len(labels)
+        if len(np.unique(labels)) > 1:
+            vl = None if val is None else pd.Index(dcs).get_indexer(val["best_dc"]).astype(float)
+            boosters["action"] = self._train_one(
+                self._params("multi:softprob", num_class=D), self._wide(job, dc),
+                labels.astype(float), None if jobv is None or dcv is None else
+                self._wide(jobv, dcv), vl, c.action_n_estimators)
+        self.boosters_ = boosters
+        return {"epochs": 1, "strategy": c.strategy,
+                "rounds": {k: int(b.num_boosted_rounds()) for k, b in boosters.items()}}
+
+    # -- prediction --------------------------------------------------------------------------
+    def _predict_arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
+        c = self.config
+        dcs = self.dcs_
+        n, D = len(data), len(dcs)
+        job, dc = self._blocks(data)
+        wide = self._wide(job, dc)
+        stacked = self._stacked(job, dc) if c.strategy == "stacked" else None
+        out: dict[str, np.ndarray] = {}
+        b = self.boosters_
+        for t_i, t in enumerate(TARGETS):
+            if c.strategy == "stacked":
+                assert stacked is not None
+                mean = b[t].inplace_predict(stacked).reshape(n, D)
+                q = b[f"{t}_q"].inplace_predict(stacked).reshape(n, D, len(QUANTILES))
+            else:
+                q = np.empty((n, D, len(QUANTILES)))
+                if c.strategy == "multi_output":
+                    mean = np.asarray(b[t].inplace_predict(wide)).reshape(n, D)
+                else:
+                    mean = np.empty((n, D))
+                for j, d in enumerate(dcs):
+                    x = np.concatenate([job, dc[:, j]], axis=1) if c.strategy == "per_dc" \
+                        else wide
+                    if c.strategy == "per_dc":
+                        mean[:, j] = b[f"{t}@{d}"].inplace_predict(x)
+                    q[:, j] = np.asarray(b[f"{t}_q@{d}"].inplace_predict(x)).reshape(n, -1)
+            q = np.sort(q, axis=2)
+            out[t] = self.target_scaler_.inverse(mean, t_i)
+            for k, name in enumerate(("p10", "p50", "p90")):
+                out[f"{t}_{name}"] = self.target_scaler_.inverse(q[:, :, k], t_i)
+        if "action" in b:
+            prob = np.asarray(b["action"].inplace_predict(wide)).reshape(n, D)
+        else:
+            prob = np.tile(self.action_prior_, (n, 1))
+        out["best_dc_prob"] = prob / prob.sum(axis=1, keepdims=True)
+        return out
+
+    # -- persistence -------------------------------------------------------------------------
+    def _save(self, directory: Path) -> dict[str, Any]:
+        bdir = directory / "boosters"
+        bdir.mkdir(exist_ok=True)
+        files = {}
+        for i, (name, booster) in enumerate(sorted(self.boosters_.items())):
+            fname = f"b{i:03d}.ubj"
+            booster.save_model(bdir / fname)
+            files[name] = fname
+        return {"boosters": files, "action_prior": self.action_prior_.tolist(),
+                "xgboost_version": _xgb_version()}
+
+    def _load_artifacts(self, directory: Path, saved: dict[str, Any]) -> None:
+        import xgboost as xgb
+
+        boosters = {}
+        for name, fname in saved["boosters"].items():
+            path = directory / "boosters" / fname
+            if not path.is_file():
+                from greensched.predictor.base import CheckpointError
+
+                raise CheckpointError(f"{path}: booster file missing from the saved model")
+            booster = xgb.Booster()
+            booster.load_model(path)
+            booster.set_param({"nthread": self.config.n_jobs})
+            boosters[name] = booster
+        self.boosters_ = boosters
+        self.action_prior_ = np.asarray(saved["action_prior"], dtype=float)
+
+
+def _xgb_version() -> str:
+    import xgboost as xgb
+
+    return str(xgb.__version__)
+
+
+def describe(model: XGBoostPredictor) -> str:
+    """One-line summary of a fitted model's boosters (for logs)."""
+    return json.dumps({k: int(b.num_boosted_rounds()) for k, b in model.boosters_.items()})
