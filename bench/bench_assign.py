@@ -1,6 +1,8 @@
 """Assigner benchmarks, run on demand (not a test).
 
     python bench/bench_assign.py [--jobs 1000000] [--repeat 3] [--calls 20000] [--skip-compare]
+    python bench/bench_assign.py --only-compare [--capacity-scale 0.4] [--water-scale 0.9]
+                                 [--sla 0.03] [--fraction 1.0] [--token-spread 0.3]
 
 Each figure is reported with a reference measured in the same run, as a ratio:
 
@@ -203,7 +205,9 @@ def _as_lp(highspy, problem, m):  # type: ignore[no-untyped-def]
     return lp
 
 
-def compare_modes(fraction: float, token_spread: float, seed: int) -> None:
+def compare_modes(fraction: float, token_spread: float, seed: int, *,
+                  capacity_scale: float = 1.0, water_scale: float | None = None,
+                  sla_s: float | None = None) -> None:
     from greensched.scheduler import plan
 
     from greensched.scenario import load_scenario
@@ -212,12 +216,22 @@ def compare_modes(fraction: float, token_spread: float, seed: int) -> None:
         print(f"compare: {PAPER} not found; skipped")
         return
     scen = load_scenario(PAPER)
+    scen.ds["capacity"] = scen.ds["capacity"] * capacity_scale
+    if water_scale is not None:
+        scen.water_budget_l = water_scale * plan(scen).water_l
     result = plan(scen)
+    if not result.is_ok:
+        print(f"compare: the plan is {result.status.value}: {result.message}")
+        return
     guide = PlanGuide.from_result(result)
-    jobs = sample_jobs_from_demand(scen, seed=seed, fraction=fraction, token_spread=token_spread)
+    jobs = sample_jobs_from_demand(scen, seed=seed, fraction=fraction, token_spread=token_spread,
+                                   sla_s=sla_s)
     pred = predictions_from_coefficients(scen, jobs)
-    print(f"modes on the paper scenario: {len(jobs)} jobs (demand x {fraction}, token cv "
-          f"{token_spread}), plan total_usd {result.objective['total_usd']:.2f} "
+    print(f"modes on the paper scenario (capacity x {capacity_scale}, water budget "
+          f"{'as given' if water_scale is None else f'x {water_scale} of the free plan'}, SLA "
+          f"{'default' if sla_s is None else sla_s} s): {len(jobs)} jobs (demand x {fraction}, "
+          f"token cv {token_spread}), water price {guide.water_price_usd_per_l:.3g} USD/l, "
+          f"plan total_usd {result.objective['total_usd']:.2f} "
           f"(energy {result.objective['energy_usd']:.2f}, carbon "
           f"{result.objective['carbon_usd']:.2f}, delay {result.objective['delay_usd']:.2f}); "
           f"binding capacity rows in the plan: {int((result.duals['resource'] < -1e-12).sum())}")
@@ -264,12 +278,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-compare", action="store_true")
     ap.add_argument("--fraction", type=float, default=1.0, help="compare: demand fraction")
     ap.add_argument("--token-spread", type=float, default=0.3, help="compare: token CV")
+    ap.add_argument("--capacity-scale", type=float, default=1.0, help="compare: capacity factor")
+    ap.add_argument("--water-scale", type=float, default=None,
+                    help="compare: water budget as a share of the unconstrained plan's water")
+    ap.add_argument("--sla", type=float, default=None, help="compare: SLA of every job (s)")
+    ap.add_argument("--only-compare", action="store_true")
     args = ap.parse_args(argv)
+    if args.only_compare:
+        compare_modes(args.fraction, args.token_spread, seed=1,
+                      capacity_scale=args.capacity_scale, water_scale=args.water_scale,
+                      sla_s=args.sla)
+        return 0
     bench_greedy(args.jobs, args.repeat)
     bench_single(args.calls)
     bench_batch_ip(args.repeat)
     if not args.skip_compare:
-        compare_modes(args.fraction, args.token_spread, seed=1)
+        compare_modes(args.fraction, args.token_spread, seed=1,
+                      capacity_scale=args.capacity_scale, water_scale=args.water_scale,
+                      sla_s=args.sla)
     return 0
 
 

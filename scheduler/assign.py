@@ -789,10 +789,10 @@ def _commit_prefix(c: np.ndarray, u: np.ndarray, rem: np.ndarray) -> int:
             int(np.searchsorted(cs[:, r], rem[d, r], side="right")) for r in range(u.shape[1])
         )
         first = min(first, int(idx[pos]))
-    for d, idx, cs in cums:
-        k = len(idx) if first == len(c) else int(np.searchsorted(idx, first))
-        if k:
-            rem[d] -= cs[k - 1]
+    for dc, idx, cs in cums:
+        n_ok = len(idx) if first == len(c) else int(np.searchsorted(idx, first))
+        if n_ok:
+            rem[dc] -= cs[n_ok - 1]
     return first
 
 
@@ -1279,7 +1279,7 @@ class GreedyAssigner:
         if explore == "epsilon":
             # with probability ε a uniform random key: argmin is uniform on any subset
             with self._lock:
-                flip = self._rng.random(m) < self.config.epsilon
+                flip = np.asarray(self._rng.random(m) < self.config.epsilon)
                 keys = self._rng.random((m, D))
             return np.where(flip[:, None], keys, score), None
         if explore == "softmax":

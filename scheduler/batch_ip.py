@@ -277,6 +277,7 @@ def solve_batch_problem(
     score = problem.inputs.get("score")
 
     def value(c: np.ndarray) -> float:
+        assert score is not None
         rows = problem.ip_jobs
         cc = c[rows]
         placed = cc >= 0
