@@ -1571,7 +1571,6 @@ def sample_jobs_from_demand(
 
     frame = pd.DataFrame(
         {
-            "job_id": [f"j{i:07d}" for i in range(n)],
             "arrival_s": arrival,
             "area": np.asarray(scenario.areas, dtype=object)[aa],
             "query_type": np.asarray(scenario.query_types, dtype=object)[kk],
@@ -1582,7 +1581,7 @@ def sample_jobs_from_demand(
     if sla_s is not None:
         frame["sla_s"] = float(sla_s)
     frame = frame.sort_values("arrival_s", kind="stable").reset_index(drop=True)
-    frame["job_id"] = [f"j{i:07d}" for i in range(n)]
+    frame.insert(0, "job_id", [f"j{i:07d}" for i in range(n)])
     return validate_jobs(frame, scenario)
 
 
