@@ -751,7 +751,7 @@ class OutcomeStore:
         version: str | None = None
         for attempt in range(3):
             try:
-                with self._write() as conn:
+                with _WriteTx(self._engine, write=create) as conn:
                     have = sa.inspect(conn).has_table("outcomes")
                     if not have:
                         if not create:
@@ -987,13 +987,18 @@ class OutcomeStore:
 
 
 class _WriteTx:
-    """Context manager: a connection in a write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    """Context manager: a connection in a transaction, committed on success.
 
-    def __init__(self, engine: Engine) -> None:
+    With ``write`` (default) it is a write transaction from the start (``BEGIN IMMEDIATE`` on
+    SQLite), so that what is read in it cannot change before it writes.
+    """
+
+    def __init__(self, engine: Engine, write: bool = True) -> None:
         self._engine = engine
+        self._write = write
 
     def __enter__(self) -> Connection:
-        self._conn = self._engine.connect().execution_options(greensched_write=True)
+        self._conn = self._engine.connect().execution_options(greensched_write=self._write)
         try:
             self._tx = self._conn.begin()
         except BaseException:
