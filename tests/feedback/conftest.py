@@ -11,6 +11,7 @@ binaries or psycopg the PostgreSQL cases are skipped, saying why (on Debian/Ubun
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import pwd
 import re
@@ -47,6 +48,20 @@ def _pg_bin_dir() -> Path | None:
         if (c / "initdb").is_file() and (c / "pg_ctl").is_file():
             return c
     return None
+
+
+_WATCHDOG = """
+import json, os, shutil, subprocess, sys, time
+parent, stop, root = int(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+while True:
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:
+        break
+    time.sleep(1.0)
+subprocess.run(stop, capture_output=True, timeout=60, check=False)
+shutil.rmtree(root, ignore_errors=True)
+"""
 
 
 def _free_port() -> int:
@@ -129,12 +144,21 @@ def pg_server() -> Iterator[PgServer]:
         for p in (root, sock):
             os.chown(p, owner.pw_uid, owner.pw_gid)
     started = False
+    watchdog: subprocess.Popen[bytes] | None = None
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120,
                               cwd=root, check=False)
 
     try:
+        # Should this test process die without running the teardown (SIGKILL, a timeout's
+        # SIGTERM), a watchdog stops the server and removes its folder.
+        watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), json.dumps(
+                [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+             str(root)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
         res = run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                   "-E", "UTF8", "--no-locale", "--no-sync")
         if res.returncode != 0:
@@ -155,6 +179,9 @@ def pg_server() -> Iterator[PgServer]:
     finally:
         if started:
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         shutil.rmtree(root, ignore_errors=True)
 
 
