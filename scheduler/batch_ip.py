@@ -436,8 +436,9 @@ def assign_batch_ip(
 
     Scores, masks and weights are those of :class:`~greensched.scheduler.assign.AssignConfig`
     (exploration is not available here).  ``time_limit_s`` bounds the whole call (the solver
-    gets what preparation left, at least 0.05 s).  ``info`` of the result holds the solver status,
-    objective, bound, gap, sizes and the greedy objective of the same batch for comparison.
+    gets what preparation left less a margin for the bookkeeping after it, at least 0.05 s).
+    ``info`` of the result holds the solver status, objective, bound, gap, sizes and the
+    greedy objective of the same batch for comparison.
     """
     t_call = time.perf_counter()
     cfg = config or AssignConfig()
@@ -461,8 +462,11 @@ def assign_batch_ip(
     problem = build_batch_problem(score, ok, hour, batch.usage_ticks, remaining,
                                   led.ticks_per_unit, penalty=unassigned_penalty_usd)
     build_seconds = time.perf_counter() - t0
-    budget = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t_call),
-                                                   0.05)
+    # the solver gets what preparation left, minus a margin for reserving and the result table
+    margin = 0.03 + 3e-5 * len(hour)
+    budget = None if time_limit_s is None else max(
+        time_limit_s - (time.perf_counter() - t_call) - margin, 0.05
+    )
     choice, facts = solve_batch_problem(problem, start=greedy, time_limit_s=budget,
                                         mip_rel_gap=mip_rel_gap, threads=threads)
     ip_objective = problem.objective(choice, score)
