@@ -224,8 +224,10 @@ def _normalise_validation(obj: Any, where: str = "validation error") -> dict[str
         elif v is not None:
             got = _metric_dict({"mape": v}, f"{where}, {t}")
         else:
-            got = _metric_dict({k[len(t) + 1:]: val for k, val in obj.items()
-                                if str(k).startswith(t + "_")}, where)
+            got = {}
+            for prefix in (t + "_", t.split("_")[0] + "_"):  # energy_kwh_mape, energy_mape
+                got = got or _metric_dict({str(k)[len(prefix):]: val for k, val in obj.items()
+                                           if str(k).startswith(prefix)}, where)
         if got:
             out[t] = got
     if not out:
@@ -242,7 +244,7 @@ def load_validation_metrics(path: str | Path) -> dict[str, dict[str, float]]:
     the ``metrics.json`` beside a saved predictor is read as it is)::
 
         {"energy_kwh": {"mape": 0.12, "rmse_log": 0.15}, "service_s": {"mape": 0.2}}
-        {"energy_kwh_mape": 0.12, "service_s_rmse_log": 0.25}
+        {"energy_kwh_mape": 0.12, "service_s_rmse_log": 0.25}   # or energy_mape, service_mape
         {"mape": 0.12}                        # the same for every target
 
     ``rmsle`` and ``log_rmse`` are read as ``rmse_log``; MAPE is a fraction (0.12 = 12 %).

@@ -191,6 +191,7 @@ def test_without_baseline_or_reference(reference: pd.DataFrame) -> None:
     {"energy_kwh": {"mape": 0.13, "rmse_log": 0.16}, "service_s": {"MAPE": 0.13}},
     {"validation": {"energy_kwh_mape": 0.13, "service_s_rmsle": 0.16}},
     {"metrics": {"mape": 0.13}},
+    {"energy_mape": 0.13, "service_mape": 0.13, "service_rmse_log": 0.16},
     {"energy_kwh": 0.13, "service_s": 0.13},
     # the metrics.json written beside a saved predictor
     {"kind": "xgboost", "n_train": 800, "validation_on": "validation split",
