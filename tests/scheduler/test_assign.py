@@ -738,3 +738,21 @@ def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-u
     f = res.frame.assign(area=pd.read_csv(root / "jobs.csv")["area"])
     assert set(f.loc[f["area"] == scen.areas[0], "dc"]) == {scen.dcs[1]}
     assert (f.loc[f["area"] == scen.areas[1], "reason"] == "sovereignty").all()
+
+
+def test_assign_command_with_a_saved_predictor(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("xgboost", reason="xgboost is not installed (extra 'ml')")
+    from greensched.predictor.synthetic import synthetic_dataset
+    from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor
+    from greensched.scheduler.assign_cli import assign_command
+
+    root, scen, jobs, _ = cli_case
+    df, _ = synthetic_dataset(scen, 300, seed=0)
+    XGBoostPredictor(XGBoostConfig(n_estimators=20, action_n_estimators=10)).fit(df).save(
+        tmp_path / "model"
+    )
+    res = assign_command(root / "scen", root / "jobs.csv", model=tmp_path / "model",
+                         out=tmp_path / "a.csv", risk=True, sla_hard=True)
+    assert res.summary()["jobs"] == len(jobs)
+    placed = res.frame["dc"] != ""
+    assert (res.frame.loc[placed, "predicted_energy_kwh"] > 0).all()
