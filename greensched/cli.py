@@ -28,6 +28,10 @@ app = typer.Typer(
 )
 scenario_app = typer.Typer(no_args_is_help=True, help="Validate, inspect and make scenarios.")
 app.add_typer(scenario_app, name="scenario")
+feedback_app = typer.Typer(
+    no_args_is_help=True, help="Outcome store, drift checks, re-tuning and the model registry."
+)
+app.add_typer(feedback_app, name="feedback")
 
 # Piped output (files, CI logs) gets a wide console so tables are not truncated.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -305,6 +309,43 @@ def sweep(
     console.print(f"wrote {path} ({len(frame)} rows)")
     if plot:
         console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(help="Outcome store: a SQLite path or postgresql:// URL "
+                 "(default $GREENSCHED_STORE or ./greensched-outcomes.sqlite)."),
+]
+
+
+@feedback_app.command("ingest")
+def feedback_ingest(
+    file: Annotated[Path, typer.Argument(help="Outcomes file: CSV, JSON lines or Parquet.")],
+    store: StoreOption = None,
+    fail_on_conflict: Annotated[bool, typer.Option(help="Exit non-zero on conflicts.")] = False,
+) -> None:
+    """Store measured outcomes (idempotent: a job_id is stored once; conflicts are listed)."""
+    from greensched.feedback.feedback_cli import ingest_command
+
+    ingest_command(file, store, console=console, fail_on_conflict=fail_on_conflict)
+
+
+@feedback_app.command("status")
+def feedback_status(
+    store: StoreOption = None,
+    reference: Annotated[Path | None, typer.Option(help="Reference outcomes for input drift.")] = None,
+    validation_metrics: Annotated[
+        Path | None, typer.Option(help="The model's metrics.json (validation error).")
+    ] = None,
+    window: Annotated[int, typer.Option(min=1, help="Latest outcomes to check.")] = 1000,
+    min_samples: Annotated[int, typer.Option(min=1)] = 100,
+    model_version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
+) -> None:
+    """Prediction-error and input drift of the latest outcomes, with a verdict."""
+    from greensched.feedback.feedback_cli import status_command
+
+    status_command(store, reference, validation_metrics, window, min_samples,
+                   model_version=model_version, console=console)
 
 
 def _fail(exc: BaseException) -> None:
