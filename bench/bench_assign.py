@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from greensched.scheduler.assign import (
     AssignConfig,
     GreedyAssigner,
@@ -39,7 +40,6 @@ from greensched.scheduler.assign import (
     sample_jobs_from_demand,
 )
 from greensched.scheduler.batch_ip import assign_batch_ip, build_batch_problem
-
 from greensched.synth import synthesize
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
@@ -208,9 +208,8 @@ def _as_lp(highspy, problem, m):  # type: ignore[no-untyped-def]
 def compare_modes(fraction: float, token_spread: float, seed: int, *,
                   capacity_scale: float = 1.0, water_scale: float | None = None,
                   sla_s: float | None = None) -> None:
-    from greensched.scheduler import plan
-
     from greensched.scenario import load_scenario
+    from greensched.scheduler import plan
 
     if not PAPER.is_dir():
         print(f"compare: {PAPER} not found; skipped")

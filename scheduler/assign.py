@@ -481,9 +481,9 @@ class PlanGuide:
         """Read a plan directory (``PlanResult.write``) and its duals when present.
 
         Reads ``plan.json`` (status must be optimal), ``allocation.csv`` (hour, area,
-        query_type, dc, fraction) and, when present, ``duals.json`` as written by
-        :func:`write_plan_duals` (or ``resource_duals.csv``: dc, resource, hour, dual and an
-        optional ``water_duals.csv`` with one ``dual`` value).
+        query_type, dc, fraction) and, when present, the row duals: ``duals.csv`` as written by
+        ``PlanResult.write`` (long form: family, hour, dc, area, query_type, resource, dual) or
+        ``duals.json`` as written by :func:`write_plan_duals`.
         """
         root = Path(directory)
         meta_path = root / "plan.json"
@@ -499,9 +499,11 @@ class PlanGuide:
                 "can guide assignments"
             )
         guide = cls()
+        duals_csv = root / "duals.csv"
         duals_json = root / "duals.json"
-        duals_csv = root / "resource_duals.csv"
-        if duals_json.is_file():
+        if duals_csv.is_file():
+            guide = cls._from_duals(_read_duals_csv(duals_csv))
+        elif duals_json.is_file():
             try:
                 raw = json.loads(duals_json.read_text(encoding="utf-8"))
                 duals = {k: xr.DataArray.from_dict(v) for k, v in raw.items()}
@@ -510,19 +512,6 @@ class PlanGuide:
                     f"{duals_json}: cannot read duals ({exc}); expected "
                     "{family: DataArray.to_dict()}"
                 ) from exc
-            guide = cls._from_duals(duals)
-        elif duals_csv.is_file():
-            df = pd.read_csv(duals_csv)
-            need = {"dc", "resource", "hour", "dual"}
-            if not need <= set(df.columns):
-                raise AssignError(f"{duals_csv}: needs columns {sorted(need)}")
-            da = df.astype({"dc": str, "resource": str}).set_index(
-                ["dc", "resource", "hour"]
-            )["dual"].to_xarray()
-            duals = {"resource": da}
-            water_csv = root / "water_duals.csv"
-            if water_csv.is_file():
-                duals["water"] = xr.DataArray(float(pd.read_csv(water_csv)["dual"].iloc[0]))
             guide = cls._from_duals(duals)
         alloc_path = root / "allocation.csv"
         if alloc_path.is_file():
@@ -542,6 +531,40 @@ class PlanGuide:
     def has_duals(self) -> bool:
         """True when capacity shadow prices are known."""
         return self.resource_price is not None
+
+
+#: Index columns of the dual families the assigner reads from ``duals.csv``.
+_DUAL_DIMS = {
+    "resource": ("dc", "resource", "hour"),
+    "power_balance": ("dc", "hour"),
+    "no_export": ("dc", "hour"),
+    "water": (),
+}
+
+
+def _read_duals_csv(path: Path) -> dict[str, xr.DataArray]:
+    """Duals of the families in :data:`_DUAL_DIMS` from the planner's long-form ``duals.csv``."""
+    try:
+        df = pd.read_csv(path, dtype={"family": str, "dc": str, "area": str,
+                                      "query_type": str, "resource": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise AssignError(f"{path}: cannot parse as CSV ({exc})") from exc
+    if not {"family", "dual"} <= set(df.columns):
+        raise AssignError(f"{path}: needs columns family, ..., dual (PlanResult.duals_frame)")
+    out: dict[str, xr.DataArray] = {}
+    for family, dims in _DUAL_DIMS.items():
+        sub = df[df["family"] == family]
+        if sub.empty:
+            continue
+        if not dims:
+            out[family] = xr.DataArray(float(sub["dual"].iloc[0]))
+            continue
+        missing = [d for d in dims if d not in sub.columns or sub[d].isna().any()]
+        if missing:
+            raise AssignError(f"{path}: family {family!r} rows lack {missing!r}")
+        sub = sub.astype({"hour": np.int64})
+        out[family] = sub.set_index(list(dims))["dual"].to_xarray()
+    return out
 
 
 def write_plan_duals(result: PlanResult, directory: str | Path) -> Path:

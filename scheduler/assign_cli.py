@@ -20,6 +20,10 @@ from typing import Any
 
 import pandas as pd
 import xarray as xr
+
+from greensched.errors import GreenSchedError
+from greensched.jobs import load_jobs
+from greensched.scenario import Scenario, load_scenario
 from greensched.scheduler.assign import (
     AssignConfig,
     AssignError,
@@ -28,10 +32,6 @@ from greensched.scheduler.assign import (
     PlanGuide,
     predictions_from_coefficients,
 )
-
-from greensched.errors import GreenSchedError
-from greensched.jobs import load_jobs
-from greensched.scenario import Scenario, load_scenario
 
 __all__ = ["MODES", "OUTPUT_COLUMNS", "assign_command", "load_sovereignty", "plan_guide_for"]
 

@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
+
+from greensched.scenario import Scenario
 from greensched.scheduler.assign import (
     AssignConfig,
     AssignError,
@@ -40,8 +42,6 @@ from greensched.scheduler.assign import (
     _as_guide,
     _engine_hour,
 )
-
-from greensched.scenario import Scenario
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from greensched.scheduler.planner import PlanResult

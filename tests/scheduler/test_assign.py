@@ -8,6 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from greensched.jobs import validate_jobs
 from greensched.scheduler.assign import (
     AssignConfig,
     AssignError,
@@ -24,10 +28,6 @@ from greensched.scheduler.assign import (
     sample_jobs_from_demand,
     write_plan_duals,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from greensched.jobs import validate_jobs
 from greensched.synth import synthesize
 
 #: Scores are sums of a few products: compare with this relative tolerance.
@@ -585,14 +585,20 @@ def test_plan_guide_from_result_and_directory(tmp_path) -> None:  # type: ignore
     assert g1.water_price_usd_per_l > 0
     assert g1.resource_price is not None and (g1.resource_price >= 0).all()
     result.write(tmp_path)
+    read = [PlanGuide.from_directory(tmp_path)]  # the planner's duals.csv
+    (tmp_path / "duals.csv").unlink()
     g0 = PlanGuide.from_directory(tmp_path)
     assert not g0.has_duals and g0.allocation is not None
     write_plan_duals(result, tmp_path)
-    g2 = PlanGuide.from_directory(tmp_path)
-    assert g2.water_price_usd_per_l == pytest.approx(g1.water_price_usd_per_l, rel=1e-12)
-    xr.testing.assert_allclose(g2.resource_price.sortby(["dc", "resource", "hour"]),
-                               g1.resource_price.sortby(["dc", "resource", "hour"]))
-    assert g2.weights == pytest.approx(g1.weights)
+    read.append(PlanGuide.from_directory(tmp_path))  # duals.json
+    for g2 in read:
+        assert g2.water_price_usd_per_l == pytest.approx(g1.water_price_usd_per_l, rel=1e-12)
+        xr.testing.assert_allclose(g2.resource_price.sortby(["dc", "resource", "hour"]),
+                                   g1.resource_price.sortby(["dc", "resource", "hour"]))
+        xr.testing.assert_allclose(g2.energy_price.sortby(["dc", "hour"]),
+                                   g1.energy_price.sortby(["dc", "hour"]))
+        assert g2.weights == pytest.approx(g1.weights)
+    g2 = read[0]
     alloc = g2.allocation.reindex_like(g1.allocation).fillna(0.0)
     np.testing.assert_allclose(alloc.values, g1.allocation.where(g1.allocation > 1e-9, 0).values,
                                atol=1e-12)
@@ -701,24 +707,23 @@ def test_assign_command_plan_duals_file_and_mismatch(cli_case, tmp_path) -> None
     from greensched.scheduler.assign_cli import assign_command, plan_guide_for
 
     root, scen, _, result = cli_case
-    resolved = plan_guide_for(scen, root / "plan", need_duals=True)  # re-solves
     plan_copy = tmp_path / "plan"
     shutil.copytree(root / "plan", plan_copy)
-    write_plan_duals(result, plan_copy)
-    read = plan_guide_for(scen, plan_copy, need_duals=True)
+    (plan_copy / "duals.csv").unlink(missing_ok=True)
+    resolved = plan_guide_for(scen, plan_copy, need_duals=True)  # no duals: re-solves
+    read = plan_guide_for(scen, root / "plan", need_duals=True)  # the planner's duals.csv
     xr.testing.assert_allclose(read.resource_price.sortby(["dc", "resource", "hour"]),
                                resolved.resource_price.sortby(["dc", "resource", "hour"]))
     other = synthesize(4, 3, 3, 4, seed=2)
     other.save(tmp_path / "other")
     with pytest.raises(AssignError, match="another scenario"):
         assign_command(tmp_path / "other", root / "jobs.csv", mode="plan",
-                       plan_dir=root / "plan", out=tmp_path / "x.csv")
+                       plan_dir=plan_copy, out=tmp_path / "x.csv")
 
 
 def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from greensched.scheduler.assign_cli import assign_command
-
     from greensched.errors import GreenSchedError
+    from greensched.scheduler.assign_cli import assign_command
 
     root, scen, _, _ = cli_case
     base = dict(scenario=root / "scen", jobs=root / "jobs.csv", out=tmp_path / "a.csv")

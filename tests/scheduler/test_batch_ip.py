@@ -9,6 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from greensched.jobs import validate_jobs
 from greensched.scheduler.assign import (
     AssignConfig,
     AssignError,
@@ -23,10 +27,6 @@ from greensched.scheduler.batch_ip import (
     build_batch_problem,
     solve_batch_problem,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from greensched.jobs import validate_jobs
 from greensched.synth import synthesize
 
 #: Objective values are sums of at most a few dozen products.
