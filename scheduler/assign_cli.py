@@ -93,9 +93,9 @@ def assign_command(
     mode
         ``greedy``, ``plan`` (plan-guided), ``follow`` (plan-following) or ``batch`` (MILP).
     plan_dir
-        Plan directory written by ``greensched plan --out`` (plan.json, allocation.csv and,
-        when present, duals.json).  Without duals, plan-guided mode re-solves the scenario with
-        the plan's settings to obtain them.
+        Plan directory written by ``greensched plan --out`` (plan.json, allocation.csv and
+        duals.csv, which ``PlanResult.write`` adds).  Without duals, plan-guided mode
+        re-solves the scenario with the plan's settings to obtain them.
     out
         Output CSV path (written atomically).
     explore, epsilon, temperature, seed
@@ -260,8 +260,8 @@ def plan_guide_for(scen: Scenario, plan_dir: Path, *, need_duals: bool) -> PlanG
     if want is not None and abs(got - float(want)) > 1e-6 * max(1.0, abs(float(want))):
         raise AssignError(
             f"{plan_dir}: re-solving the scenario gives total_usd {got!r}, the plan has "
-            f"{want!r}; is the plan of another scenario?  Write duals.json with the plan "
-            "(greensched.scheduler.assign.write_plan_duals) to skip the re-solve"
+            f"{want!r}; is the plan of another scenario?  Plans written by 'greensched plan' "
+            "include duals.csv, which makes the re-solve unnecessary"
         )
     solved = PlanGuide.from_result(result)
     solved.allocation = guide.allocation if guide.allocation is not None else solved.allocation
