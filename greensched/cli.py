@@ -311,6 +311,29 @@ def sweep(
         console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
 
 
+@app.command()
+def simulate(
+    scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Draw N jobs from the scenario's demand.")] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="Azure trace file or directory, or a jobs table.")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="plan | greedy | nearest | random")] = "plan",
+    out: Annotated[Path | None, typer.Option(help="Write outcomes.csv and totals.json.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Also write the predictor's training set (Parquet).")
+    ] = None,
+    seed: int = 0,
+    noise: Annotated[bool, typer.Option(help="Seeded measurement noise (--no-noise: off).")] = True,
+    fleet: Annotated[Path | None, typer.Option(help="fleet.csv (model, GPU, replicas per DC).")] = None,
+) -> None:
+    """Run jobs through a policy on the digital twin; per-job outcomes and totals."""
+    from greensched.eval.simulate_cli import simulate_command
+
+    simulate_command(scenario_dir, jobs, trace, policy, out, dataset, seed, noise, fleet,
+                     console=console)
+
+
 StoreOption = Annotated[
     str | None,
     typer.Option(help="Outcome store: a SQLite path or postgresql:// URL "
