@@ -166,6 +166,11 @@ class BasePredictor(abc.ABC):
         if not isinstance(cfg, self.config_class):
             raise GreenSchedError(f"{type(self).__name__} needs a {self.config_class.__name__}, "
                                   f"got {type(cfg).__name__}")
+        names = {f.name for f in fields(cfg)}
+        unknown = sorted(set(overrides) - names)
+        if unknown:
+            raise GreenSchedError(f"unknown option {unknown[0]!r} for {type(self).__name__}; "
+                                  f"known: {', '.join(sorted(names))}")
         self.config = replace(cfg, **overrides) if overrides else cfg
 
     # -- subclass hooks ----------------------------------------------------------------------

@@ -244,9 +244,21 @@ def rows_from_jobs(
 
     Each job gets the :func:`greensched.state.dc_hour_state` of its hour for every DC
     (``utilization`` per (hour, dc) overrides the expected utilisation) and the RTT from its area
-    to every DC.  Jobs are validated with :func:`greensched.jobs.validate_jobs`.
+    to every DC.  Jobs are validated with :func:`greensched.jobs.validate_jobs`; a missing
+    (empty/NaN) ``output_tokens`` on some rows means "not known yet" for those jobs.
     """
+    unknown_out = None
+    if "output_tokens" in jobs.columns:
+        raw_out = jobs["output_tokens"]
+        unknown_out = (raw_out.isna() | (raw_out.astype(str).str.strip() == "")).to_numpy()
+        if unknown_out.any():
+            jobs = jobs.copy()
+            jobs["output_tokens"] = raw_out.where(~unknown_out, 0)
+        else:
+            unknown_out = None
     jobs = validate_jobs(jobs, scenario)
+    if unknown_out is not None:
+        jobs["output_tokens"] = jobs["output_tokens"].astype(float).where(~unknown_out, np.nan)
     state = dc_hour_state(scenario, utilization)
     dcs = scenario.dcs
     hours = jobs["hour"].to_numpy()
