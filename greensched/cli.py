@@ -334,6 +334,45 @@ def simulate(
                      console=console)
 
 
+@app.command()
+def assign(
+    scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
+    jobs: Annotated[Path, typer.Option(help="Jobs table (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Assignment CSV to write.")],
+    model: Annotated[Path | None, typer.Option(help="Predictor directory.")] = None,
+    coefficients: Annotated[
+        Path | None, typer.Option(help="coefficients.csv instead of a predictor.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="greedy | plan | follow | batch")] = "greedy",
+    plan_dir: Annotated[
+        Path | None, typer.Option("--plan", help="Plan directory (greensched plan --out).")
+    ] = None,
+    explore: Annotated[str | None, typer.Option(help="epsilon | softmax exploration.")] = None,
+    epsilon: float = 0.1,
+    temperature: float = 1e-3,
+    seed: int = 0,
+    sla_hard: Annotated[bool, typer.Option(help="Never pick a DC predicted to miss the SLA.")] = (
+        False
+    ),
+    sovereignty: Annotated[
+        Path | None, typer.Option(help="Allowed DCs per area (JSON or CSV).")
+    ] = None,
+    risk: Annotated[bool, typer.Option(help="Score with p90 predictions.")] = False,
+    time_limit: Annotated[float, typer.Option(help="Batch IP time limit (s).")] = 1.0,
+) -> None:
+    """Assign jobs to data centers online: greedy, plan-guided, plan-following or batch IP."""
+    from greensched.scheduler.assign_cli import assign_command
+
+    if (model is None) == (coefficients is None):
+        raise GreenSchedError("give exactly one of --model and --coefficients")
+    result = assign_command(scenario, jobs, model, coefficients, mode, plan_dir, out, explore,
+                            epsilon, temperature, seed, sla_hard=sla_hard,
+                            sovereignty=sovereignty, risk=risk, time_limit_s=time_limit)
+    summary = result.summary()
+    console.print(", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    console.print(f"wrote {out}")
+
+
 StoreOption = Annotated[
     str | None,
     typer.Option(help="Outcome store: a SQLite path or postgresql:// URL "
