@@ -37,6 +37,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from greensched.errors import GreenSchedError
+from greensched.jobs import DEFAULT_SLA_S
 from greensched.predictor.dataset import (
     TARGETS,
     DatasetError,
@@ -48,9 +51,6 @@ from greensched.predictor.dataset import (
 )
 from greensched.predictor.features import Featurizer, TargetScaler
 from greensched.predictor.metrics import evaluate_predictions
-
-from greensched.errors import GreenSchedError
-from greensched.jobs import DEFAULT_SLA_S
 from greensched.scenario import Scenario
 
 __all__ = [

@@ -11,9 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
-from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
-
 from greensched.errors import GreenSchedError
+from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
 
 __all__ = ["measure_latency_ms", "ml_import_error", "select_predictor"]
 

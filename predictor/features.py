@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from greensched.predictor.dataset import DC_FIELDS, TARGETS, dc_column
 
 __all__ = ["Featurizer", "TargetScaler"]

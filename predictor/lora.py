@@ -37,11 +37,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
 from greensched.predictor.dataset import TARGETS
 from greensched.predictor.prompts import render_prompts
-
-from greensched.errors import GreenSchedError
 
 if TYPE_CHECKING:
     import torch

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from greensched.predictor.dataset import TARGETS, dc_column
 
 __all__ = ["evaluate_predictions", "target_metrics"]

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from greensched.predictor.base import PRED_VARS, BasePredictor, load_predictor, write_json
-from greensched.predictor.dataset import TARGETS, dataset_dcs, dc_column, read_dataset
-from greensched.predictor.metrics import evaluate_predictions
 
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
+from greensched.predictor.base import PRED_VARS, BasePredictor, load_predictor, write_json
+from greensched.predictor.dataset import TARGETS, dataset_dcs, dc_column, read_dataset
+from greensched.predictor.metrics import evaluate_predictions
 from greensched.scenario import load_scenario, save_coefficients
 
 __all__ = [

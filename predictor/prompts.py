@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from greensched.predictor.dataset import dc_column
 
 __all__ = ["PROMPT_FIELDS", "render_prompt", "render_prompts"]

@@ -11,7 +11,8 @@ efficiency and speed factors, u the hour's utilisation (the expected utilisation
 per-(hour, dc) factor in [0.6, 1.4], at most 0.95), and optional noise
 (ε_E = exp(N(0, noise)), ε_s = N(0, noise · 0.05) s, floored at 1 ms).  ``best_dc`` minimises
 σ_e · price · PUE · E + σ_c · carbon_price · carbon · PUE · E + σ_d · ρ_k · s with the
-scenario's weights σ and delay penalties ρ.
+scenario's weights σ and delay penalties ρ, each of the three terms divided by its mean over
+the dataset's jobs and DCs (so that no term dominates by its unit alone).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from greensched.predictor.dataset import dc_column, rows_from_jobs
 
 from greensched.jobs import DEFAULT_SLA_S
+from greensched.predictor.dataset import dc_column, rows_from_jobs
 from greensched.scenario import Scenario
 from greensched.state import expected_utilization
 
@@ -82,7 +83,7 @@ def synthetic_dataset(scenario: Scenario, n_jobs: int, seed: int = 0, noise: flo
     n_out = df["output_tokens"].to_numpy(float)
     w = scenario.weights
     delta = ds["carbon_price_usd_per_kg"].sel(dc=dcs).values
-    score = np.empty((len(df), D))
+    terms = np.empty((3, len(df), D))
     for j, d in enumerate(dcs):
         u = df[dc_column("utilization", d)].to_numpy(float)
         e = (tau_in * n_in + tau_out * n_out) * eta[j] * (1 + 0.3 * u)
@@ -94,11 +95,13 @@ def synthetic_dataset(scenario: Scenario, n_jobs: int, seed: int = 0, noise: flo
         df[dc_column("energy_kwh", d)] = e
         df[dc_column("service_s", d)] = s
         pue = df[dc_column("pue", d)].to_numpy(float)
-        score[:, j] = (w.get("energy", 0) * df[dc_column("price_usd_per_kwh", d)].to_numpy(float)
-                       * pue * e
-                       + w.get("carbon", 0) * delta[j]
-                       * df[dc_column("carbon_kg_per_kwh", d)].to_numpy(float) * pue * e
-                       + w.get("delay", 0) * rho * s)
+        terms[0, :, j] = df[dc_column("price_usd_per_kwh", d)].to_numpy(float) * pue * e
+        terms[1, :, j] = (delta[j] * df[dc_column("carbon_kg_per_kwh", d)].to_numpy(float)
+                          * pue * e)
+        terms[2, :, j] = rho * s
+    scale = np.abs(terms).mean(axis=(1, 2), keepdims=True)
+    weights = np.array([w.get("energy", 0.0), w.get("carbon", 0.0), w.get("delay", 0.0)])
+    score = (weights[:, None, None] * terms / np.where(scale > 0, scale, 1.0)).sum(axis=0)
     df["best_dc"] = np.asarray(dcs, dtype=object)[score.argmin(axis=1)]
     meta = {
         "format": 1, "dcs": dcs, "scenario": scenario.name, "seed": seed, "noise": noise > 0,

@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from greensched.predictor.base import BasePredictor, PredictorConfig
-from greensched.predictor.dataset import TARGETS
 
 from greensched.errors import GreenSchedError
+from greensched.predictor.base import BasePredictor, PredictorConfig
+from greensched.predictor.dataset import TARGETS
 
 __all__ = ["STRATEGIES", "XGBoostConfig", "XGBoostPredictor"]
 
