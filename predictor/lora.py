@@ -26,7 +26,6 @@ fetched from the network.  A saved model holds ``adapter/`` (peft), ``heads.safe
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 import warnings
@@ -418,10 +417,18 @@ class LoraPredictor(BasePredictor):
         return total / max(count, 1)
 
     # -- prediction --------------------------------------------------------------------------
+    def _merge_for_inference(self) -> None:
+        """Fold the LoRA matrices into the base weights once (faster forward passes; the
+        adapter files are unaffected).  Training builds a fresh, unmerged network."""
+        if not getattr(self.net_, "merged_", False):
+            self.net_.encoder.merge_adapter()
+            self.net_.merged_ = True
+
     def _predict_arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
         import torch
 
         self._set_threads()
+        self._merge_for_inference()
         ids, mask, num = self._encode(data)
         self.net_.eval()
         outs = []
@@ -483,11 +490,3 @@ class LoraPredictor(BasePredictor):
                                   f"{bad_missing[:3]!r}, unexpected {list(unexpected)[:3]!r})")
         self.net_.eval()
 
-    def merged_copy(self) -> LoraPredictor:
-        """A copy whose LoRA weights are merged into the base (faster inference, not
-        trainable)."""
-        self._check_fitted()
-        other = copy.copy(self)
-        other.net_ = copy.deepcopy(self.net_)
-        other.net_.encoder.merge_adapter()
-        return other

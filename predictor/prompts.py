@@ -6,8 +6,7 @@ listed in the model's DC order.  Every number is rounded to a small integer, whi
 
     <query_type> <area> in <input_tokens> out <output_tokens|?> sla <sla_s> ; <dc block> ; ...
 
-    dc block = <index> <carbon> <price> <renewable> <pue> <util>
-      index      position of the DC (1-based)
+    dc block = <carbon> <price> <renewable> <pue> <util>   (blocks in the model's DC order)
       carbon     grid carbon intensity in 10 g/kWh      (kg/kWh × 100, rounded)
       price      electricity price in US cents/kWh      (USD/kWh × 100, rounded)
       renewable  on-site renewable share in %           (× 100, rounded)
@@ -16,11 +15,12 @@ listed in the model's DC order.  Every number is rounded to a small integer, whi
 
 Example (2 DCs)::
 
-    chat area1 in 512 out 128 sla 30 ; 1 41 9 20 12 50 ; 2 23 12 0 30 64
+    chat area1 in 512 out 128 sla 30 ; 41 9 20 12 50 ; 23 12 0 30 64
 
 Numbers are clipped to [−99, 999] (negative prices stay signed).  With the MiniLM tokenizer a
-9-DC prompt takes 77–82 tokens including ``[CLS]``/``[SEP]`` (measured in
-``tests/predictor/test_prompts.py``; the budget is 96).  The RTT is not in the text: it
+9-DC prompt takes 68–70 tokens including ``[CLS]``/``[SEP]``, 81 in a deliberately bad case
+(measured in ``tests/predictor/test_prompts.py``; the budget is 96).  A DC is identified by
+the position of its block (no index: 9 tokens fewer, and inference time grows with length).  The RTT is not in the text: it
 depends on the area, which is, and the LoRA model also receives the exact numeric features.
 The function is pure and deterministic: the same row always gives the same string.
 """
@@ -80,10 +80,8 @@ def render_prompt(job: Mapping[str, Any], dcs: Sequence[str]) -> str:
     """
     head = (f"{job['query_type']} {job['area']} in {_tokens(job['input_tokens'])} "
             f"out {_tokens(job.get('output_tokens'))} sla {_num(job['sla_s'])}")
-    blocks = [
-        " ".join([str(j + 1), *(_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS)])
-        for j, d in enumerate(dcs)
-    ]
+    blocks = [" ".join(_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS)
+              for d in dcs]
     return " ; ".join([head, *blocks])
 
 

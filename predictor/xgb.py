@@ -51,6 +51,9 @@ class XGBoostConfig(PredictorConfig):
         Boosting parameters of the regression models.
     early_stopping_rounds
         Rounds without validation improvement before stopping (needs ``val_fraction > 0``).
+    quantile_n_estimators, quantile_learning_rate, quantile_max_depth
+        The quantile models (smaller: their trees are evaluated three times per row, so they
+        dominate prediction time).
     action_n_estimators
         Boosting rounds of the best-DC classifier.
     n_jobs
@@ -66,6 +69,9 @@ class XGBoostConfig(PredictorConfig):
     colsample_bytree: float = 1.0
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 30
+    quantile_n_estimators: int = 100
+    quantile_learning_rate: float = 0.2
+    quantile_max_depth: int = 4
     action_n_estimators: int = 200
     n_jobs: int = 2
 
@@ -74,12 +80,13 @@ class XGBoostConfig(PredictorConfig):
         if self.strategy not in STRATEGIES:
             raise GreenSchedError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         for name in ("n_estimators", "max_depth", "action_n_estimators", "n_jobs",
-                     "early_stopping_rounds"):
+                     "early_stopping_rounds", "quantile_n_estimators", "quantile_max_depth"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise GreenSchedError(f"{name} must be a positive integer, got {v!r}")
-        if not 0 < self.learning_rate <= 1:
-            raise GreenSchedError(f"learning_rate must be in (0, 1], got {self.learning_rate!r}")
+        for name in ("learning_rate", "quantile_learning_rate"):
+            if not 0 < getattr(self, name) <= 1:
+                raise GreenSchedError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
         for name in ("subsample", "colsample_bytree"):
             if not 0 < getattr(self, name) <= 1:
                 raise GreenSchedError(f"{name} must be in (0, 1], got {getattr(self, name)!r}")
@@ -147,7 +154,9 @@ class XGBoostPredictor(BasePredictor):
             zv = self.target_scaler_.transform(self.target_scaler_.log_targets(val, dcs))
             jobv, dcv = self._blocks(val)
         boosters: dict[str, Any] = {}
-        qparams = self._params("reg:quantileerror", quantile_alpha=np.array(QUANTILES))
+        qparams = self._params("reg:quantileerror", quantile_alpha=np.array(QUANTILES),
+                               eta=c.quantile_learning_rate, max_depth=c.quantile_max_depth)
+        qrounds = c.quantile_n_estimators
         mparams = self._params("reg:squarederror")
         for t_i, t in enumerate(TARGETS):
             y = z[:, t_i]
@@ -157,7 +166,7 @@ class XGBoostPredictor(BasePredictor):
                 xv = None if jobv is None or dcv is None else self._stacked(jobv, dcv)
                 yy, yyv = y.reshape(-1), None if yv is None else yv.reshape(-1)
                 boosters[f"{t}"] = self._train_one(mparams, x, yy, xv, yyv, c.n_estimators)
-                boosters[f"{t}_q"] = self._train_one(qparams, x, yy, xv, yyv, c.n_estimators)
+                boosters[f"{t}_q"] = self._train_one(qparams, x, yy, xv, yyv, qrounds)
                 continue
             if c.strategy == "multi_output":
                 x = self._wide(job, dc)
@@ -176,7 +185,7 @@ class XGBoostPredictor(BasePredictor):
                     x = self._wide(job, dc)
                     xv = None if jobv is None or dcv is None else self._wide(jobv, dcv)
                 boosters[f"{t}_q@{d}"] = self._train_one(
-                    qparams, x, y[:, j], xv, None if yv is None else yv[:, j], c.n_estimators)
+                    qparams, x, y[:, j], xv, None if yv is None else yv[:, j], qrounds)
         # best-DC classifier
         labels = pd.Index(dcs).get_indexer(train["best_dc"])
         self.action_prior_ = np.bincount(labels, minlength=D) / len(labels)

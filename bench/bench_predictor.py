@@ -1,0 +1,181 @@
+"""Predictor benchmark: training and batched inference speed of MiniLM-LoRA and XGBoost.
+
+Run on demand:  python bench/bench_predictor.py [--lora-jobs 512] [--xgb-jobs 20000]
+                                               [--train-steps 20] [--skip-lora] [--json OUT]
+
+Data: the synthetic stand-in dataset (greensched.predictor.synthetic) of a 9-DC scenario.
+Each figure is reported with a ratio to a reference measured in the same run:
+
+* LoRA training samples/s  vs  a bare forward+backward pass of the base model (no LoRA, no
+  heads) on the same prompts and batch size;
+* LoRA inference jobs/s (prompt rendering + tokenising + features + forward with the LoRA
+  weights merged + heads)  vs  the bare forward pass of the base model on the same tokens;
+* XGBoost job×DC predictions/s (validation + features + all boosters)  vs  one bare
+  ``inplace_predict`` of the point-energy booster on the prepared matrix.
+
+Targets: LoRA ≥ 100 jobs/s batched, XGBoost ≥ 200k job×DC predictions/s batched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greensched.predictor.synthetic import synthetic_dataset
+from greensched.synth import synthesize
+
+
+def _median_time(fn: Any, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_lora(scen: Any, n_jobs: int, train_steps: int, base_model: str | None,
+               repeat: int) -> dict[str, float]:
+    import torch
+    from transformers import AutoModel
+
+    from greensched.predictor.lora import LoraPredictor, resolve_base_model
+    from greensched.predictor.prompts import render_prompts
+
+    batch = 32
+    train, meta = synthetic_dataset(scen, max(batch * train_steps + 64, 256), seed=1, noise=0.02)
+    test, _ = synthetic_dataset(scen, n_jobs, seed=2, noise=0.02)
+    model = LoraPredictor(base_model=base_model, epochs=1, max_steps=train_steps,
+                          batch_size=batch, progress=False, val_fraction=0.05)
+    model.fit(train, meta=meta)
+    train_sps = float(model.metrics_["history"]["train_samples_per_s"])
+
+    base = AutoModel.from_pretrained(resolve_base_model(base_model), local_files_only=True)
+    tok = model.tokenizer_
+    enc = tok(render_prompts(train.iloc[: batch * 4], model.dcs_), padding=True,
+              return_tensors="pt")
+    opt_params = [p for p in base.parameters()]
+
+    def bare_train() -> None:
+        for s in range(0, batch * 4, batch):
+            out = base(input_ids=enc["input_ids"][s:s + batch],
+                       attention_mask=enc["attention_mask"][s:s + batch]).last_hidden_state
+            out.mean().backward()
+            for p in opt_params:
+                p.grad = None
+
+    bare_train_sps = batch * 4 / _median_time(bare_train, max(1, repeat // 2))
+
+    test_enc = tok(render_prompts(test, model.dcs_), padding=True, return_tensors="pt")
+    bs = model.config.predict_batch_size
+
+    def bare_forward() -> None:
+        with torch.inference_mode():
+            for s in range(0, n_jobs, bs):
+                base(input_ids=test_enc["input_ids"][s:s + bs],
+                     attention_mask=test_enc["attention_mask"][s:s + bs])
+
+    bare_jps = n_jobs / _median_time(bare_forward, repeat)
+    jps = n_jobs / _median_time(lambda: model.predict_frame(test), repeat)
+    lengths = test_enc["attention_mask"].sum(1).numpy()
+    return {
+        "train_samples_per_s": train_sps,
+        "bare_train_samples_per_s": bare_train_sps,
+        "train_ratio": train_sps / bare_train_sps,
+        "infer_jobs_per_s": jps,
+        "bare_forward_jobs_per_s": bare_jps,
+        "infer_ratio": jps / bare_jps,
+        "prompt_tokens_median": float(np.median(lengths)),
+        "prompt_tokens_max": float(lengths.max()),
+        "torch_threads": float(torch.get_num_threads()),
+    }
+
+
+def bench_xgb(scen: Any, n_jobs: int, n_train: int, repeat: int,
+              strategy: str) -> dict[str, float]:
+    from greensched.predictor.dataset import validate_dataset
+    from greensched.predictor.xgb import XGBoostPredictor
+
+    train, meta = synthetic_dataset(scen, n_train, seed=1, noise=0.02)
+    test, _ = synthetic_dataset(scen, n_jobs, seed=2, noise=0.02)
+    model = XGBoostPredictor(strategy=strategy)
+    t0 = time.perf_counter()
+    model.fit(train, meta=meta)
+    fit_s = time.perf_counter() - t0
+    D = len(model.dcs_)
+    per_s = n_jobs * D / _median_time(lambda: model.predict_frame(test), repeat)
+    data = validate_dataset(test, model.dcs_, targets=False)
+    arrays_s = n_jobs * D / _median_time(lambda: model._predict_arrays(data), repeat)
+    job, dc = model._blocks(data)
+    if strategy == "stacked":
+        x = model._stacked(job, dc)
+        booster = model.boosters_["energy_kwh"]
+    else:
+        x = np.concatenate([job, dc[:, 0]], axis=1) if strategy == "per_dc" else \
+            model._wide(job, dc)
+        booster = model.boosters_[f"energy_kwh_q@{model.dcs_[0]}"]
+    rows = len(x) if strategy == "stacked" else len(x) * D
+    bare = _median_time(lambda: booster.inplace_predict(x), repeat)
+    if strategy != "stacked":
+        bare *= D  # one booster per DC
+    bare_per_s = rows / bare
+    return {
+        "strategy": strategy,  # type: ignore[dict-item]
+        "fit_seconds": fit_s,
+        "train_rows": float(n_train),
+        "predictions_per_s": per_s,
+        "predict_arrays_per_s": arrays_s,
+        "bare_booster_predictions_per_s": bare_per_s,
+        "ratio": per_s / bare_per_s,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lora-jobs", type=int, default=512)
+    ap.add_argument("--xgb-jobs", type=int, default=20000)
+    ap.add_argument("--xgb-train", type=int, default=3000)
+    ap.add_argument("--xgb-strategy", default="stacked")
+    ap.add_argument("--train-steps", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--base-model", default=None)
+    ap.add_argument("--skip-lora", action="store_true")
+    ap.add_argument("--skip-xgb", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    scen = synthesize(dcs=9, areas=3, types=3, hours=24, seed=0)
+    results: dict[str, Any] = {}
+    if not args.skip_xgb:
+        x = bench_xgb(scen, args.xgb_jobs, args.xgb_train, args.repeat, args.xgb_strategy)
+        results["xgboost"] = x
+        print(f"XGBoost ({x['strategy']}, trained on {int(x['train_rows'])} jobs in "
+              f"{x['fit_seconds']:.1f} s)")
+        print(f"  predict_frame            {x['predictions_per_s']:12,.0f} job×DC/s "
+              f"(target ≥ 200,000)   ratio to bare booster {x['ratio']:.3f}")
+        print(f"  arrays only (no checks)  {x['predict_arrays_per_s']:12,.0f} job×DC/s")
+        print(f"  bare inplace_predict     {x['bare_booster_predictions_per_s']:12,.0f} rows/s")
+    if not args.skip_lora:
+        r = bench_lora(scen, args.lora_jobs, args.train_steps, args.base_model, args.repeat)
+        results["lora"] = r
+        print(f"LoRA on {args.base_model or 'all-MiniLM-L6-v2'} "
+              f"({int(r['torch_threads'])} threads, prompts {r['prompt_tokens_median']:.0f}–"
+              f"{r['prompt_tokens_max']:.0f} tokens)")
+        print(f"  training                 {r['train_samples_per_s']:9.1f} samples/s   "
+              f"ratio to bare fwd+bwd {r['train_ratio']:.2f} "
+              f"({r['bare_train_samples_per_s']:.1f}/s)")
+        print(f"  inference                {r['infer_jobs_per_s']:9.1f} jobs/s (target ≥ 100)   "
+              f"ratio to bare forward {r['infer_ratio']:.2f} "
+              f"({r['bare_forward_jobs_per_s']:.1f}/s)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
