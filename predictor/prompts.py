@@ -20,8 +20,9 @@ Example (2 DCs)::
 Numbers are clipped to [−99, 999] (negative prices stay signed).  With the MiniLM tokenizer a
 9-DC prompt takes 68–70 tokens including ``[CLS]``/``[SEP]``, 81 in a deliberately bad case
 (measured in ``tests/predictor/test_prompts.py``; the budget is 96).  A DC is identified by
-the position of its block (no index: 9 tokens fewer, and inference time grows with length).  The RTT is not in the text: it
-depends on the area, which is, and the LoRA model also receives the exact numeric features.
+the position of its block (no index: 9 tokens fewer, and inference time grows with length).
+The RTT is not in the text: it depends on the area, which is, and the LoRA model also receives
+the exact numeric features.
 The function is pure and deterministic: the same row always gives the same string.
 """
 
