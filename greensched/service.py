@@ -113,6 +113,8 @@ MAX_TOKENS = 10**6
 MAX_JOB_ID = 128
 
 _MODES = ("greedy", "plan", "follow")
+#: Prediction variables the service reads (p90s for risk-aware assignment).
+_PRED_VARS = ("energy_kwh", "service_s", "energy_kwh_p90", "service_s_p90")
 _LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                       5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
@@ -552,7 +554,8 @@ class _ModelPredictor:
 
     kind = "model"
 
-    def __init__(self, model: Any, scenario: Scenario, threads: int = 1) -> None:
+    def __init__(self, model: Any, scenario: Scenario, threads: int = 1,
+                 fast: bool = True) -> None:
         from greensched.predictor.dataset import dc_column
         from greensched.state import STATE_FIELDS, dc_hour_state
 
@@ -574,6 +577,16 @@ class _ModelPredictor:
         self._areas = np.asarray(scenario.areas, dtype=object)
         self._types = np.asarray(scenario.query_types, dtype=object)
         self._column = dc_column
+        # BasePredictor's estimator hook takes rows in the validated dataset format, which
+        # rows() builds (typed columns; labels, ranges and tokens checked by the request
+        # models), and returns arrays per variable in the model's DC order.
+        self._arrays: Callable[[pd.DataFrame], dict[str, np.ndarray]] | None = None
+        model_dcs = [str(d) for d in getattr(model, "dcs_", [])]
+        if fast and callable(getattr(model, "_predict_arrays", None)) and (
+            sorted(model_dcs) == sorted(dcs)
+        ):
+            self._arrays = model._predict_arrays
+            self._order = np.asarray([model_dcs.index(d) for d in dcs], dtype=np.int64)
 
     def rows(self, jobs: _Jobs) -> pd.DataFrame:
         """Dataset-format rows without targets (``docs/dataset-format.md``)."""
@@ -599,18 +612,22 @@ class _ModelPredictor:
 
     def predict(self, jobs: _Jobs) -> dict[str, np.ndarray]:
         dcs = self.scenario.dcs
+        if self._arrays is not None:
+            # rows are typed and checked already: straight to the estimator's arrays
+            arrays = self._arrays(self.rows(jobs))
+            return {v: np.asarray(arrays[v], dtype=float)[:, self._order]
+                    for v in _PRED_VARS if v in arrays}
         if hasattr(self.model, "predict_frame"):
             frame = self.model.predict_frame(self.rows(jobs))
             out = {}
-            for var in ("energy_kwh", "service_s", "energy_kwh_p90", "service_s_p90"):
+            for var in _PRED_VARS:
                 cols = [self._column(var, d) for d in dcs]
                 if all(c in frame.columns for c in cols):
                     out[var] = frame[cols].to_numpy(dtype=float)
             return out
         ds = self.model.predict_jobs(jobs.frame(self.scenario), self.scenario)
         return {v: np.asarray(ds[v].transpose("job", "dc").sel(dc=dcs).values, dtype=float)
-                for v in ("energy_kwh", "service_s", "energy_kwh_p90", "service_s_p90")
-                if v in ds.data_vars}
+                for v in _PRED_VARS if v in ds.data_vars}
 
     def warm_up(self) -> _ModelPredictor:
         """One prediction (first hour, area and type), so that a broken model fails here."""
@@ -1613,6 +1630,7 @@ def serve_command(
     max_batch_jobs: int = 1000,
     max_request_bytes: int = 1 << 20,
     log_level: str = "info",
+    access_log: bool = True,
 ) -> None:
     """Run the service with uvicorn until interrupted (``greensched serve``).
 
@@ -1635,8 +1653,11 @@ def serve_command(
     workers
         Must be 1: the capacity ledger lives in the process, and several workers would each
         hand out the full capacity.
-    mode, poll_interval_s, batch_window_s, max_batch_jobs, max_request_bytes, log_level
-        See :class:`ServiceConfig`; uvicorn's log level.
+    mode, poll_interval_s, batch_window_s, max_batch_jobs, max_request_bytes
+        See :class:`ServiceConfig`.
+    log_level, access_log
+        uvicorn's log level and whether it logs one line per request (headers, and so the
+        API key, are never logged).
     """
     if workers != 1:
         raise ServiceError(
@@ -1662,7 +1683,7 @@ def serve_command(
                     "clear text unless a TLS proxy is in front", host)
     import uvicorn
 
-    uvicorn.run(app, host=host, port=int(port), log_level=log_level, workers=None,
+    uvicorn.run(app, host=host, port=int(port), log_level=log_level, access_log=access_log,
                 server_header=False)
 
 

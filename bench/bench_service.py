@@ -1,0 +1,431 @@
+"""Load test of the HTTP service on loopback, run on demand (not a test).
+
+    python bench/bench_service.py [--requests 20000] [--concurrency 50] [--rate 200]
+                                  [--model MODEL_DIR | --dataset DS.parquet | --coefficients]
+                                  [--scenario DIR] [--window-ms 2] [--jobs-per-request 1]
+                                  [--capacity-scale 1.0] [--reference 2000] [--json OUT.json]
+
+What it does:
+
+1. builds a scenario (``--scenario`` or a synthetic one: 10 DCs, 5 areas, 4 types, 24 hours) and
+   a predictor: ``--model`` as given, or XGBoost trained on ``--dataset`` (a twin dataset from
+   ``greensched simulate ... --dataset``) or, by default, on the synthetic stand-in dataset;
+   ``--coefficients`` serves the scenario's own per-query coefficients instead;
+2. starts ``greensched.service.serve_command`` in a **separate process** on 127.0.0.1 with a
+   random API key (so the load generator does not share the server's interpreter lock);
+3. sends ``--reference`` ``GET /healthz`` requests, then ``--requests`` ``POST /v1/assign``
+   requests, open loop: request i is due at ``i / rate`` seconds, at most ``--concurrency`` are
+   in flight over persistent keep-alive connections (a minimal HTTP/1.1 client on asyncio
+   streams: a full client library would cost more CPU than the server on two cores), and
+   stops by itself;
+4. reports: statuses (the zero-5xx check), throughput, latency p50/p90/p99/max measured from
+   the moment each request was sent (and from when it was due, which includes waiting for a
+   free connection), the p50 ratio to the same run's ``/healthz`` p50, the mean micro-batch size
+   (``/metrics``), and the capacity check: ``GET /v1/ledger`` used ticks per (hour, dc, resource)
+   must equal the sum of the accepted jobs' usage ticks computed here from the scenario.
+
+Targets: zero 5xx, p99 <= 20 ms at 200 requests/s with XGBoost predictions, ledger == sum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from greensched.scenario import Scenario, load_scenario, save_coefficients
+from greensched.scheduler.assign import CapacityLedger
+from greensched.synth import synthesize
+
+HOST = "127.0.0.1"
+
+
+# -- a minimal keep-alive HTTP/1.1 client -------------------------------------------------------
+
+
+class Connection:
+    """One persistent HTTP/1.1 connection (Content-Length bodies only, as the service sends)."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.key = key.encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+
+    async def request(self, method: str, path: str, body: bytes | None = None
+                      ) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.open()
+        assert self.reader is not None and self.writer is not None
+        head = [f"{method} {path} HTTP/1.1", f"host: {HOST}:{self.port}",
+                "x-api-key: " + self.key.decode()]
+        if body is not None:
+            head += ["content-type: application/json", f"content-length: {len(body)}"]
+        self.writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + (body or b""))
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("server closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        close = False
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value.strip())
+            elif name == "connection" and value.strip().lower() == "close":
+                close = True
+        data = await self.reader.readexactly(length) if length else b""
+        if close:
+            await self.close()
+            self.writer = None
+        return status, data
+
+
+# -- the workload ---------------------------------------------------------------------------------
+
+
+def make_jobs(scen: Scenario, n: int, seed: int) -> list[dict[str, Any]]:
+    """Random jobs: uniform area, type and arrival; log-normal tokens around the type's means."""
+    rng = np.random.default_rng(seed)
+    ds = scen.ds
+    k = rng.integers(0, len(scen.query_types), n)
+    a = rng.integers(0, len(scen.areas), n)
+    h_mean = ds["input_tokens"].values[k]
+    f_mean = ds["output_tokens"].values[k]
+    inp = np.maximum(1, np.round(h_mean * rng.lognormal(0, 0.5, n))).astype(int)
+    out = np.maximum(1, np.round(f_mean * rng.lognormal(0, 0.5, n))).astype(int)
+    arrival = rng.uniform(0, scen.hours * 3600.0 - 1e-3, n)
+    known = rng.random(n) < 0.7
+    jobs = []
+    for i in range(n):
+        j: dict[str, Any] = {"job_id": f"bench-{i:07d}", "area": scen.areas[a[i]],
+                             "query_type": scen.query_types[k[i]],
+                             "input_tokens": int(inp[i]), "arrival_s": float(arrival[i]),
+                             "sla_s": 30.0}
+        if known[i]:
+            j["output_tokens"] = int(out[i])
+        jobs.append(j)
+    return jobs
+
+
+def expected_ticks(scen: Scenario, jobs: list[dict[str, Any]],
+                   results: list[dict[str, Any] | None]) -> np.ndarray:
+    """Σ usage ticks of the accepted jobs per (hour, dc, resource)."""
+    ledger = CapacityLedger.from_scenario(scen)
+    upt = scen.ds["units_per_token"].transpose("query_type", "resource").values
+    mean_out = scen.ds["output_tokens"].values
+    k_pos = {k: i for i, k in enumerate(scen.query_types)}
+    d_pos = {d: i for i, d in enumerate(scen.dcs)}
+    total = np.zeros_like(ledger.used_ticks)
+    for j, r in zip(jobs, results, strict=True):
+        if r is None or r.get("dc") is None:
+            continue
+        k = k_pos[j["query_type"]]
+        tokens = j["input_tokens"] + j.get("output_tokens", mean_out[k])
+        total[r["hour"], d_pos[r["dc"]]] += ledger.to_ticks(upt[k] * tokens)
+    return total
+
+
+async def run_load(port: int, key: str, bodies: list[bytes], path: str, method: str,
+                   rate: float, concurrency: int) -> dict[str, Any]:
+    """Open-loop load: request i due at i/rate; ``concurrency`` connections."""
+    n = len(bodies)
+    sent_lat = np.full(n, np.nan)
+    due_lat = np.full(n, np.nan)
+    status = np.zeros(n, dtype=np.int64)
+    payloads: list[bytes | None] = [None] * n
+    next_i = 0
+    t0 = time.perf_counter() + 0.05
+
+    async def worker() -> None:
+        nonlocal next_i
+        conn = Connection(port, key)
+        await conn.open()
+        try:
+            while True:
+                i = next_i
+                if i >= n:
+                    return
+                next_i += 1
+                due = t0 + i / rate if rate > 0 else time.perf_counter()
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                start = time.perf_counter()
+                try:
+                    st, data = await conn.request(method, path,
+                                                  bodies[i] if method == "POST" else None)
+                except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                    st, data = 599, b""
+                    await conn.close()
+                    conn = Connection(port, key)
+                    await conn.open()
+                end = time.perf_counter()
+                sent_lat[i], due_lat[i], status[i] = end - start, end - due, st
+                payloads[i] = data
+        finally:
+            await conn.close()
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - begin
+    return {"latency_s": sent_lat, "due_latency_s": due_lat, "status": status,
+            "payloads": payloads, "wall_s": wall}
+
+
+def percentiles(x: np.ndarray) -> dict[str, float]:
+    x = x[np.isfinite(x)]
+    return {f"p{q}": float(np.percentile(x, q) * 1e3) for q in (50, 90, 99)} | {
+        "max": float(x.max() * 1e3), "mean": float(x.mean() * 1e3)}
+
+
+# -- set-up ---------------------------------------------------------------------------------------
+
+
+def build_model(scen: Scenario, work: Path, dataset: Path | None, rows: int) -> Path:
+    """Train an XGBoost predictor (dataset given, or the synthetic stand-in) and save it."""
+    from greensched.predictor.xgb import XGBoostPredictor
+
+    if dataset is not None:
+        from greensched.predictor.dataset import read_dataset
+
+        df = read_dataset(dataset)
+    else:
+        from greensched.predictor.synthetic import synthetic_dataset
+
+        df, _ = synthetic_dataset(scen, rows, seed=1, noise=0.05)
+    t0 = time.perf_counter()
+    model = XGBoostPredictor(n_estimators=300, action_n_estimators=100, n_jobs=2).fit(df)
+    print(f"trained XGBoost on {len(df)} rows in {time.perf_counter() - t0:.1f} s", flush=True)
+    return model.save(work / "model")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(scen_dir: Path, source: dict[str, str], port: int, key: str,
+                 window_ms: float, log: Path) -> subprocess.Popen[bytes]:
+    args = {"scenario": str(scen_dir), "host": HOST, "port": port,
+            "batch_window_s": window_ms / 1e3, "log_level": "warning", "access_log": False,
+            **source}
+    code = ("import json, sys\nfrom pathlib import Path\n"
+            "from greensched.service import serve_command\n"
+            "a = json.loads(sys.argv[1])\n"
+            "for k in ('scenario', 'model', 'coefficients'):\n"
+            "    if a.get(k): a[k] = Path(a[k])\n"
+            "serve_command(**a)\n")
+    env = {**os.environ, "GREENSCHED_API_KEY": key, "OMP_WAIT_POLICY": "PASSIVE"}
+    fh = log.open("wb")
+    return subprocess.Popen([sys.executable, "-c", code, json.dumps(args)], env=env,
+                            stdout=fh, stderr=subprocess.STDOUT)
+
+
+async def wait_ready(port: int, key: str, proc: subprocess.Popen[bytes],
+                     timeout_s: float = 120.0) -> None:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode}")
+        try:
+            conn = Connection(port, key)
+            st, _ = await conn.request("GET", "/healthz")
+            await conn.close()
+            if st == 200:
+                return
+        except OSError:
+            pass
+        await asyncio.sleep(0.1)
+    raise RuntimeError("the server did not become ready")
+
+
+async def fetch(port: int, key: str, path: str) -> tuple[int, bytes]:
+    conn = Connection(port, key)
+    try:
+        return await conn.request("GET", path)
+    finally:
+        await conn.close()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+# -- main -----------------------------------------------------------------------------------------
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="greensched-bench-service-"))
+    if args.scenario:
+        scen = load_scenario(args.scenario)
+    else:
+        scen = synthesize(dcs=10, areas=5, types=4, hours=24, seed=0, name="bench-service")
+    if args.capacity_scale != 1.0:
+        scen = scen.copy()
+        scen.ds["capacity"] = scen.ds["capacity"] * args.capacity_scale
+    scen_dir = scen.save(work / "scenario")
+    scen = load_scenario(scen_dir)
+    if args.coefficients:
+        import xarray as xr
+
+        coef = xr.Dataset({"energy_kwh_per_query": scen.energy_kwh_per_query(),
+                           "proc_delay_s_per_query": scen.proc_delay_s_per_query()})
+        source = {"coefficients": str(save_coefficients(coef, work / "coefficients.csv"))}
+        kind = "coefficients"
+    else:
+        model = Path(args.model) if args.model else build_model(scen, work, args.dataset,
+                                                                args.train_rows)
+        source = {"model": str(model)}
+        kind = "xgboost"
+    key = secrets.token_urlsafe(24)
+    port = free_port()
+    log = work / "server.log"
+    proc = start_server(scen_dir, source, port, key, args.window_ms, log)
+    try:
+        await wait_ready(port, key, proc)
+        per = args.jobs_per_request
+        jobs = make_jobs(scen, args.requests * per, seed=args.seed)
+        if per == 1:
+            bodies = [json.dumps(j).encode() for j in jobs]
+        else:
+            bodies = [json.dumps({"jobs": jobs[i:i + per]}).encode()
+                      for i in range(0, len(jobs), per)]
+        # warm-up (not measured): a few hundred single-job requests with other job ids
+        warm_jobs = [{**j, "job_id": "warm-" + j["job_id"]}
+                     for j in make_jobs(scen, 300, seed=args.seed + 1)]
+        warm = await run_load(port, key, [json.dumps(j).encode() for j in warm_jobs],
+                              "/v1/assign", "POST", args.rate, args.concurrency)
+        ref = await run_load(port, key, [b""] * args.reference, "/healthz", "GET", args.rate,
+                             args.concurrency)
+        print(f"reference: {args.reference} GET /healthz done; load: {len(bodies)} requests "
+              f"at {args.rate:g}/s, {args.concurrency} concurrent ...", flush=True)
+        res = await run_load(port, key, bodies, "/v1/assign", "POST", args.rate,
+                             args.concurrency)
+        st_ledger, raw_ledger = await fetch(port, key, "/v1/ledger")
+        _, raw_metrics = await fetch(port, key, "/metrics")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    status = res["status"]
+    results: list[dict[str, Any] | None] = []
+    for st, data in zip(status, res["payloads"], strict=True):
+        if st != 200:
+            results.extend([None] * per)
+            continue
+        body = json.loads(data)
+        results.extend(body["assignments"] if per > 1 else [body])
+    warm_results = [json.loads(d) if st == 200 else None
+                    for st, d in zip(warm["status"], warm["payloads"], strict=True)]
+    ledger = json.loads(raw_ledger) if st_ledger == 200 else {}
+    used = np.asarray(ledger.get("used_ticks", []), dtype=np.int64)
+    expected = expected_ticks(scen, jobs + warm_jobs, results + warm_results)
+    ledger_ok = used.shape == expected.shape and bool(np.array_equal(used, expected))
+    metrics_text = raw_metrics.decode()
+    batch_mean = metric(metrics_text, "greensched_prediction_batch_jobs_sum") / metric(
+        metrics_text, "greensched_prediction_batch_jobs_count")
+    def mean_ms(name: str) -> float:
+        return 1e3 * metric(metrics_text, name + "_sum") / metric(metrics_text, name + "_count")
+
+    lat = percentiles(res["latency_s"])
+    due = percentiles(res["due_latency_s"])
+    ref_lat = percentiles(ref["latency_s"])
+    n5 = int((status >= 500).sum())
+    placed = sum(1 for r in results if r is not None and r.get("dc") is not None)
+    report = {
+        "predictions": kind,
+        "scenario": scen.name,
+        "dcs": len(scen.dcs),
+        "requests": len(bodies),
+        "jobs_per_request": per,
+        "concurrency": args.concurrency,
+        "target_rate_per_s": args.rate,
+        "achieved_rate_per_s": len(bodies) / res["wall_s"],
+        "wall_s": res["wall_s"],
+        "statuses": {str(k): int(v) for k, v in zip(*np.unique(status, return_counts=True),
+                                                     strict=True)},
+        "zero_5xx": n5 == 0,
+        "latency_ms": lat,
+        "latency_from_due_ms": due,
+        "healthz_latency_ms": ref_lat,
+        "p50_ratio_to_healthz_p50": lat["p50"] / ref_lat["p50"],
+        "p99_target_20ms_met": lat["p99"] <= 20.0,
+        "mean_prediction_batch_jobs": batch_mean,
+        "mean_prediction_call_ms": mean_ms("greensched_prediction_duration_seconds"),
+        "mean_assignment_call_ms": mean_ms("greensched_assignment_duration_seconds"),
+        "jobs_placed": placed,
+        "jobs_unplaced": len(results) - placed,
+        "ledger_equals_sum_of_accepted": ledger_ok,
+        "ledger_ticks_total": int(used.sum()) if used.size else None,
+        "accepted_ticks_total": int(expected.sum()),
+        "server_log": str(log),
+    }
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--requests", type=int, default=20_000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=200.0, help="target requests/s (0: closed "
+                    "loop, as fast as the connections allow)")
+    ap.add_argument("--jobs-per-request", type=int, default=1)
+    ap.add_argument("--window-ms", type=float, default=2.0, help="micro-batch window")
+    ap.add_argument("--reference", type=int, default=2000, help="GET /healthz requests")
+    ap.add_argument("--scenario", type=Path, default=None)
+    ap.add_argument("--capacity-scale", type=float, default=1.0)
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--model", type=Path, default=None, help="saved predictor directory")
+    src.add_argument("--dataset", type=Path, default=None, help="train XGBoost on this dataset")
+    src.add_argument("--coefficients", action="store_true",
+                     help="serve the scenario's coefficients instead of a model")
+    ap.add_argument("--train-rows", type=int, default=4000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    args = ap.parse_args(argv)
+    report = asyncio.run(bench(args))
+    print(json.dumps(report, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    ok = report["zero_5xx"] and report["ledger_equals_sum_of_accepted"]
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
