@@ -1196,8 +1196,8 @@ class GreenSchedService:
                 m.unplaced.labels(str(r)).inc(int(cnt))
         counts = np.bincount(cc, minlength=len(self.scenario.dcs))
         self.assigned_counts += counts
-        for d in np.flatnonzero(counts):
-            m.assigned.labels(self.scenario.dcs[d]).inc(int(counts[d]))
+        for dpos in np.flatnonzero(counts).tolist():
+            m.assigned.labels(self.scenario.dcs[dpos]).inc(int(counts[dpos]))
 
         def clean(arr: np.ndarray) -> list[float | None]:
             return [None if math.isnan(x) else x for x in arr.tolist()]
@@ -1434,8 +1434,10 @@ def create_app(config: ServiceConfig) -> Any:
         return {"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"oneOf": refs} if len(refs) > 1 else refs[0]}}}}
 
-    err = {401: {"model": models["Problem"], "description": "missing or wrong API key"},
-           413: {"model": models["Problem"], "description": "request too large"}}
+    err: dict[int | str, dict[str, Any]] = {
+        401: {"model": models["Problem"], "description": "missing or wrong API key"},
+        413: {"model": models["Problem"], "description": "request too large"},
+    }
 
     @app.post(
         "/v1/assign",
