@@ -1,7 +1,7 @@
 """Predictor benchmark: training and batched inference speed of MiniLM-LoRA and XGBoost.
 
 Run on demand:  python bench/bench_predictor.py [--lora-jobs 512] [--xgb-jobs 20000]
-                                               [--train-steps 20] [--skip-lora] [--json OUT]
+                   [--train-steps 20] [--skip-lora] [--compare-strategies] [--json OUT]
 
 Data: the synthetic stand-in dataset (greensched.predictor.synthetic) of a 9-DC scenario.
 Each figure is reported with a ratio to a reference measured in the same run:
@@ -137,6 +137,39 @@ def bench_xgb(scen: Any, n_jobs: int, n_train: int, repeat: int,
     }
 
 
+def compare_xgb_strategies(scen: Any, n_train: int, n_test: int) -> dict[str, Any]:
+    """Accuracy (test MAPE), fit time and prediction speed of the three XGBoost layouts."""
+    from greensched.predictor.metrics import evaluate_predictions
+    from greensched.predictor.xgb import STRATEGIES, XGBoostPredictor
+
+    train, meta = synthetic_dataset(scen, n_train, seed=1, noise=0.02)
+    test, _ = synthetic_dataset(scen, n_test, seed=2, noise=0.02)
+    out: dict[str, Any] = {}
+    for strategy in STRATEGIES:
+        model = XGBoostPredictor(strategy=strategy)
+        t0 = time.perf_counter()
+        model.fit(train, meta=meta)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pred = model.predict_frame(test)
+        pred_s = time.perf_counter() - t0
+        rep = evaluate_predictions(pred, test, model.dcs_)
+        out[strategy] = {
+            "fit_seconds": fit_s,
+            "predictions_per_s": n_test * len(model.dcs_) / pred_s,
+            "energy_mape": rep["energy_kwh"]["all"]["mape"],
+            "service_mape": rep["service_s"]["all"]["mape"],
+            "energy_coverage": rep["energy_kwh"]["all"]["coverage_p10_p90"],
+            "action_accuracy": rep["action_accuracy"],
+        }
+        o = out[strategy]
+        print(f"  {strategy:13s} fit {fit_s:7.1f} s  predict {o['predictions_per_s']:10,.0f}/s  "
+              f"energy MAPE {100 * o['energy_mape']:.2f} %  service MAPE "
+              f"{100 * o['service_mape']:.2f} %  p10-p90 cover {o['energy_coverage']:.2f}  "
+              f"action acc {100 * o['action_accuracy']:.1f} %", flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lora-jobs", type=int, default=512)
@@ -148,6 +181,8 @@ def main() -> None:
     ap.add_argument("--base-model", default=None)
     ap.add_argument("--skip-lora", action="store_true")
     ap.add_argument("--skip-xgb", action="store_true")
+    ap.add_argument("--compare-strategies", action="store_true",
+                    help="also compare the XGBoost layouts (stacked, per_dc, multi_output)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     scen = synthesize(dcs=9, areas=3, types=3, hours=24, seed=0)
@@ -161,6 +196,9 @@ def main() -> None:
               f"(target ≥ 200,000)   ratio to bare booster {x['ratio']:.3f}")
         print(f"  arrays only (no checks)  {x['predict_arrays_per_s']:12,.0f} job×DC/s")
         print(f"  bare inplace_predict     {x['bare_booster_predictions_per_s']:12,.0f} rows/s")
+    if args.compare_strategies:
+        print(f"XGBoost layouts ({args.xgb_train} training jobs, 2000 test jobs, 9 DCs)")
+        results["xgboost_layouts"] = compare_xgb_strategies(scen, args.xgb_train, 2000)
     if not args.skip_lora:
         r = bench_lora(scen, args.lora_jobs, args.train_steps, args.base_model, args.repeat)
         results["lora"] = r

@@ -42,7 +42,6 @@ from greensched.errors import GreenSchedError
 from greensched.jobs import DEFAULT_SLA_S
 from greensched.predictor.dataset import (
     TARGETS,
-    DatasetError,
     check_same_dcs,
     dataset_dcs,
     dc_column,
@@ -299,11 +298,8 @@ class BasePredictor(abc.ABC):
             A column is missing or a value is invalid.
         """
         self._check_fitted()
-        try:
-            present = dataset_dcs(df.drop(columns=[c for c in df.columns
-                                                   if str(c).startswith(TARGETS)]))
-        except DatasetError:
-            present = []
+        pre = "price_usd_per_kwh__"
+        present = [str(c)[len(pre):] for c in df.columns if str(c).startswith(pre)]
         if present:
             check_same_dcs(self.dcs_, present, "dataset")
         data = validate_dataset(df, self.dcs_, targets=False)
@@ -360,8 +356,8 @@ class BasePredictor(abc.ABC):
         hours = np.asarray(ds.indexes["hour"])
         qts, areas = scenario.query_types, scenario.areas
         H, K, A = len(hours), len(qts), len(areas)
-        hh, kk, aa = np.meshgrid(np.arange(H), np.arange(K), np.arange(A), indexing="ij")
-        hh, kk, aa = hh.ravel(), kk.ravel(), aa.ravel()
+        grid = np.meshgrid(np.arange(H), np.arange(K), np.arange(A), indexing="ij")
+        hh, kk, aa = (g.ravel() for g in grid)
         jobs = pd.DataFrame({
             "job_id": [f"rep-{h}-{k}-{a}" for h, k, a in zip(hh, kk, aa, strict=True)],
             "hour": hours[hh].astype(np.int64),
