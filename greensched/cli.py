@@ -373,6 +373,61 @@ def assign(
     console.print(f"wrote {out}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Training dataset (greensched simulate --dataset).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    model: Annotated[str, typer.Option(help="lora | xgboost")] = "xgboost",
+    base_model: Annotated[
+        str | None, typer.Option(help="Hugging Face model path (default: all-MiniLM-L6-v2).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    seed: int = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation share for early stopping.")] = 0.1,
+    max_rows: Annotated[int | None, typer.Option(help="Use at most this many rows.")] = None,
+) -> None:
+    """Train an energy and service-time predictor (LoRA transformer or XGBoost)."""
+    from greensched.predictor.predictor_cli import summary_line, train_command
+
+    metrics = train_command(data, model, base_model, epochs, out, seed,
+                            val_fraction=val_fraction, max_rows=max_rows)
+    console.print(summary_line(metrics))
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory (greensched train --out).")],
+    scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
+    jobs: Annotated[Path | None, typer.Option(help="Jobs table to predict.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Predictions CSV (one row per job and DC).")] = (
+        None
+    ),
+    coefficients_out: Annotated[
+        Path | None, typer.Option(help="Write planner coefficients (coefficients.csv).")
+    ] = None,
+) -> None:
+    """Predict per-job energy and service time, or the planner's coefficients."""
+    from greensched.predictor.predictor_cli import predict_command
+
+    for name, path in predict_command(model, scenario, jobs, out, coefficients_out).items():
+        console.print(f"wrote {name}: {path}")
+
+
+@app.command("evaluate-predictor")
+def evaluate_predictor(
+    model: Annotated[Path, typer.Option(help="Model directory.")],
+    data: Annotated[Path, typer.Option(help="Test dataset.")],
+    out: Annotated[Path, typer.Option(help="Report directory.")],
+) -> None:
+    """RMSE, MAPE, R², quantile coverage and action accuracy on a test set, with plots."""
+    from greensched.predictor.predictor_cli import evaluate_command, summary_line
+
+    metrics = evaluate_command(model, data, out)
+    console.print(summary_line(metrics))
+    console.print(f"wrote {out}/report.md")
+
+
 StoreOption = Annotated[
     str | None,
     typer.Option(help="Outcome store: a SQLite path or postgresql:// URL "
