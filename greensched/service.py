@@ -501,9 +501,7 @@ class _Jobs:
             "area": np.asarray(scenario.areas, dtype=object)[self.area],
             "query_type": np.asarray(scenario.query_types, dtype=object)[self.qtype],
             "input_tokens": self.input_tokens.astype(np.int64),
-            "output_tokens": pd.array(
-                np.where(np.isnan(self.output_tokens), 0, self.output_tokens).astype(np.int64),
-                dtype="Int64").where(~np.isnan(self.output_tokens), pd.NA),
+            "output_tokens": self.output_tokens,  # NaN = not known
             "sla_s": self.sla_s,
         })
 

@@ -557,14 +557,14 @@ def test_hot_swap_under_load(scenario: Scenario, xgb_dir: Path, tmp_path: Path) 
                     seen.append(r.json()["model_version"])
 
             async def operator() -> None:
-                while len(seen) < 150:
+                while len(seen) < 80:
                     await asyncio.sleep(0.01)
                 v2 = await asyncio.to_thread(reg.register, xgb_dir, kind="xgboost",
                                              parent=v1)
                 await asyncio.to_thread(reg.promote, v2, reason="test")
                 t0 = time.monotonic()
                 while time.monotonic() - t0 < 30:
-                    if seen.count(v2) >= 150:
+                    if seen.count(v2) >= 80:
                         break
                     await asyncio.sleep(0.01)
                 state["stop"] = True
@@ -580,7 +580,7 @@ def test_hot_swap_under_load(scenario: Scenario, xgb_dir: Path, tmp_path: Path) 
     first_v2 = seen.index("v0002")
     # in completion order, at most the batch in flight at the swap still answers v0001
     assert seen[first_v2:].count("v0001") <= 16
-    assert seen.count("v0002") >= 150
+    assert seen.count("v0002") >= 80
 
 
 # -- a real server on loopback --------------------------------------------------------------------
@@ -638,3 +638,88 @@ def test_real_uvicorn_server(scenario: Scenario, coef_file: Path, tmp_path: Path
         thread.join(15)
         sock.close()
     assert not thread.is_alive()
+
+
+# -- modes, fallbacks, failed versions ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plan_dir(scenario: Scenario, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from greensched.scheduler.planner import plan
+
+    result = plan(scenario)
+    assert result.is_ok
+    return result.write(tmp_path_factory.mktemp("plan") / "plan")
+
+
+def test_follow_mode_and_exploration_report_propensities(scenario: Scenario, coef_file: Path,
+                                                         plan_dir: Path) -> None:
+    jobs = random_jobs(scenario, 200, seed=21, prefix="f")
+    for kw in ({"plan": plan_dir, "mode": "follow"},
+               {"assign": AssignConfig(explore="epsilon", epsilon=0.5, seed=1)}):
+        app = create_app(ServiceConfig(scenario=scenario, coefficients=coef_file, api_key=KEY,
+                                       **kw))
+        with TestClient(app) as c:
+            body = c.post("/v1/assign", json={"jobs": jobs}, headers=AUTH).json()
+        props = [x["propensity"] for x in body["assignments"]]
+        assert all(0 < p <= 1 for p in props)
+        if "plan" in kw:  # every job lands where the plan sends its (area, type, hour)
+            alloc = pd.read_csv(plan_dir / "allocation.csv")
+            share = alloc.set_index(["area", "query_type", "hour", "dc"])["fraction"]
+            for j, x in zip(jobs, body["assignments"], strict=True):
+                assert share[(j["area"], j["query_type"], x["hour"], x["dc"])] > 0
+        else:
+            assert min(props) < 1
+    with pytest.raises(ServiceError, match="p90"):
+        create_app(ServiceConfig(scenario=scenario, coefficients=coef_file, api_key=KEY,
+                                 assign=AssignConfig(risk=True)))
+
+
+def test_predict_jobs_fallback_equals_coefficients(scenario: Scenario) -> None:
+    from greensched.service import _CoefficientPredictor, _ModelPredictor
+
+    class JobsOnly:
+        """A predictor offering only predict_jobs (coefficients underneath)."""
+
+        kind = "jobs-only"
+
+        def predict_jobs(self, jobs: pd.DataFrame, scen: Scenario) -> xr.Dataset:
+            return predictions_from_coefficients(scen, jobs)
+
+    app_jobs = random_jobs(scenario, 30, seed=23, prefix="p")
+    for j in app_jobs:  # predictions_from_coefficients needs known output tokens
+        j.setdefault("output_tokens", 50)
+    from greensched.service import GreenSchedService
+
+    svc = GreenSchedService.__new__(GreenSchedService)
+    svc._area_pos = {a: i for i, a in enumerate(scenario.areas)}
+    svc._type_pos = {k: i for i, k in enumerate(scenario.query_types)}
+    from greensched.service import _request_models
+
+    model = _request_models(scenario, 1000)["AssignJob"]
+    encoded = svc.encode([model.model_validate(j) for j in app_jobs])
+    a = _ModelPredictor(JobsOnly(), scenario).predict(encoded)
+    b = _CoefficientPredictor(scenario).predict(encoded)
+    for v in ("energy_kwh", "service_s"):
+        np.testing.assert_allclose(a[v], b[v], rtol=1e-12)
+
+
+def test_a_broken_version_is_skipped(scenario: Scenario, xgb_dir: Path, tmp_path: Path) -> None:
+    from greensched.feedback.registry import ModelRegistry
+
+    reg = ModelRegistry(tmp_path / "registry")
+    reg.promote(reg.register(xgb_dir))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    app = create_app(ServiceConfig(scenario=scenario, registry=reg.root, api_key=KEY,
+                                   poll_interval_s=0.02))
+    with TestClient(app) as c:
+        reg.promote(reg.register(broken))
+        hot = app.state.greensched._hot
+        t0 = time.monotonic()
+        while "v0002" not in hot.failed and time.monotonic() - t0 < 10:
+            time.sleep(0.02)
+        assert "v0002" in hot.failed
+        r = c.post("/v1/assign", json=job("bv"), headers=AUTH)
+        assert r.status_code == 200 and r.json()["model_version"] == "v0001"
