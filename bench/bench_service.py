@@ -4,6 +4,7 @@
                                   [--model MODEL_DIR | --dataset DS.parquet | --coefficients]
                                   [--scenario DIR] [--window-ms 2] [--jobs-per-request 1]
                                   [--capacity-scale 1.0] [--reference 2000] [--json OUT.json]
+                                  [--keep]
 
 What it does:
 
@@ -34,6 +35,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -289,6 +291,14 @@ def metric(text: str, name: str) -> float:
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="greensched-bench-service-"))
+    try:
+        return await _bench(args, work)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def _bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     if args.scenario:
         scen = load_scenario(args.scenario)
     else:
@@ -394,7 +404,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "ledger_equals_sum_of_accepted": ledger_ok,
         "ledger_ticks_total": int(used.sum()) if used.size else None,
         "accepted_ticks_total": int(expected.sum()),
-        "server_log": str(log),
+        "server_log": str(log) if args.keep else None,
     }
     return report
 
@@ -418,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-rows", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None, help="also write the report here")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the work directory (scenario, model, server log)")
     args = ap.parse_args(argv)
     report = asyncio.run(bench(args))
     print(json.dumps(report, indent=2))
