@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 
 try:
+    import prometheus_client
     import pydantic
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
@@ -75,8 +76,8 @@ try:
     from starlette.exceptions import HTTPException
 except ImportError as _exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        f"greensched.service needs FastAPI and uvicorn ({_exc}); install them with "
-        "pip install 'greensched[service]'"
+        f"greensched.service needs FastAPI, uvicorn and prometheus-client ({_exc}); install "
+        "them with pip install 'greensched[service]'"
     ) from _exc
 
 from greensched.errors import GreenSchedError
@@ -831,9 +832,8 @@ class _Metrics:
         r.register(_StateCollector(service))
 
     def render(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return (prometheus_client.generate_latest(self.registry),
+                prometheus_client.CONTENT_TYPE_LATEST)
 
 
 class _StateCollector:

@@ -18,6 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+
+pytest.importorskip("fastapi", reason="the service needs the 'service' extra")
+pytest.importorskip("prometheus_client", reason="the service needs the 'service' extra "
+                    "(prometheus-client)")
+
 from fastapi.testclient import TestClient
 
 from greensched.jobs import DEFAULT_SLA_S
