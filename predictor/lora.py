@@ -5,7 +5,8 @@ Architecture::
     prompt (greensched.predictor.prompts) ─► encoder (AutoModel + peft LoRA) ─► mean pooling ─┐
     numeric features (greensched.predictor.features; optional) ────────────────────────────┤
                                                                                              ▼
-                          MLP trunk (2 × Linear + GELU) ─► per DC: 9 outputs
+      per DC d: [pooled, job features, DC d's features, one-hot(d)]
+                          ─► MLP shared by all DCs (2 × Linear + GELU) ─► 9 outputs for d
       E mean, s mean          standardised log energy / service time (MSE heads)
       E p10/p50/p90           p50 and two softplus offsets, so that p10 ≤ p50 ≤ p90 (pinball)
       s p10/p50/p90           the same for service time
@@ -13,7 +14,9 @@ Architecture::
 
 Loss = λ_E · MSE(E) + λ_s · MSE(s) + λ_a · CE(action, best_dc) + λ_q · (pinball(E) + pinball(s)),
 all on standardised log targets (:class:`~greensched.predictor.features.TargetScaler`).  Only
-the LoRA matrices and the heads are trained; the base weights stay frozen.  Training uses AdamW
+the LoRA matrices and the heads are trained; the base weights stay frozen.  Training first fits
+the heads alone on cached embeddings of the base model (``head_warmup_epochs``; cheap, and LoRA
+starts as the identity), then fine-tunes LoRA and heads together with AdamW
 (separate learning rates for LoRA and heads, linear warm-up and decay), early stopping on the
 validation loss with the best epoch's weights restored, and a tqdm progress bar.
 
@@ -39,7 +42,7 @@ import pandas as pd
 
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
-from greensched.predictor.dataset import TARGETS
+from greensched.predictor.dataset import DC_FIELDS, TARGETS
 from greensched.predictor.prompts import render_prompts
 
 if TYPE_CHECKING:
@@ -103,6 +106,12 @@ class LoraConfig(PredictorConfig):
         Optimiser settings (AdamW; LoRA and heads have their own learning rate).
     head_width
         Width of the MLP trunk.
+    head_warmup_epochs
+        Before fine-tuning, train the heads alone for this many epochs on cached pooled
+        embeddings of the untouched base model (LoRA starts as the identity, so they are exact;
+        "linear probing then fine-tuning").  One forward pass over the data buys many cheap
+        head epochs; stops early after 25 epochs without validation improvement; 0 disables
+        it.
     numeric_features
         Feed the exact numeric features beside the pooled text embedding.
     lambda_energy, lambda_service, lambda_action, lambda_quantile
@@ -132,6 +141,7 @@ class LoraConfig(PredictorConfig):
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
     head_width: int = 256
+    head_warmup_epochs: int = 150
     numeric_features: bool = True
     lambda_energy: float = 1.0
     lambda_service: float = 1.0
@@ -156,6 +166,10 @@ class LoraConfig(PredictorConfig):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise GreenSchedError(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.head_warmup_epochs, bool) or not isinstance(
+                self.head_warmup_epochs, int) or self.head_warmup_epochs < 0:
+            raise GreenSchedError(
+                f"head_warmup_epochs must be an integer >= 0, got {self.head_warmup_epochs!r}")
         for name in ("max_steps", "num_threads"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -182,7 +196,15 @@ class LoraConfig(PredictorConfig):
         return d
 
 
-def _build_net(encoder: Any, hidden: int, n_num: int, n_dc: int, width: int) -> Any:
+def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
+               width: int) -> Any:
+    """Encoder + a head shared by all DCs.
+
+    For each DC d the head sees [pooled text embedding, job features, DC d's features,
+    one-hot(d)] and returns that DC's 9 outputs; sharing the weights across DCs lets every DC
+    learn from every other's rows.  ``num`` is [job features (n_job), DC features (D ×
+    n_dc_feat) flattened].
+    """
     import torch
     from torch import nn
 
@@ -190,18 +212,31 @@ def _build_net(encoder: Any, hidden: int, n_num: int, n_dc: int, width: int) -> 
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
-            self.trunk = nn.Sequential(nn.Linear(hidden + n_num, width), nn.GELU(),
-                                       nn.Linear(width, width), nn.GELU())
-            self.out = nn.Linear(width, _OUT * n_dc)
+            self.trunk = nn.Sequential(nn.Linear(hidden + n_job + n_dc_feat + n_dc, width),
+                                       nn.GELU(), nn.Linear(width, width), nn.GELU())
+            self.out = nn.Linear(width, _OUT)
             nn.init.zeros_(self.out.bias)
+            self.register_buffer("dc_onehot", torch.eye(n_dc), persistent=False)
+
+        def pool(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            hid = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            m = mask.unsqueeze(-1).to(hid.dtype)
+            return (hid * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+        def head(self, pooled: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
+            n = len(pooled)
+            parts = [pooled.unsqueeze(1).expand(n, n_dc, pooled.shape[1])]
+            if n_job:
+                parts.append(num[:, :n_job].unsqueeze(1).expand(n, n_dc, n_job))
+            if n_dc_feat:
+                parts.append(num[:, n_job:].reshape(n, n_dc, n_dc_feat))
+            parts.append(self.dc_onehot.unsqueeze(0).expand(n, n_dc, n_dc))
+            o = self.out(self.trunk(torch.cat(parts, dim=2)))  # (n, D, 9)
+            return o.transpose(1, 2)
 
         def forward(self, ids: torch.Tensor, mask: torch.Tensor,
                     num: torch.Tensor) -> torch.Tensor:
-            hid = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            m = mask.unsqueeze(-1).to(hid.dtype)
-            pooled = (hid * m).sum(1) / m.sum(1).clamp(min=1.0)
-            x = torch.cat([pooled, num], dim=1) if n_num else pooled
-            return self.out(self.trunk(x)).view(len(ids), _OUT, n_dc)
+            return self.head(self.pool(ids, mask), num)
 
     return _Net()
 
@@ -250,7 +285,13 @@ class LoraPredictor(BasePredictor):
     def _n_num(self) -> int:
         if not self.config.numeric_features:
             return 0
-        return self.featurizer_.n_job + len(self.dcs_) * 6
+        return self.featurizer_.n_job + len(self.dcs_) * len(DC_FIELDS)
+
+    def _new_net(self, encoder: Any, hidden: int) -> Any:
+        numeric = self.config.numeric_features
+        return _build_net(encoder, hidden, self.featurizer_.n_job if numeric else 0,
+                          len(DC_FIELDS) if numeric else 0, len(self.dcs_),
+                          self.config.head_width)
 
     def _numeric(self, df: pd.DataFrame) -> np.ndarray:
         if not self.config.numeric_features:
@@ -308,8 +349,7 @@ class LoraPredictor(BasePredictor):
         except ValueError as exc:
             raise GreenSchedError(f"cannot apply LoRA to {c.target_modules!r} of the base "
                                   f"model: {exc}") from exc
-        self.net_ = _build_net(encoder, int(base.config.hidden_size), self._n_num(),
-                               len(self.dcs_), c.head_width)
+        self.net_ = self._new_net(encoder, int(base.config.hidden_size))
         ids, mask, num = self._encode(train)
         z = torch.from_numpy(self.target_scaler_.transform(
             self.target_scaler_.log_targets(train, self.dcs_)).astype(np.float32))
@@ -322,6 +362,10 @@ class LoraPredictor(BasePredictor):
             vact = torch.from_numpy(
                 pd.Index(self.dcs_).get_indexer(val["best_dc"]).astype(np.int64))
             vdata = (vids, vmask, vnum, vz, vact)
+
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "epochs": 0, "steps": 0}
+        if c.head_warmup_epochs > 0:
+            history["head_warmup"] = self._warm_up_heads((ids, mask, num, z, act), vdata)
 
         lora_params = [p for n, p in self.net_.named_parameters()
                        if p.requires_grad and n.startswith("encoder.")]
@@ -344,8 +388,11 @@ class LoraPredictor(BasePredictor):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
         gen = torch.Generator().manual_seed(c.seed)
-        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "epochs": 0, "steps": 0}
         best, best_state, bad = math.inf, None, 0
+        if vdata is not None and c.head_warmup_epochs > 0:
+            # the warmed-up start is a candidate too: fine-tuning must beat it
+            best = self._val_loss(vdata)
+            best_state = {k: v.detach().clone() for k, v in self._trainable_state().items()}
         bar = tqdm(total=total, desc="LoRA training", unit="step", disable=not c.progress,
                    leave=False)
         t0 = time.perf_counter()
@@ -395,6 +442,68 @@ class LoraPredictor(BasePredictor):
         history["train_samples_per_s"] = step * c.batch_size / train_s if train_s > 0 else 0.0
         history["best_val_loss"] = best if math.isfinite(best) else None
         return history
+
+    def _pooled(self, ids: Any, mask: Any) -> Any:
+        import torch
+
+        self.net_.eval()
+        bs = self.config.predict_batch_size
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(ids), bs):
+                bi, bm = self._trim(ids[s:s + bs], mask[s:s + bs])
+                parts.append(self.net_.pool(bi, bm))
+        return torch.cat(parts)
+
+    def _warm_up_heads(self, tdata: tuple[Any, ...],
+                       vdata: tuple[Any, ...] | None) -> dict[str, Any]:
+        """Train trunk + output layer on cached pooled embeddings (see ``head_warmup_epochs``);
+        keeps the epoch with the best validation loss."""
+        import torch
+
+        c = self.config
+        t0 = time.perf_counter()
+        ids, mask, num, z, act = tdata
+        pooled = self._pooled(ids, mask)
+        vpooled = None if vdata is None else self._pooled(vdata[0], vdata[1])
+        params = [p for n, p in self.net_.named_parameters() if not n.startswith("encoder.")]
+        opt = torch.optim.AdamW(params, lr=c.head_learning_rate, weight_decay=c.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=c.head_warmup_epochs, eta_min=c.head_learning_rate * 0.02)
+        gen = torch.Generator().manual_seed(c.seed + 17)
+        n = len(pooled)
+        bs = max(c.batch_size, 64)
+        best, best_state, losses, since, epochs = math.inf, None, [], 0, 0
+        for _ in range(c.head_warmup_epochs):
+            epochs += 1
+            self.net_.train()
+            perm = torch.randperm(n, generator=gen)
+            for s in range(0, n, bs):
+                idx = perm[s:s + bs]
+                loss = self._loss(self.net_.head(pooled[idx], num[idx]), z[idx], act[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+            if vpooled is not None and vdata is not None:
+                self.net_.eval()
+                with torch.no_grad():
+                    vloss = float(self._loss(self.net_.head(vpooled, vdata[2]), vdata[3],
+                                             vdata[4]))
+                losses.append(vloss)
+                if vloss < best:
+                    best, since = vloss, 0
+                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()
+                                  if not k.startswith("encoder.")}
+                else:
+                    since += 1
+                    if since >= 25:
+                        break
+        if best_state is not None:
+            self.net_.load_state_dict(best_state, strict=False)
+        return {"epochs": epochs, "seconds": time.perf_counter() - t0,
+                "best_val_loss": best if math.isfinite(best) else None,
+                "val_loss_every_10": losses[::10]}
 
     def _trainable_state(self) -> dict[str, Any]:
         names = {n for n, p in self.net_.named_parameters() if p.requires_grad}
@@ -481,8 +590,7 @@ class LoraPredictor(BasePredictor):
                 f"{len(self.tokenizer_)} tokens, the model was trained with {want}")
         with _quiet_peft():
             encoder = PeftModel.from_pretrained(base, adapter, is_trainable=False)
-        self.net_ = _build_net(encoder, int(base.config.hidden_size), self._n_num(),
-                               len(self.dcs_), self.config.head_width)
+        self.net_ = self._new_net(encoder, int(base.config.hidden_size))
         missing, unexpected = self.net_.load_state_dict(load_file(str(heads)), strict=False)
         bad_missing = [k for k in missing if not k.startswith("encoder.")]
         if bad_missing or unexpected:

@@ -53,7 +53,8 @@ def _small_config(kind: str, tiny_bert: Path, **kw: Any) -> dict[str, Any]:
     """Fast settings for unit tests."""
     if kind == "lora":
         return {"base_model": str(tiny_bert), "epochs": 2, "batch_size": 16, "max_steps": 12,
-                "head_width": 32, "progress": False, "predict_batch_size": 64, **kw}
+                "head_width": 32, "progress": False, "predict_batch_size": 64,
+                "head_warmup_epochs": 10, **kw}
     return {"n_estimators": 25, "action_n_estimators": 10, "max_depth": 4, **kw}
 
 

@@ -77,6 +77,18 @@ def test_early_stopping_stops(make: Callable[..., BasePredictor],
     assert model.metrics_["history"]["epochs"] < 6
 
 
+def test_head_warmup_recorded_and_helps(make: Callable[..., BasePredictor],
+                                        dataset: pd.DataFrame) -> None:
+    cold = make("lora", head_warmup_epochs=0, max_steps=1).fit(dataset)
+    warm = make("lora", head_warmup_epochs=40, max_steps=1).fit(dataset)
+    hist = warm.metrics_["history"]["head_warmup"]
+    assert 1 <= hist["epochs"] <= 40 and hist["best_val_loss"] is not None
+    assert "head_warmup" not in cold.metrics_["history"]
+    mape = {k: m.metrics_["validation"]["energy_kwh"]["mape"]
+            for k, m in (("cold", cold), ("warm", warm))}
+    assert mape["warm"] < mape["cold"]
+
+
 def test_trains_without_numeric_features(make: Callable[..., BasePredictor],
                                          dataset: pd.DataFrame) -> None:
     model = make("lora", numeric_features=False, max_steps=2).fit(dataset.iloc[:40])
