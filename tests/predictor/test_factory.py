@@ -78,3 +78,21 @@ def test_latency_measurement(saved: dict[str, Path]) -> None:
 
     ms = measure_latency_ms(load_predictor(saved["xgboost"]), n_jobs=4, repeats=2)
     assert 0 < ms < 10_000
+
+
+def test_predictor_never_imports_a_solver() -> None:
+    import subprocess
+
+    code = (
+        "import sys, importlib\n"
+        "for m in ('base', 'dataset', 'factory', 'features', 'lora', 'metrics', 'predictor_cli',"
+        " 'prompts', 'report', 'synthetic', 'xgb'):\n"
+        "    importlib.import_module('greensched.predictor.' + m)\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('linopy', 'highspy', 'gurobipy')"
+        " or m.startswith('greensched.scheduler')]\n"
+        "heavy = [m for m in ('torch', 'xgboost') if m in sys.modules]\n"
+        "print(bad, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "[] []"
