@@ -23,15 +23,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from greensched.eval.fleet import fleet_for
-from greensched.eval.simulate import POLICIES, build_dataset, run_simulation, write_dataset
-from greensched.eval.traces import jobs_from_demand, jobs_from_traces, load_traces
-from greensched.eval.twin import Twin
 from rich.console import Console
 from rich.table import Table
 
 from greensched.errors import GreenSchedError
+from greensched.eval.fleet import fleet_for
+from greensched.eval.simulate import POLICIES, build_dataset, run_simulation, write_dataset
+from greensched.eval.traces import jobs_from_demand, jobs_from_traces, load_traces
+from greensched.eval.twin import Twin
+from greensched.util import jsonable
 
 __all__ = ["simulate_command"]
 
@@ -56,16 +56,6 @@ def _is_jobs_table(path: Path) -> bool:
     return "job_id" in [c.strip() for c in header.split(",")]
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 def simulate_command(
@@ -128,7 +118,7 @@ def simulate_command(
         out.mkdir(parents=True, exist_ok=True)
         sim.outcomes.to_csv(out / "outcomes.csv", index=False, lineterminator="\n")
         (out / "totals.json").write_text(
-            json.dumps(_jsonable(totals), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+            json.dumps(jsonable(totals), indent=2, sort_keys=True) + "\n", encoding="utf-8"
         )
         twin.fleet_.save(out / "fleet.csv")
         written += [out / "outcomes.csv", out / "totals.json", out / "fleet.csv"]

@@ -98,10 +98,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from greensched.errors import GreenSchedError, ScenarioError
-from greensched.scenario import Scenario, load_scenario
+from greensched.scenario import Scenario, dataset_from_arrays, load_scenario
 
 __all__ = ["build_scenario", "build_from_config", "clear_cache", "DEFAULT_DATA_DIR"]
 
@@ -1231,46 +1230,44 @@ class _Builder:
                     else "scenario.water_budget_l",
                 )
 
-        ds = xr.Dataset(
+        ds = dataset_from_arrays(
             {
-                "dc_name": (("dc",), np.array([d.text("name", d.raw("id")) for d in dcs],
-                                              dtype=object)),
-                "dc_latitude": (("dc",), np.array([d.number("latitude") for d in dcs])),
-                "dc_longitude": (("dc",), np.array([d.number("longitude") for d in dcs])),
-                "pue": (("dc",), pue),
-                "carbon_price_usd_per_kg": (("dc",), delta),
-                "area_name": (("area",), np.array([a.text("name", a.raw("id")) for a in areas],
-                                                  dtype=object)),
-                "area_latitude": (("area",), np.array([a.number("latitude") for a in areas])),
-                "area_longitude": (("area",), np.array([a.number("longitude") for a in areas])),
-                "population": (("area",), np.array([a.number("population") for a in areas])),
-                "input_tokens": (("query_type",), h),
-                "output_tokens": (("query_type",), f),
-                "energy_in_kwh_per_token": (("query_type",), tau_in),
-                "energy_out_kwh_per_token": (("query_type",), tau_out),
-                "delay_penalty_usd_per_s": (("query_type",), np.array([q.rho for q in qts])),
-                "capacity": (("dc", "resource"), capacity),
-                "units_per_token": (("query_type", "resource"), alpha),
-                "delay_s_per_token": (("dc", "query_type"), v),
-                "rtt_s": (("area", "dc"), rtt),
-                "bandwidth": (("area", "dc"), bandwidth),
-                "delay_limit_s": (("area", "query_type"), delay_limit),
-                "price_usd_per_kwh": (("hour", "dc"), price),
-                "carbon_kg_per_kwh": (("hour", "dc"), carbon),
-                "renewable_kw": (("hour", "dc"), renewable),
-                "grid_cap_kw": (("hour", "dc"), grid_cap),
-                "wue_l_per_kwh": (("hour", "dc"), np.broadcast_to(wue, (T, J)).copy()),
-                "ewif_l_per_kwh": (("hour", "dc"), np.broadcast_to(ewif, (T, J)).copy()),
-                "queries": (("hour", "area", "query_type"), queries),
-                "token_size": (("hour", "area", "query_type"), token_size),
+                "dc_name": np.array([d.text("name", d.raw("id")) for d in dcs], dtype=object),
+                "dc_latitude": np.array([d.number("latitude") for d in dcs]),
+                "dc_longitude": np.array([d.number("longitude") for d in dcs]),
+                "pue": pue,
+                "carbon_price_usd_per_kg": delta,
+                "area_name": np.array(
+                    [a.text("name", a.raw("id")) for a in areas], dtype=object
+                ),
+                "area_latitude": np.array([a.number("latitude") for a in areas]),
+                "area_longitude": np.array([a.number("longitude") for a in areas]),
+                "population": np.array([a.number("population") for a in areas]),
+                "input_tokens": h,
+                "output_tokens": f,
+                "energy_in_kwh_per_token": tau_in,
+                "energy_out_kwh_per_token": tau_out,
+                "delay_penalty_usd_per_s": np.array([q.rho for q in qts]),
+                "capacity": capacity,
+                "units_per_token": alpha,
+                "delay_s_per_token": v,
+                "rtt_s": rtt,
+                "bandwidth": bandwidth,
+                "delay_limit_s": delay_limit,
+                "price_usd_per_kwh": price,
+                "carbon_kg_per_kwh": carbon,
+                "renewable_kw": renewable,
+                "grid_cap_kw": grid_cap,
+                "wue_l_per_kwh": wue,
+                "ewif_l_per_kwh": ewif,
+                "queries": queries,
+                "token_size": token_size,
             },
-            coords={
-                "area": np.array(area_ids, dtype=object),
-                "dc": np.array(dc_ids, dtype=object),
-                "query_type": np.array([q.id for q in qts], dtype=object),
-                "hour": np.arange(T, dtype=np.int64),
-                "resource": np.array(meta.resources, dtype=object),
-            },
+            areas=area_ids,
+            dcs=dc_ids,
+            query_types=[q.id for q in qts],
+            resources=meta.resources,
+            hours=T,
         )
         start_text = meta.start.strftime("%Y-%m-%dT%H:%M:%SZ")
         provenance = (

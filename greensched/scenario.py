@@ -33,6 +33,8 @@ __all__ = [
     "Scenario",
     "TableSpec",
     "canonical_dataset",
+    "dataset_from_arrays",
+    "variable_dims",
     "load_coefficients",
     "load_scenario",
     "save_coefficients",
@@ -571,16 +573,55 @@ class Scenario:
         return new
 
 
+def variable_dims() -> dict[str, tuple[str, ...]]:
+    """Dimensions of every dataset variable of the format (its table's key columns)."""
+    dims: dict[str, tuple[str, ...]] = {}
+    for spec in TABLES:
+        for col in spec.values + spec.text:
+            dims[_var_name(spec, col)] = spec.keys
+    return dims
+
+
+def dataset_from_arrays(
+    values: dict[str, Any],
+    *,
+    areas: Sequence[str],
+    dcs: Sequence[str],
+    query_types: Sequence[str],
+    resources: Sequence[str],
+    hours: int,
+) -> xr.Dataset:
+    """A scenario dataset from plain arrays, each shaped as its table's key columns.
+
+    ``values`` maps every variable of :func:`variable_dims` (e.g. ``price_usd_per_kwh`` shaped
+    (hour, dc), ``dc_name`` shaped (dc,)) to an array; lower-dimensional arrays are broadcast.
+    """
+    dims = variable_dims()
+    missing = sorted(set(dims) - set(values))
+    if missing:
+        raise ScenarioError(f"dataset_from_arrays: no values for {missing!r}")
+    coords = {
+        "area": np.asarray(list(areas), dtype=object),
+        "dc": np.asarray(list(dcs), dtype=object),
+        "query_type": np.asarray(list(query_types), dtype=object),
+        "hour": np.arange(hours, dtype=np.int64),
+        "resource": np.asarray(list(resources), dtype=object),
+    }
+    data = {}
+    for name, var_dims in dims.items():
+        shape = tuple(len(coords[d]) for d in var_dims)
+        arr = np.asarray(values[name])
+        data[name] = (var_dims, np.broadcast_to(arr, shape).copy())
+    return xr.Dataset(data, coords=coords)
+
+
 def canonical_dataset(ds: xr.Dataset) -> xr.Dataset:
     """Order every variable's dimensions as its table's key columns (outermost first).
 
     Builders may create variables in any dimension order; the canonical order makes
     :meth:`Scenario.equals` independent of how a scenario was made.
     """
-    order = {}
-    for spec in TABLES:
-        for col in spec.values + spec.text:
-            order[_var_name(spec, col)] = spec.keys
+    order = variable_dims()
     missing = [name for name in order if name not in ds.data_vars]
     if missing:
         raise ScenarioError(f"dataset lacks variable(s) {missing!r} required by the format")

@@ -10,9 +10,8 @@ The same arguments always give the same scenario.
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 
-from greensched.scenario import Scenario
+from greensched.scenario import Scenario, dataset_from_arrays
 
 __all__ = ["synthesize"]
 
@@ -110,44 +109,42 @@ def synthesize(
     )
     delay_limit = np.round(worst.max(axis=1) * 1.5 + 1.0, 2)
 
-    ds = xr.Dataset(
+    ds = dataset_from_arrays(
         {
-            "dc_latitude": (("dc",), lat_dc),
-            "dc_longitude": (("dc",), lon_dc),
-            "pue": (("dc",), pue),
-            "carbon_price_usd_per_kg": (("dc",), delta),
-            "dc_name": (("dc",), np.array([f"Data center {j}" for j in range(J)], dtype=object)),
-            "area_latitude": (("area",), lat_a),
-            "area_longitude": (("area",), lon_a),
-            "population": (("area",), rng.integers(100_000, 9_000_000, I).astype(float)),
-            "area_name": (("area",), np.array([f"Area {i}" for i in range(I)], dtype=object)),
-            "input_tokens": (("query_type",), h),
-            "output_tokens": (("query_type",), f),
-            "energy_in_kwh_per_token": (("query_type",), tau_in),
-            "energy_out_kwh_per_token": (("query_type",), tau_out),
-            "delay_penalty_usd_per_s": (("query_type",), rho),
-            "capacity": (("dc", "resource"), capacity),
-            "units_per_token": (("query_type", "resource"), alpha),
-            "delay_s_per_token": (("dc", "query_type"), v),
-            "rtt_s": (("area", "dc"), rtt),
-            "bandwidth": (("area", "dc"), bandwidth),
-            "delay_limit_s": (("area", "query_type"), delay_limit),
-            "price_usd_per_kwh": (("hour", "dc"), price),
-            "carbon_kg_per_kwh": (("hour", "dc"), carbon),
-            "renewable_kw": (("hour", "dc"), renewable),
-            "grid_cap_kw": (("hour", "dc"), grid_cap),
-            "wue_l_per_kwh": (("hour", "dc"), wue),
-            "ewif_l_per_kwh": (("hour", "dc"), ewif),
-            "queries": (("hour", "area", "query_type"), queries),
-            "token_size": (("hour", "area", "query_type"), token_size),
+            "dc_latitude": lat_dc,
+            "dc_longitude": lon_dc,
+            "pue": pue,
+            "carbon_price_usd_per_kg": delta,
+            "dc_name": np.array([f"Data center {j}" for j in range(J)], dtype=object),
+            "area_latitude": lat_a,
+            "area_longitude": lon_a,
+            "population": rng.integers(100_000, 9_000_000, I).astype(float),
+            "area_name": np.array([f"Area {i}" for i in range(I)], dtype=object),
+            "input_tokens": h,
+            "output_tokens": f,
+            "energy_in_kwh_per_token": tau_in,
+            "energy_out_kwh_per_token": tau_out,
+            "delay_penalty_usd_per_s": rho,
+            "capacity": capacity,
+            "units_per_token": alpha,
+            "delay_s_per_token": v,
+            "rtt_s": rtt,
+            "bandwidth": bandwidth,
+            "delay_limit_s": delay_limit,
+            "price_usd_per_kwh": price,
+            "carbon_kg_per_kwh": carbon,
+            "renewable_kw": renewable,
+            "grid_cap_kw": grid_cap,
+            "wue_l_per_kwh": wue,
+            "ewif_l_per_kwh": ewif,
+            "queries": queries,
+            "token_size": token_size,
         },
-        coords={
-            "area": np.array(area, dtype=object),
-            "dc": np.array(dc, dtype=object),
-            "query_type": np.array(qt, dtype=object),
-            "hour": hour.astype(np.int64),
-            "resource": np.array(res, dtype=object),
-        },
+        areas=area,
+        dcs=dc,
+        query_types=qt,
+        resources=res,
+        hours=T,
     )
     water = None
     if water_budget:

@@ -27,11 +27,12 @@ import linopy
 import numpy as np
 import pandas as pd
 import xarray as xr
-from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
-from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
+from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
+from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
+from greensched.util import jsonable
 
 __all__ = [
     "OBJECTIVES",
@@ -237,7 +238,7 @@ class PlanResult:
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.json").write_text(
-            json.dumps(_jsonable(self.to_dict()), indent=2) + "\n", encoding="utf-8"
+            json.dumps(jsonable(self.to_dict()), indent=2) + "\n", encoding="utf-8"
         )
         if self.is_ok:
             self.allocation_frame().to_csv(out / "allocation.csv", index=False)
@@ -247,16 +248,6 @@ class PlanResult:
         return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
 
 
 # -- the compiled matrix form ---------------------------------------------------------------------
