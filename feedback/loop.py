@@ -1,0 +1,531 @@
+"""The standing feedback loop: drift check -> re-tune -> promote, once or every interval.
+
+One **cycle** (:func:`run_once`):
+
+1. **Drift check** of the promoted version (:func:`drift_check`): its latest ``window``
+   outcomes against
+
+   * *error baseline*: the version's recorded holdout error (``validation`` in the registry
+     metrics, written by :func:`~greensched.feedback.retune.retune`), else the error of its
+     first outcomes (the *burn-in*: the earliest up to ``reference_size`` outcomes it predicted,
+     before the recent window), else the ``metrics.json`` saved with the model;
+   * *input reference* (PSI): the burn-in outcomes.
+
+   Only outcomes predicted by the promoted version are judged, so the errors of a replaced
+   model do not trigger again after a promotion.
+2. **Re-tune** when the verdict is DRIFT (or WATCH with ``trigger="watch"``):
+   :func:`~greensched.feedback.retune.retune` on the latest ``retune_window`` outcomes plus
+   replay; it registers and promotes a candidate only when it beats the current model on the
+   latest outcomes.  A service polling the registry (:class:`~greensched.feedback.registry.
+   HotModel`) then swaps it in.
+3. A rejected re-tune is not retried by a standing loop until ``retune_every`` new outcomes of
+   the version have arrived (the :class:`LoopState` carried between cycles).
+
+:func:`run_forever` repeats cycles every ``interval_s`` seconds until stopped (an event, a
+number of cycles, or Ctrl-C in the command).  :func:`retune_command` and :func:`run_command` are
+the bodies of ``greensched feedback retune`` and ``greensched feedback run``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from greensched.errors import GreenSchedError
+from greensched.feedback.drift import (
+    DriftReport,
+    DriftThresholds,
+    Verdict,
+    detect_drift,
+    load_validation_metrics,
+)
+from greensched.feedback.registry import ModelRegistry, RegistryError
+from greensched.feedback.retune import RetuneResult, RetuneStatus, retune
+from greensched.feedback.store import OutcomeStore
+
+__all__ = [
+    "CycleAction",
+    "LoopCycle",
+    "LoopState",
+    "drift_check",
+    "parse_interval",
+    "retune_command",
+    "run_command",
+    "run_forever",
+    "run_once",
+]
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_INTERVAL = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)")
+_KEEP_CYCLES = 100
+
+
+def parse_interval(text: str | float | int) -> float:
+    """Seconds in an interval such as ``"1h"``, ``"30m"``, ``"15s"``, ``"1h30m"``, ``"500ms"``
+    or a bare number of seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        s = str(text).strip().lower().replace(" ", "")
+        try:
+            value = float(s)
+        except ValueError:
+            pos, value = 0, 0.0
+            for m in _INTERVAL.finditer(s):
+                if m.start() != pos:
+                    break
+                value += float(m.group(1)) * _UNITS[m.group(2)]
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise GreenSchedError(f"interval {text!r} is not understood; expected e.g. "
+                                      "'1h', '30m', '15s', '1h30m' or a number of seconds"
+                                      ) from None
+    if not (math.isfinite(value) and value > 0):
+        raise GreenSchedError(f"interval {text!r} must be positive")
+    return value
+
+
+class CycleAction(Enum):
+    """What a loop cycle did."""
+
+    NO_DRIFT = "no_drift"
+    INSUFFICIENT_DATA = "insufficient_data"
+    COOLDOWN = "cooldown"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+@dataclass
+class LoopState:
+    """What a standing loop remembers between cycles: the last re-tune that did not promote."""
+
+    attempted_version: str | None = None
+    attempted_at_outcomes: int = -1
+
+
+@dataclass
+class LoopCycle:
+    """One cycle of the loop (see the module docstring)."""
+
+    started_at: str
+    version_before: str | None
+    version_after: str | None
+    action: CycleAction
+    verdict: Verdict | None = None
+    drift: DriftReport | None = None
+    retune: RetuneResult | None = None
+    baseline: str = ""
+    n_version_outcomes: int = 0
+    message: str = ""
+    elapsed_s: float = 0.0
+
+    @property
+    def is_ok(self) -> bool:
+        """False only when the cycle failed with an error."""
+        return self.action is not CycleAction.ERROR
+
+    @property
+    def promoted(self) -> bool:
+        """True when the cycle promoted a new version."""
+        return self.action is CycleAction.PROMOTED
+
+    def describe(self) -> str:
+        """One line for logs and the console."""
+        v = self.verdict.value if self.verdict is not None else "-"
+        head = f"[{self.started_at}] {self.version_before}: drift {v}"
+        if self.drift is not None:
+            e = self.drift.target("energy_kwh")
+            if e.ratio is not None:
+                head += f" (energy MAPE {e.mape:.1%}, x{e.ratio:.2f} of the {self.baseline})"
+        return f"{head} -> {self.action.value}" + (f"; {self.message}" if self.message else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {
+            "started_at": self.started_at, "version_before": self.version_before,
+            "version_after": self.version_after, "action": self.action.value,
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "baseline": self.baseline, "n_version_outcomes": self.n_version_outcomes,
+            "message": self.message, "elapsed_s": self.elapsed_s,
+            "drift": None if self.drift is None else self.drift.to_dict(),
+            "retune": None if self.retune is None else self.retune.to_dict(),
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def _opened(store: OutcomeStore | str | Path, create: bool = False) -> Iterator[OutcomeStore]:
+    if isinstance(store, OutcomeStore):
+        yield store
+        return
+    s = OutcomeStore.open(store, create=create)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def _registry(registry: ModelRegistry | str | Path) -> ModelRegistry:
+    return registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
+
+
+def drift_check(
+    store: OutcomeStore,
+    registry: ModelRegistry,
+    *,
+    window: int = 1000,
+    min_samples: int = 100,
+    reference_size: int | None = None,
+    thresholds: DriftThresholds | None = None,
+) -> tuple[DriftReport, str, int]:
+    """Drift report of the promoted version's latest ``window`` outcomes.
+
+    Returns the report, the source of the error baseline (``"registry validation"``,
+    ``"burn-in outcomes"``, ``"metrics.json"`` or ``"none"``) and the number of outcomes the
+    version has predicted.
+    """
+    version = registry.current()
+    if version is None:
+        raise RegistryError(f"no model version has been promoted in {registry.root}")
+    th = thresholds or DriftThresholds(min_samples=min_samples)
+    rows = store.query(model_version=version)
+    recent = rows.tail(window).reset_index(drop=True)
+    older = rows.iloc[: len(rows) - len(recent)]
+    reference = older.head(reference_size or 5 * window).reset_index(drop=True)
+    validation: Any = None
+    metrics = registry.info(version).metrics
+    if isinstance(metrics.get("validation"), Mapping) and metrics["validation"]:
+        validation, source = {"validation": metrics["validation"]}, "registry validation"
+    elif len(reference) >= th.min_samples:
+        source = "burn-in outcomes"
+    elif (registry.path(version) / "metrics.json").is_file():
+        try:
+            validation = load_validation_metrics(registry.path(version) / "metrics.json")
+            source = "metrics.json"
+        except GreenSchedError:
+            source = "none"
+    else:
+        source = "none"
+    report = detect_drift(recent, reference if len(reference) else None, validation,
+                          thresholds=th)
+    return report, source, len(rows)
+
+
+def run_once(
+    store: OutcomeStore | str | Path,
+    registry: ModelRegistry | str | Path,
+    *,
+    replay_data: str | Path | pd.DataFrame,
+    window: int = 1000,
+    min_samples: int = 100,
+    reference_size: int | None = None,
+    thresholds: DriftThresholds | None = None,
+    trigger: str = "drift",
+    retune_window: int | None = None,
+    retune_every: int | None = None,
+    val_fraction: float = 0.2,
+    min_improvement: float = 0.0,
+    seed: int = 0,
+    retune_options: Mapping[str, Any] | None = None,
+    state: LoopState | None = None,
+) -> LoopCycle:
+    """One cycle: drift check of the promoted version, re-tune and promote on drift.
+
+    Parameters
+    ----------
+    store, registry
+        The outcome store and the model registry (objects, or a store path/URL and a registry
+        directory).
+    replay_data
+        The original training data (path or frame) for :func:`~greensched.feedback.retune.
+        retune`.
+    window
+        Outcomes of the promoted version checked for drift.
+    min_samples
+        Fewest outcomes for a drift verdict.
+    reference_size
+        Burn-in outcomes used as reference (default ``5 * window``).
+    thresholds
+        Drift thresholds (default: :class:`DriftThresholds` with ``min_samples``).
+    trigger
+        ``"drift"``: re-tune on DRIFT; ``"watch"``: on WATCH or DRIFT.
+    retune_window
+        Latest outcomes (any version) the re-tune uses (default ``window``).
+    retune_every
+        With a ``state``: new outcomes of the version needed before a rejected re-tune is tried
+        again (default ``window``).
+    val_fraction, min_improvement, seed
+        Passed to :func:`~greensched.feedback.retune.retune`.
+    retune_options
+        Further keyword arguments of :func:`~greensched.feedback.retune.retune`.
+    state
+        Loop memory (cool-down after a rejected re-tune); ``None`` for a one-off cycle.
+    """
+    t0 = time.perf_counter()
+    started = _now()
+    if trigger not in ("drift", "watch"):
+        raise GreenSchedError(f"trigger must be 'drift' or 'watch', got {trigger!r}")
+    reg = _registry(registry)
+    with _opened(store) as s:
+        version = reg.current()
+        cycle = LoopCycle(started_at=started, version_before=version, version_after=version,
+                          action=CycleAction.NO_DRIFT)
+        report, source, n_version = drift_check(s, reg, window=window,
+                                                min_samples=min_samples,
+                                                reference_size=reference_size,
+                                                thresholds=thresholds)
+        cycle.drift, cycle.verdict, cycle.baseline = report, report.verdict, source
+        cycle.n_version_outcomes = n_version
+        fire = report.verdict is Verdict.DRIFT or (trigger == "watch"
+                                                   and report.verdict is Verdict.WATCH)
+        if report.verdict is Verdict.INSUFFICIENT_DATA:
+            cycle.action = CycleAction.INSUFFICIENT_DATA
+            cycle.message = (f"{report.n_recent} outcome(s) of {version}; a verdict needs "
+                             f"{report.thresholds.min_samples}")
+        elif not fire:
+            cycle.action = CycleAction.NO_DRIFT
+        elif (state is not None and state.attempted_version == version
+              and n_version - state.attempted_at_outcomes < (retune_every or window)):
+            cycle.action = CycleAction.COOLDOWN
+            cycle.message = (f"a re-tune was rejected {n_version - state.attempted_at_outcomes}"
+                             f" outcome(s) ago; next try after {retune_every or window}")
+        else:
+            res = retune(s, reg, replay_data=replay_data, window=retune_window or window,
+                         val_fraction=val_fraction, min_improvement=min_improvement, seed=seed,
+                         **dict(retune_options or {}))
+            cycle.retune = res
+            cycle.version_after = reg.current()
+            cycle.message = res.describe()
+            if res.status is RetuneStatus.PROMOTED:
+                cycle.action = CycleAction.PROMOTED
+                if state is not None:
+                    state.attempted_version, state.attempted_at_outcomes = None, -1
+            else:
+                cycle.action = CycleAction.REJECTED
+                if state is not None:
+                    state.attempted_version, state.attempted_at_outcomes = version, n_version
+    cycle.elapsed_s = time.perf_counter() - t0
+    log.info(cycle.describe())
+    return cycle
+
+
+def run_forever(
+    interval_s: float,
+    store: OutcomeStore | str | Path,
+    registry: ModelRegistry | str | Path,
+    *,
+    replay_data: str | Path | pd.DataFrame,
+    max_cycles: int | None = None,
+    stop: threading.Event | None = None,
+    on_cycle: Callable[[LoopCycle], None] | None = None,
+    **options: Any,
+) -> list[LoopCycle]:
+    """Run :func:`run_once` every ``interval_s`` seconds until ``stop`` is set or
+    ``max_cycles`` cycles have run.
+
+    A cycle that raises is logged and recorded (action ERROR); the loop goes on.  The store is
+    opened once (when given as a path) and closed at the end.  Returns the last 100 cycles.
+
+    Parameters
+    ----------
+    interval_s
+        Seconds between the starts of two cycles (> 0).
+    store, registry, replay_data
+        As in :func:`run_once`.
+    max_cycles
+        Stop after this many cycles (``None``: until stopped).
+    stop
+        Event that ends the loop (checked while waiting).
+    on_cycle
+        Called with each finished cycle.
+    options
+        Further keyword arguments of :func:`run_once`.
+    """
+    if not (math.isfinite(interval_s) and interval_s > 0):
+        raise GreenSchedError(f"interval_s must be positive, got {interval_s!r}")
+    if max_cycles is not None and max_cycles < 1:
+        raise GreenSchedError(f"max_cycles must be >= 1, got {max_cycles!r}")
+    stop = stop or threading.Event()
+    state = LoopState()
+    cycles: list[LoopCycle] = []
+    reg = _registry(registry)
+    with _opened(store) as s:
+        n = 0
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                cycle = run_once(s, reg, replay_data=replay_data, state=state, **options)
+            except Exception as exc:  # a standing loop survives one bad cycle
+                log.exception("feedback cycle failed")
+                cycle = LoopCycle(started_at=_now(), version_before=reg.current(),
+                                  version_after=reg.current(), action=CycleAction.ERROR,
+                                  message=f"{type(exc).__name__}: {exc}")
+            cycles.append(cycle)
+            del cycles[:-_KEEP_CYCLES]
+            if on_cycle is not None:
+                on_cycle(cycle)
+            n += 1
+            if max_cycles is not None and n >= max_cycles:
+                break
+            stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))
+    return cycles
+
+
+# ----------------------------------------------------------------------------------------------
+# Command bodies
+# ----------------------------------------------------------------------------------------------
+
+def _retune_table(res: RetuneResult) -> Table:
+    table = Table(title=f"Re-tune of {res.parent}: [bold]{res.status.value}[/]"
+                  + (f" -> {res.version}" if res.version else ""),
+                  caption=res.message)
+    for name in ("target", "current MAPE", "candidate MAPE", "current RMSE(log)",
+                 "candidate RMSE(log)"):
+        table.add_column(name, justify="left" if name == "target" else "right")
+    for t, cur in res.current_error.items():
+        new = res.candidate_error.get(t, {})
+        table.add_row(t, f"{cur.get('mape', math.nan):.2%}", f"{new.get('mape', math.nan):.2%}",
+                      f"{cur.get('rmse_log', math.nan):.3f}",
+                      f"{new.get('rmse_log', math.nan):.3f}")
+    return table
+
+
+def retune_command(
+    store: str | None = None,
+    registry: str | Path = "models",
+    replay: str | Path | None = None,
+    *,
+    window: int = 5000,
+    val_fraction: float = 0.2,
+    min_improvement: float = 0.0,
+    seed: int = 0,
+    replay_rows: int | None = None,
+    promote: bool = True,
+    json_out: Path | None = None,
+    console: Console | None = None,
+) -> RetuneResult:
+    """``greensched feedback retune --store S --registry DIR --replay DATA``: one re-tune.
+
+    Parameters
+    ----------
+    store
+        Outcome store path or URL (default: ``$GREENSCHED_STORE`` or
+        ``./greensched-outcomes.sqlite``).
+    registry
+        Model registry directory (a version must be promoted).
+    replay
+        The original training dataset (Parquet/CSV, ``docs/dataset-format.md``).
+    window, val_fraction, min_improvement, seed, replay_rows, promote
+        See :func:`~greensched.feedback.retune.retune`.
+    json_out
+        Also write the result as JSON there.
+    """
+    from greensched.feedback.feedback_cli import default_store
+
+    console = console or Console()
+    if replay is None:
+        raise GreenSchedError("--replay is required: the original training dataset "
+                              "(docs/dataset-format.md) sampled for replay")
+    replay_path = Path(replay)
+    if not replay_path.is_file():
+        raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
+    reg = _registry(registry)
+    with OutcomeStore.open(store or default_store(), create=False) as s:
+        res = retune(s, reg, replay_data=replay_path, window=window, val_fraction=val_fraction,
+                     min_improvement=min_improvement, seed=seed, replay_rows=replay_rows,
+                     promote=promote)
+    if res.status is RetuneStatus.INSUFFICIENT_DATA:
+        console.print(f"[yellow]{res.message}[/]")
+    else:
+        console.print(_retune_table(res))
+    if json_out is not None:
+        Path(json_out).write_text(json.dumps(res.to_dict(), indent=2, sort_keys=True) + "\n",
+                                  encoding="utf-8")
+    return res
+
+
+def run_command(
+    interval: str = "1h",
+    once: bool = False,
+    *,
+    store: str | None = None,
+    registry: str | Path = "models",
+    replay: str | Path | None = None,
+    window: int = 1000,
+    min_samples: int = 100,
+    retune_window: int | None = None,
+    val_fraction: float = 0.2,
+    min_improvement: float = 0.0,
+    trigger: str = "drift",
+    seed: int = 0,
+    max_cycles: int | None = None,
+    console: Console | None = None,
+) -> list[LoopCycle]:
+    """``greensched feedback run --interval 1h [--once]``: the standing loop.
+
+    Every ``interval`` (``"1h"``, ``"30m"``, ``"15s"``, ...) one cycle of :func:`run_once`;
+    ``once`` runs a single cycle and returns.  Ctrl-C stops the loop after the running cycle's
+    output.  Options as in :func:`run_once` and :func:`retune_command`.
+    """
+    from greensched.feedback.feedback_cli import default_store
+
+    console = console or Console()
+    seconds = parse_interval(interval)
+    if replay is None:
+        raise GreenSchedError("--replay is required: the original training dataset "
+                              "(docs/dataset-format.md) sampled for replay")
+    replay_path = Path(replay)
+    if not replay_path.is_file():
+        raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
+    reg = _registry(registry)
+    if reg.current() is None:
+        raise GreenSchedError(f"no model version has been promoted in {reg.root}")
+    where = store or default_store()
+
+    def show(cycle: LoopCycle) -> None:
+        style = {"promoted": "green", "error": "red", "rejected": "yellow"}.get(
+            cycle.action.value, "")
+        console.print(f"[{style}]{cycle.describe()}[/]" if style else cycle.describe())
+        if cycle.drift is not None and cycle.verdict not in (None, Verdict.OK):
+            console.print(cycle.drift.render_table())
+
+    options: dict[str, Any] = dict(window=window, min_samples=min_samples,
+                                   retune_window=retune_window, val_fraction=val_fraction,
+                                   min_improvement=min_improvement, trigger=trigger, seed=seed)
+    if once:
+        with _opened(where) as s:
+            cycle = run_once(s, reg, replay_data=replay_path, **options)
+        show(cycle)
+        return [cycle]
+    console.print(f"Feedback loop on {where} and {reg.root}: a cycle every {interval} "
+                  f"({seconds:g} s); Ctrl-C stops.")
+    stop = threading.Event()
+    try:
+        return run_forever(seconds, where, reg, replay_data=replay_path, max_cycles=max_cycles,
+                           stop=stop, on_cycle=show, **options)
+    except KeyboardInterrupt:
+        stop.set()
+        console.print("stopped")
+        return []
+

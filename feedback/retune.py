@@ -1,0 +1,817 @@
+"""Re-tuning the predictor on measured outcomes: build a full-target training frame from logged
+outcomes, refit, validate on the latest outcomes and promote only a better model.
+
+The problem
+===========
+The outcome store (:mod:`greensched.feedback.store`) holds, per job, the DC that ran it, what
+the predictor said and what was measured there, and the probability ``p`` the assignment
+policy gave to that DC (``propensity``; exploration makes it < 1).  A predictor is fitted on
+rows that carry the targets of **every** DC (``docs/dataset-format.md``), but a log reveals
+only one DC per job (bandit feedback), and which one depends on the policy.  The predictor API
+stays as it is (``fit(df)`` on full-target rows, no sample weights), so the estimator is built
+from the data side.
+
+The estimator (:func:`build_training_frame`)
+============================================
+For the outcomes of the training part of the window (the latest ``val_fraction`` are held out,
+see below), with ``x_i`` the job's features, ``a_i`` the DC that ran it, ``y_i`` the measured
+target and ``f`` the current model:
+
+1. **Importance weights** (inverse propensity, Horvitz & Thompson, JASA 1952; clipped as in
+   Ionides, JCGS 2008, and self-normalised)::
+
+       w_i = min(1 / p_i, w_max) / mean_j min(1 / p_j, w_max)
+
+   A missing propensity counts as ``p = 1`` (a deterministic policy).  Clipping bounds the
+   variance at the cost of some bias; normalising to mean 1 keeps the row count.
+
+2. **Direct-method pseudo-labels with an importance-weighted level correction.**  The target
+   of job ``i`` at a DC ``d != a_i`` (never observed) is imputed by the current model, shifted
+   by the drift estimated at ``d``::
+
+       y~_i(d) = f(x_i, d) * exp(c_d),     y~_i(a_i) = y_i   (the measurement is kept)
+
+       r_j   = ln y_j - ln f(x_j, a_j)                       (log residual of an outcome)
+       c^_d  = sum_{j: a_j = d} w_j r_j / sum_{j: a_j = d} w_j   (self-normalised IPS mean)
+       c_d   = c^_d * c^_d**2 / (c^_d**2 + se_d**2)          (shrunk towards 0 by its noise)
+
+   with ``se_d**2 = s_d**2 / n_eff,d`` the squared standard error of the weighted mean
+   (``s_d**2`` the weighted residual variance, ``n_eff = (sum w)**2 / sum w**2``, Kish); a DC
+   with fewer than :data:`MIN_DC_OUTCOMES` outcomes gets ``c_d = 0``.  Averaged over the window,
+   ``ln f + c^_d`` is the doubly robust estimate of the mean log target at ``d`` - the direct
+   method plus the importance-weighted mean residual (Dudik, Langford & Li, "Doubly Robust
+   Policy Evaluation and Learning", ICML 2011; Robins, Rotnitzky & Zhao, JASA 1994): it is
+   unbiased when either the model or the propensities are right.  Without the correction
+   (``correction="none"``) a DC that the policy rarely picks would be labelled almost only by
+   the stale model, so a model fitted on the frame would keep its bias there.  The correction
+   is a per-(DC, target) level (multiplicative) shift: drift that depends on the job's features
+   is learnt from the measured rows, not from the pseudo-labels.
+
+3. **Rows are weighted by resampling.**  The outcome rows are drawn ``n`` times by systematic
+   resampling (Kitagawa, JCGS 1996) with probabilities ``w_i / sum w``: row ``i`` appears
+   ``floor`` or ``ceil`` of ``n w_i / sum w`` times, the lowest-variance way to turn weights
+   into a row multiset, so that ``fit`` without ``sample_weight`` minimises the weighted loss.
+
+4. **Replay.**  The original training data (``replay_data``; all of it by default, a uniform
+   sample of ``replay_rows`` otherwise) keeps the feature space the recent window does not
+   cover, and the accuracy of a model fitted on many rows: refitted on the few hundred outcomes
+   of a window alone, the candidate loses more accuracy everywhere than it gains at the
+   drifted DCs.  Its targets come from the world it was recorded in, so, per DC and target, they
+   are re-levelled to the recent outcomes: multiplied by ``exp(c_d - b_d)``, with ``b_d`` the
+   current model's mean log residual on the replay sample (``b_d`` ~ 0 for the model that was
+   trained on it; after a first re-tune it carries that re-tune's shift).
+
+5. **Fit.**  A new predictor of the current version's kind is fitted from its saved
+   configuration (``config.json``) on the frame - a refit, not a warm start: neither the
+   XGBoost nor the LoRA predictor has an API to continue training, and a LoRA refit starts from
+   the same base model and LoRA settings (so it costs a full fine-tuning run).
+
+The hindsight-best DC of an outcome row (``best_dc``, needed by the format) is the current
+model's prediction for it: the objective's prices are not in the log.
+
+Validation and promotion
+========================
+The latest ``val_fraction`` of the window's outcomes (by measurement time) are held out.  On
+them the current and the candidate model predict the DC that ran each job and are scored
+against the measurement: MAPE per target, and ``score`` = the mean of the targets' MAPEs.  The
+candidate is registered (:class:`~greensched.feedback.registry.ModelRegistry`) only when
+``score_candidate < score_current * (1 - min_improvement)``; it is then promoted (an atomic
+replace of ``CURRENT``), with lineage: parent version, the window's time range and row counts,
+both models' holdout errors (the candidate's as ``validation``, the baseline later drift checks
+compare with), the weights' statistics and the corrections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greensched.errors import GreenSchedError
+from greensched.feedback.drift import error_metrics
+from greensched.feedback.registry import ModelRegistry, RegistryError
+from greensched.feedback.store import OutcomeStore
+from greensched.jobs import DEFAULT_SLA_S
+from greensched.predictor.base import (
+    BasePredictor,
+    load_predictor,
+    predictor_class,
+    read_saved_config,
+)
+from greensched.predictor.dataset import (
+    DC_FIELDS,
+    TARGETS,
+    dc_column,
+    read_dataset,
+    rows_from_jobs,
+    validate_dataset,
+)
+from greensched.scenario import Scenario
+
+__all__ = [
+    "DEFAULT_WEIGHT_CLIP",
+    "MAX_REPLAY_ROWS",
+    "MIN_DC_OUTCOMES",
+    "LevelCorrection",
+    "RetuneResult",
+    "RetuneStatus",
+    "build_training_frame",
+    "effective_sample_size",
+    "importance_weights",
+    "level_corrections",
+    "observed_predictions",
+    "outcome_rows",
+    "resample_indices",
+    "retune",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest importance weight ``1 / p`` before normalisation.
+DEFAULT_WEIGHT_CLIP = 20.0
+#: Most replay rows used by default.
+MAX_REPLAY_ROWS = 20_000
+#: Fewest outcomes at a DC for a level correction there.
+MIN_DC_OUTCOMES = 2
+_JOB_COLUMNS = ("job_id", "arrival_s", "hour", "area", "query_type", "input_tokens",
+                "output_tokens", "sla_s")
+_HOUR_FIELDS = tuple(f for f in DC_FIELDS if f != "rtt_s")
+
+
+class RetuneStatus(Enum):
+    """What :func:`retune` did."""
+
+    PROMOTED = "promoted"
+    REGISTERED = "registered"  # better, registered, not promoted (``promote=False``)
+    NOT_BETTER = "not_better"
+    INSUFFICIENT_DATA = "insufficient_data"
+
+
+# ----------------------------------------------------------------------------------------------
+# Weights
+# ----------------------------------------------------------------------------------------------
+
+def importance_weights(propensity: Sequence[float] | np.ndarray | pd.Series, *,
+                       clip: float = DEFAULT_WEIGHT_CLIP) -> np.ndarray:
+    """Clipped, self-normalised inverse-propensity weights (mean 1).
+
+    ``w_i = min(1 / p_i, clip) / mean_j min(1 / p_j, clip)``; a missing, non-finite or
+    non-positive propensity counts as ``p = 1``.
+
+    Parameters
+    ----------
+    propensity
+        Probability the logging policy gave to the action taken, in (0, 1].
+    clip
+        Largest raw weight (>= 1).
+    """
+    if not (math.isfinite(clip) and clip >= 1.0):
+        raise GreenSchedError(f"the weight clip must be a finite number >= 1, got {clip!r}")
+    p = np.asarray(pd.to_numeric(pd.Series(np.asarray(propensity, dtype=object)),
+                                 errors="coerce"), dtype=float)
+    if p.size == 0:
+        return np.zeros(0)
+    p = np.where(np.isfinite(p) & (p > 0), np.minimum(p, 1.0), 1.0)
+    w = np.minimum(1.0 / p, float(clip))
+    return w / w.mean()
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size ``(sum w)**2 / sum w**2`` (0 for no weights)."""
+    w = np.asarray(weights, dtype=float)
+    s2 = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / s2 if s2 > 0 else 0.0
+
+
+def resample_indices(weights: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` row indices drawn by systematic resampling with probabilities ``w / sum w``.
+
+    Row ``i`` appears ``floor`` or ``ceil`` of ``n * w_i / sum w`` times (one uniform draw
+    shifts an evenly spaced comb over the cumulative weights); indices come out sorted.
+    """
+    w = np.asarray(weights, dtype=float)
+    if n < 0:
+        raise GreenSchedError(f"the number of resampled rows must be >= 0, got {n!r}")
+    if w.size == 0 or n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+        raise GreenSchedError("resampling weights must be finite, >= 0 and not all zero")
+    cum = np.cumsum(w / w.sum()) * n
+    u = np.random.default_rng(seed).random()
+    idx = np.searchsorted(cum, u + np.arange(n), side="right")
+    return np.minimum(idx, w.size - 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class LevelCorrection:
+    """Estimated log-level drift of one target at one DC (see the module docstring).
+
+    ``log_shift`` is the shrunk ``c_d`` applied to the pseudo-labels (``exp(log_shift)`` is the
+    factor); ``raw`` the unshrunk IPS mean ``c^_d``, ``se`` its standard error, ``n`` the
+    outcomes at the DC and ``n_eff`` their effective sample size.
+    """
+
+    log_shift: float
+    raw: float
+    se: float
+    n: int
+    n_eff: float
+
+    @property
+    def factor(self) -> float:
+        """``exp(log_shift)``: the multiplier of the model's predictions at the DC."""
+        return math.exp(self.log_shift)
+
+
+def level_corrections(residual_log: np.ndarray, dc_index: np.ndarray, weights: np.ndarray,
+                      n_dcs: int) -> list[LevelCorrection]:
+    """Per-DC importance-weighted mean log residual, shrunk by its standard error.
+
+    Parameters
+    ----------
+    residual_log
+        ``ln(measured / predicted)`` of each outcome at the DC that ran it.
+    dc_index
+        Position of that DC (0 .. ``n_dcs`` - 1).
+    weights
+        Importance weights of the outcomes.
+    n_dcs
+        Number of DCs.
+    """
+    r = np.asarray(residual_log, dtype=float)
+    d = np.asarray(dc_index, dtype=np.int64)
+    w = np.asarray(weights, dtype=float)
+    out = []
+    for j in range(n_dcs):
+        sel = (d == j) & np.isfinite(r)
+        n = int(sel.sum())
+        if n < MIN_DC_OUTCOMES:
+            out.append(LevelCorrection(0.0, math.nan, math.nan, n, float(n)))
+            continue
+        wj, rj = w[sel], r[sel]
+        mean = float(np.sum(wj * rj) / np.sum(wj))
+        var = float(np.sum(wj * (rj - mean) ** 2) / np.sum(wj))
+        n_eff = effective_sample_size(wj)
+        se = math.sqrt(var / n_eff) if n_eff > 0 else math.inf
+        denom = mean * mean + se * se
+        shift = mean * (mean * mean / denom) if denom > 0 else 0.0
+        out.append(LevelCorrection(shift, mean, se, n, n_eff))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature rows of stored outcomes
+# ----------------------------------------------------------------------------------------------
+
+def _state_from_features(outcomes: pd.DataFrame, cols: list[str]) -> np.ndarray:
+    """Per-DC state from the ``features_json`` column (rows lacking any column stay NaN)."""
+    out = np.full((len(outcomes), len(cols)), np.nan)
+    if "features_json" not in outcomes.columns:
+        return out
+    for i, raw in enumerate(outcomes["features_json"].to_numpy(dtype=object)):
+        if raw is None or (isinstance(raw, float) and math.isnan(raw)):
+            continue
+        try:
+            feats = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        except (ValueError, TypeError):
+            continue
+        if all(c in feats for c in cols):
+            out[i] = [float(feats[c]) for c in cols]
+    return out
+
+
+def _state_from_replay(outcomes: pd.DataFrame, replay: pd.DataFrame, dcs: Sequence[str],
+                       cols: list[str]) -> np.ndarray:
+    """Per-DC state looked up in the replay data: hour fields by hour (then hour of day, then
+    the overall mean), RTTs by area (then the mean)."""
+    out = np.full((len(outcomes), len(cols)), np.nan)
+    pos = {c: k for k, c in enumerate(cols)}
+    hour_cols = [dc_column(f, d) for d in dcs for f in _HOUR_FIELDS]
+    rtt_cols = [dc_column("rtt_s", d) for d in dcs]
+    hours = outcomes["hour"].to_numpy(dtype=np.int64)
+    rh = pd.to_numeric(replay["hour"], errors="coerce")
+    by_hour = replay[hour_cols].groupby(rh.to_numpy()).mean()
+    by_hod = replay[hour_cols].groupby(np.mod(rh.to_numpy(), 24)).mean()
+    overall = replay[hour_cols].mean()
+    exact = by_hour.reindex(hours).to_numpy()
+    hod = by_hod.reindex(np.mod(hours, 24)).to_numpy()
+    vals = np.where(np.isfinite(exact), exact, hod)
+    vals = np.where(np.isfinite(vals), vals, overall.to_numpy()[None, :])
+    for k, c in enumerate(hour_cols):
+        out[:, pos[c]] = vals[:, k]
+    by_area = replay[rtt_cols].groupby(replay["area"].astype(str).to_numpy()).mean()
+    rtt = by_area.reindex(outcomes["area"].astype(str).to_numpy()).to_numpy()
+    rtt = np.where(np.isfinite(rtt), rtt, replay[rtt_cols].mean().to_numpy()[None, :])
+    for k, c in enumerate(rtt_cols):
+        out[:, pos[c]] = rtt[:, k]
+    return out
+
+
+def outcome_rows(outcomes: pd.DataFrame, dcs: Sequence[str], *,
+                 replay: pd.DataFrame | None = None,
+                 scenario: Scenario | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Dataset-format feature rows (no targets) for stored outcomes.
+
+    The job fields come from the outcome; the per-DC state (``<field>__<dc>`` of
+    :data:`~greensched.predictor.dataset.DC_FIELDS`) from, in this order:
+
+    1. the outcome's ``features`` JSON when it holds every state column (what the predictor
+       was given when it made the logged prediction - the faithful source);
+    2. the ``scenario`` (:func:`~greensched.predictor.dataset.rows_from_jobs`, expected
+       utilisation);
+    3. the replay data: hour fields by the outcome's hour (else hour of day, else the mean),
+       RTTs by area.
+
+    Returns the rows and how many rows each source supplied. A missing ``sla_s`` takes
+    :data:`greensched.jobs.DEFAULT_SLA_S`.
+
+    Raises
+    ------
+    GreenSchedError
+        Some rows get no state from any source.
+    """
+    dcs = [str(d) for d in dcs]
+    n = len(outcomes)
+    cols = [dc_column(f, d) for d in dcs for f in DC_FIELDS]
+    sla = pd.to_numeric(outcomes.get("sla_s", pd.Series(np.nan, index=outcomes.index)),
+                        errors="coerce").to_numpy(dtype=float)
+    frame: dict[str, Any] = {
+        "job_id": outcomes["job_id"].astype(str).to_numpy(dtype=object),
+        "arrival_s": pd.to_numeric(outcomes.get("arrival_s", pd.Series(np.nan,
+                                   index=outcomes.index)), errors="coerce").to_numpy(float),
+        "hour": outcomes["hour"].to_numpy(dtype=np.int64),
+        "area": outcomes["area"].astype(str).to_numpy(dtype=object),
+        "query_type": outcomes["query_type"].astype(str).to_numpy(dtype=object),
+        "input_tokens": pd.to_numeric(outcomes["input_tokens"]).to_numpy(dtype=float),
+        "output_tokens": pd.to_numeric(outcomes["output_tokens"], errors="coerce")
+        .to_numpy(dtype=float) if "output_tokens" in outcomes.columns else np.full(n, np.nan),
+        "sla_s": np.where(np.isfinite(sla) & (sla > 0), sla, DEFAULT_SLA_S),
+    }
+    state = _state_from_features(outcomes, cols)
+    counts = {"features": int(np.isfinite(state).all(axis=1).sum()), "scenario": 0, "replay": 0}
+    missing = ~np.isfinite(state).all(axis=1)
+    if missing.any() and scenario is not None:
+        sub = outcomes.loc[missing]
+        jobs = pd.DataFrame({c: frame[c][missing] for c in _JOB_COLUMNS})
+        if not np.isfinite(jobs["arrival_s"]).all():
+            jobs = jobs.drop(columns="arrival_s")
+        rows = rows_from_jobs(jobs, scenario)
+        state[missing] = rows[cols].to_numpy(dtype=float)
+        counts["scenario"] = len(sub)
+        missing = ~np.isfinite(state).all(axis=1)
+    if missing.any() and replay is not None:
+        looked = _state_from_replay(outcomes.loc[missing], replay, dcs, cols)
+        state[missing] = looked
+        counts["replay"] = int(missing.sum())
+        missing = ~np.isfinite(state).all(axis=1)
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise GreenSchedError(
+            f"{int(missing.sum())} outcome(s) (first: job_id {frame['job_id'][first]!r}) carry "
+            "no per-DC state: log it in the outcome's 'features' (keys such as "
+            f"{cols[0]!r}), or give a scenario or replay data to look it up")
+    for k, c in enumerate(cols):
+        frame[c] = state[:, k]
+    return pd.DataFrame(frame), counts
+
+
+def observed_predictions(pred: pd.DataFrame, dc_index: np.ndarray, dcs: Sequence[str],
+                         target: str) -> np.ndarray:
+    """The prediction of ``target`` at each row's own DC from a
+    :meth:`~greensched.predictor.base.BasePredictor.predict_frame` output."""
+    arr = pred[[dc_column(target, d) for d in dcs]].to_numpy(dtype=float)
+    return arr[np.arange(len(arr)), np.asarray(dc_index, dtype=np.int64)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Training frame
+# ----------------------------------------------------------------------------------------------
+
+def build_training_frame(
+    rows: pd.DataFrame,
+    dc_index: np.ndarray,
+    measured: Mapping[str, np.ndarray],
+    predicted: pd.DataFrame,
+    dcs: Sequence[str],
+    weights: np.ndarray,
+    *,
+    correction: str = "dr",
+) -> tuple[pd.DataFrame, dict[str, list[LevelCorrection]]]:
+    """Full-target rows for outcomes: measurements at the DC that ran the job, pseudo-labels
+    elsewhere (see the module docstring, steps 1-2).
+
+    Parameters
+    ----------
+    rows
+        Feature rows of the outcomes (:func:`outcome_rows`).
+    dc_index
+        Position in ``dcs`` of the DC that ran each job.
+    measured
+        Measured ``energy_kwh`` and ``service_s`` per row (at that DC).
+    predicted
+        The current model's :meth:`~greensched.predictor.base.BasePredictor.predict_frame`
+        of ``rows`` (same order).
+    dcs
+        DC order of the model.
+    weights
+        Importance weights of the rows (:func:`importance_weights`).
+    correction
+        ``"dr"`` (importance-weighted level correction of the pseudo-labels) or ``"none"``
+        (plain direct method).
+
+    Returns
+    -------
+    frame, corrections
+        The rows with ``energy_kwh__<dc>``, ``service_s__<dc>`` and ``best_dc`` (the model's
+        predicted best DC), and the per-target list of :class:`LevelCorrection` (DC order).
+    """
+    if correction not in ("dr", "none"):
+        raise GreenSchedError(f"correction must be 'dr' or 'none', got {correction!r}")
+    dcs = [str(d) for d in dcs]
+    n, D = len(rows), len(dcs)
+    di = np.asarray(dc_index, dtype=np.int64)
+    if len(di) != n or len(predicted) != n:
+        raise GreenSchedError(f"rows ({n}), DC indices ({len(di)}) and predictions "
+                              f"({len(predicted)}) differ in length")
+    frame = rows.copy().reset_index(drop=True)
+    corrections: dict[str, list[LevelCorrection]] = {}
+    for t in TARGETS:
+        pred = predicted[[dc_column(t, d) for d in dcs]].to_numpy(dtype=float)
+        meas = np.asarray(measured[t], dtype=float)
+        obs_pred = pred[np.arange(n), di]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            resid = np.log(meas / obs_pred)
+        if correction == "dr":
+            corr = level_corrections(resid, di, weights, D)
+        else:
+            corr = [LevelCorrection(0.0, math.nan, math.nan, int((di == j).sum()),
+                                    float((di == j).sum())) for j in range(D)]
+        corrections[t] = corr
+        shift = np.exp(np.array([c.log_shift for c in corr]))
+        full = pred * shift[None, :]
+        full[np.arange(n), di] = meas
+        for j, d in enumerate(dcs):
+            frame[dc_column(t, d)] = full[:, j]
+    frame["best_dc"] = predicted["best_dc"].astype(str).to_numpy(dtype=object)
+    return frame, corrections
+
+
+def _aligned_replay(replay: pd.DataFrame, model: BasePredictor, dcs: list[str],
+                    corrections: Mapping[str, list[LevelCorrection]] | None
+                    ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """Replay rows re-levelled per (DC, target) by ``exp(c_d - b_d)`` (module docstring, 4)."""
+    out = replay.copy().reset_index(drop=True)
+    shifts: dict[str, dict[str, float]] = {}
+    if corrections is None:
+        return out, shifts
+    pred = model.predict_frame(out)
+    for t in TARGETS:
+        shifts[t] = {}
+        for j, d in enumerate(dcs):
+            col = dc_column(t, d)
+            y = out[col].to_numpy(dtype=float)
+            b = float(np.mean(np.log(y / pred[col].to_numpy(dtype=float))))
+            s = corrections[t][j].log_shift - b
+            out[col] = y * math.exp(s)
+            shifts[t][d] = s
+    return out, shifts
+
+
+# ----------------------------------------------------------------------------------------------
+# Result
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class RetuneResult:
+    """What :func:`retune` did, with the numbers behind the decision.
+
+    Errors are on the held-out outcomes, at the DC that ran each job: ``{target: {"mape",
+    "rmse_log", "bias_log", "n"}}``; ``score_*`` = mean MAPE over the targets;
+    ``improvement = 1 - score_candidate / score_current``.
+    """
+
+    status: RetuneStatus
+    parent: str | None
+    version: str | None = None
+    promoted: bool = False
+    message: str = ""
+    kind: str | None = None
+    current_error: dict[str, dict[str, float]] = field(default_factory=dict)
+    candidate_error: dict[str, dict[str, float]] = field(default_factory=dict)
+    score_current: float = math.nan
+    score_candidate: float = math.nan
+    improvement: float = math.nan
+    min_improvement: float = 0.0
+    n_outcomes: int = 0
+    n_train_outcomes: int = 0
+    n_holdout: int = 0
+    n_replay: int = 0
+    n_train_rows: int = 0
+    window: dict[str, Any] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+    corrections: dict[str, dict[str, float]] = field(default_factory=dict)
+    state_sources: dict[str, int] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def is_ok(self) -> bool:
+        """True when a new version was registered (promoted or not)."""
+        return self.status in (RetuneStatus.PROMOTED, RetuneStatus.REGISTERED)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (status as its value, NaN as None)."""
+        def clean(o: Any) -> Any:
+            if isinstance(o, Enum):
+                return o.value
+            if isinstance(o, float) and not math.isfinite(o):
+                return None
+            if isinstance(o, dict):
+                return {k: clean(v) for k, v in o.items()}
+            if isinstance(o, list | tuple):
+                return [clean(v) for v in o]
+            return o
+        return clean(asdict(self))
+
+    def describe(self) -> str:
+        """One line: decision and numbers."""
+        if self.status is RetuneStatus.INSUFFICIENT_DATA:
+            return f"retune: {self.message}"
+        head = {RetuneStatus.PROMOTED: f"promoted {self.version} (parent {self.parent})",
+                RetuneStatus.REGISTERED: f"registered {self.version} (not promoted)",
+                RetuneStatus.NOT_BETTER: f"kept {self.parent}: the candidate is not better"}
+        e_cur = self.current_error.get("energy_kwh", {}).get("mape", math.nan)
+        e_new = self.candidate_error.get("energy_kwh", {}).get("mape", math.nan)
+        s_cur = self.current_error.get("service_s", {}).get("mape", math.nan)
+        s_new = self.candidate_error.get("service_s", {}).get("mape", math.nan)
+        return (f"retune: {head[self.status]}; holdout of {self.n_holdout} outcomes: energy "
+                f"MAPE {e_cur:.1%} -> {e_new:.1%}, service MAPE {s_cur:.1%} -> {s_new:.1%}, "
+                f"score improvement {self.improvement:+.1%} (needed >= "
+                f"{self.min_improvement:.1%}); trained on {self.n_train_outcomes} outcomes "
+                f"(ESS {self.weights.get('ess', math.nan):.0f}) + {self.n_replay} replay rows "
+                f"in {self.fit_seconds:.1f} s")
+
+
+def _errors(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    em = error_metrics(pred, meas)
+    return {"mape": em.mape, "rmse_log": em.rmse_log, "bias_log": em.bias_log, "n": em.n}
+
+
+def _iso(ts: Any) -> str | None:
+    if ts is None or (isinstance(ts, float) and math.isnan(ts)) or pd.isna(ts):
+        return None
+    return pd.Timestamp(ts).isoformat()
+
+
+def _load_replay(replay_data: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    if isinstance(replay_data, pd.DataFrame):
+        return replay_data, "<DataFrame>"
+    df, _ = read_dataset(replay_data)
+    return df, str(replay_data)
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------
+
+def retune(
+    store: OutcomeStore,
+    registry: ModelRegistry,
+    *,
+    replay_data: str | Path | pd.DataFrame,
+    window: int = 5000,
+    val_fraction: float = 0.2,
+    min_improvement: float = 0.0,
+    seed: int = 0,
+    replay_rows: int | None = None,
+    outcome_copies: float = 1.0,
+    weight_clip: float = DEFAULT_WEIGHT_CLIP,
+    correction: str = "dr",
+    min_outcomes: int = 100,
+    scenario: Scenario | None = None,
+    config_overrides: Mapping[str, Any] | None = None,
+    promote: bool = True,
+    notes: str = "",
+) -> RetuneResult:
+    """Refit the current predictor on recent outcomes plus replay; register and promote it only
+    when it beats the current one on the latest outcomes (see the module docstring).
+
+    Parameters
+    ----------
+    store
+        The outcome store.
+    registry
+        The model registry; its current (promoted) version is the parent.
+    replay_data
+        The original training data (dataset Parquet/CSV path, or a frame), sampled for replay
+        and used to look up DC state that outcomes do not carry.
+    window
+        The latest ``window`` outcomes (any model version) are used.
+    val_fraction
+        Share of the window's latest outcomes held out for the comparison (0 < f < 1).
+    min_improvement
+        Relative score improvement required (0.05: the candidate's mean MAPE must be at least
+        5 % below the current model's); with 0 it must simply be lower.
+    seed
+        Seed of the resampling and the replay sample.
+    replay_rows
+        Rows of the replay data used (a uniform sample); ``None``: all of it, up to
+        :data:`MAX_REPLAY_ROWS`; 0 disables replay.
+    outcome_copies
+        The training outcomes are resampled to ``outcome_copies`` times their number (>= 1
+        gives the recent outcomes more say next to a large replay set).
+    weight_clip
+        Largest raw importance weight ``1 / p``.
+    correction
+        ``"dr"`` or ``"none"`` (see :func:`build_training_frame`).
+    min_outcomes
+        Fewest outcomes in the window for a re-tune.
+    scenario
+        Supplies DC state for outcomes logged without it (else the replay data does).
+    config_overrides
+        Changes to the saved estimator configuration (e.g. ``{"n_jobs": 1}``).
+    promote
+        Promote a better candidate (else only register it).
+    notes
+        Stored with the new version.
+
+    Returns
+    -------
+    RetuneResult
+
+    Raises
+    ------
+    RegistryError
+        No version is promoted in the registry.
+    """
+    t0 = time.perf_counter()
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise GreenSchedError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
+    if not (math.isfinite(min_improvement) and 0.0 <= min_improvement < 1.0):
+        raise GreenSchedError(f"min_improvement must lie in [0, 1), got {min_improvement!r}")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2:
+        raise GreenSchedError(f"window must be an integer >= 2, got {window!r}")
+    if replay_rows is not None and (isinstance(replay_rows, bool) or replay_rows < 0):
+        raise GreenSchedError(f"replay_rows must be None or >= 0, got {replay_rows!r}")
+    if not (math.isfinite(outcome_copies) and outcome_copies > 0):
+        raise GreenSchedError(f"outcome_copies must be > 0, got {outcome_copies!r}")
+    parent = registry.current()
+    if parent is None:
+        raise RegistryError(f"no model version has been promoted in {registry.root}; register "
+                            "and promote a trained model first")
+    parent_dir = registry.path(parent)
+    current = load_predictor(parent_dir)
+    dcs = list(current.dcs_)
+    result = RetuneResult(status=RetuneStatus.INSUFFICIENT_DATA, parent=parent,
+                          kind=current.kind, min_improvement=float(min_improvement))
+
+    outcomes = store.window(window)
+    known = outcomes["dc"].astype(str).isin(dcs).to_numpy()
+    outcomes = outcomes.loc[known].reset_index(drop=True)
+    result.n_outcomes = len(outcomes)
+    n_hold = int(round(len(outcomes) * float(val_fraction)))
+    if len(outcomes) < max(min_outcomes, 4) or n_hold < 1 or len(outcomes) - n_hold < 2:
+        result.message = (f"{len(outcomes)} outcome(s) at the model's DCs in the window, fewer "
+                          f"than min_outcomes={min_outcomes}: nothing re-tuned")
+        result.elapsed_s = time.perf_counter() - t0
+        return result
+    replay, replay_name = _load_replay(replay_data)
+    rows, sources = outcome_rows(outcomes, dcs, replay=replay, scenario=scenario)
+    result.state_sources = sources
+    dc_index = pd.Index(dcs).get_indexer(outcomes["dc"].astype(str))
+    measured = {t: outcomes[t].to_numpy(dtype=float) for t in TARGETS}
+
+    # split: the latest n_hold outcomes (the store returns them oldest first) are held out
+    n_train = len(outcomes) - n_hold
+    tr, ho = slice(0, n_train), slice(n_train, None)
+    pred_all = current.predict_frame(rows)
+    w = importance_weights(outcomes["propensity"].to_numpy(dtype=float)[tr], clip=weight_clip)
+    raw_p = outcomes["propensity"].to_numpy(dtype=float)[tr]
+    frame, corr = build_training_frame(
+        rows.iloc[tr], dc_index[tr], {t: m[tr] for t, m in measured.items()},
+        pred_all.iloc[tr].reset_index(drop=True), dcs, w, correction=correction)
+    picks = resample_indices(w, max(1, int(round(outcome_copies * n_train))), seed)
+    train_out = frame.iloc[picks].reset_index(drop=True)
+    dup = pd.Series(train_out["job_id"]).groupby(train_out["job_id"]).cumcount().to_numpy()
+    train_out["job_id"] = [f"{j}#{k}" if k else j for j, k in zip(train_out["job_id"], dup,
+                                                                   strict=True)]
+    n_replay = min(len(replay), MAX_REPLAY_ROWS if replay_rows is None else int(replay_rows))
+    parts = [train_out]
+    replay_shift: dict[str, dict[str, float]] = {}
+    if n_replay > 0:
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5245504C]))
+        sample = replay.iloc[np.sort(rng.choice(len(replay), n_replay, replace=False))]
+        sample = validate_dataset(sample, dcs, targets=True)
+        aligned, replay_shift = _aligned_replay(sample, current, dcs,
+                                                corr if correction == "dr" else None)
+        aligned["job_id"] = "replay-" + aligned["job_id"].astype(str)
+        parts.append(aligned[[c for c in train_out.columns if c in aligned.columns]])
+    train = pd.concat(parts, ignore_index=True)
+
+    result.n_train_outcomes = n_train
+    result.n_holdout = n_hold
+    result.n_replay = n_replay
+    result.n_train_rows = len(train)
+    measured_at = outcomes["measured_at"]
+    result.window = {
+        "from": _iso(measured_at.iloc[0]), "to": _iso(measured_at.iloc[-1]),
+        "holdout_from": _iso(measured_at.iloc[n_train]),
+        "n_outcomes": len(outcomes), "n_train_outcomes": n_train, "n_holdout": n_hold,
+        "n_replay": n_replay, "n_train_rows": len(train), "replay_data": replay_name,
+        "model_versions": sorted({str(v) for v in outcomes["model_version"]}),
+    }
+    result.weights = {
+        "ess": effective_sample_size(w), "max": float(w.max()), "min": float(w.min()),
+        "clip": float(weight_clip),
+        "clipped_fraction": float(np.mean(1.0 / np.where(np.isfinite(raw_p) & (raw_p > 0),
+                                                          raw_p, 1.0) > weight_clip)),
+        "missing_propensity_fraction": float(np.mean(~(np.isfinite(raw_p) & (raw_p > 0)))),
+    }
+    result.corrections = {t: {d: c.factor for d, c in zip(dcs, corr[t], strict=True)}
+                          for t in TARGETS}
+
+    # candidate: the current kind, refitted from its saved configuration
+    saved = read_saved_config(parent_dir)
+    cls = predictor_class(saved["kind"])
+    cfg_dict = dict(saved.get("config", {}))
+    cfg_dict.update(config_overrides or {})
+    candidate = cls(cls.config_class.from_dict(cfg_dict))
+    tf = time.perf_counter()
+    candidate.fit(train, dcs=dcs)
+    result.fit_seconds = time.perf_counter() - tf
+
+    # compare on the held-out outcomes, at the DC that ran each job
+    hold_rows = rows.iloc[ho].reset_index(drop=True)
+    pred_new = candidate.predict_frame(hold_rows)
+    pred_cur = pred_all.iloc[ho].reset_index(drop=True)
+    for t in TARGETS:
+        m = measured[t][ho]
+        result.current_error[t] = _errors(observed_predictions(pred_cur, dc_index[ho], dcs, t),
+                                          m)
+        result.candidate_error[t] = _errors(observed_predictions(pred_new, dc_index[ho], dcs,
+                                                                 t), m)
+    result.score_current = float(np.mean([result.current_error[t]["mape"] for t in TARGETS]))
+    result.score_candidate = float(np.mean([result.candidate_error[t]["mape"]
+                                            for t in TARGETS]))
+    result.improvement = (1.0 - result.score_candidate / result.score_current
+                          if result.score_current > 0 else math.nan)
+    better = (result.score_candidate < result.score_current
+              and result.score_candidate <= result.score_current * (1.0 - min_improvement))
+    if not better:
+        result.status = RetuneStatus.NOT_BETTER
+        result.message = (f"candidate score {result.score_candidate:.4f} vs current "
+                          f"{result.score_current:.4f}: not better by {min_improvement:.1%}; "
+                          "no version registered")
+        result.elapsed_s = time.perf_counter() - t0
+        log.info(result.describe())
+        return result
+
+    tmp = Path(tempfile.mkdtemp(prefix="greensched-retune-"))
+    try:
+        candidate.save(tmp / "model")
+        metrics = {
+            "validation": {t: {k: v for k, v in result.candidate_error[t].items()
+                               if k in ("mape", "rmse_log")} for t in TARGETS},
+            "validation_on": f"the latest {n_hold} outcomes, at the DC that ran each job",
+            "holdout_current": result.current_error,
+            "holdout_candidate": result.candidate_error,
+            "score_current": result.score_current,
+            "score_candidate": result.score_candidate,
+            "improvement": result.improvement,
+            "min_improvement": float(min_improvement),
+            "weights": result.weights,
+            "corrections": result.corrections,
+            "replay_shift": replay_shift,
+            "correction": correction,
+            "state_sources": sources,
+            "fit_seconds": result.fit_seconds,
+        }
+        version = registry.register(
+            tmp / "model", parent=parent, kind=candidate.kind, data_window=result.window,
+            metrics=json.loads(json.dumps(metrics, default=float)),
+            notes=notes or f"retuned on {n_train} outcomes + {n_replay} replay rows")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result.version = version
+    if promote:
+        registry.promote(version, reason=f"retune: holdout score {result.score_current:.4f} -> "
+                                         f"{result.score_candidate:.4f}")
+        result.promoted = True
+        result.status = RetuneStatus.PROMOTED
+    else:
+        result.status = RetuneStatus.REGISTERED
+    result.message = result.describe()
+    result.elapsed_s = time.perf_counter() - t0
+    log.info(result.message)
+    return result
