@@ -5,7 +5,7 @@ Architecture::
     prompt (greensched.predictor.prompts) ─► encoder (AutoModel + peft LoRA) ─► mean pooling ─┐
     numeric features (greensched.predictor.features; optional) ────────────────────────────┤
                                                                                              ▼
-      per DC d: [pooled, job features, DC d's features, one-hot(d)]
+      per DC d: [text (LayerNorm + Linear → text_dim), job features, DC d's features, one-hot(d)]
                           ─► MLP shared by all DCs (2 × Linear + GELU) ─► 9 outputs for d
       E mean, s mean          standardised log energy / service time (MSE heads)
       E p10/p50/p90           p50 and two softplus offsets, so that p10 ≤ p50 ≤ p90 (pinball)
@@ -103,9 +103,13 @@ class LoraConfig(PredictorConfig):
     epochs, max_steps
         Training length: full passes, optionally capped at ``max_steps`` optimiser steps.
     batch_size, learning_rate, head_learning_rate, weight_decay, warmup_fraction
-        Optimiser settings (AdamW; LoRA and heads have their own learning rate).
+        Optimiser settings (AdamW).  The heads train at ``head_learning_rate`` in the warm-up
+        (or throughout without one) and at ``learning_rate`` while fine-tuning with LoRA.
     head_width
         Width of the MLP trunk.
+    text_dim, text_dropout
+        Size of the projected text embedding fed to the head, and the dropout applied to it
+        while training (keeps the head from memorising rows through the text).
     head_warmup_epochs
         Before fine-tuning, train the heads alone for this many epochs on cached pooled
         embeddings of the untouched base model (LoRA starts as the identity, so they are exact;
@@ -141,6 +145,8 @@ class LoraConfig(PredictorConfig):
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
     head_width: int = 256
+    text_dim: int = 32
+    text_dropout: float = 0.2
     head_warmup_epochs: int = 150
     numeric_features: bool = True
     lambda_energy: float = 1.0
@@ -160,7 +166,7 @@ class LoraConfig(PredictorConfig):
         self.target_modules = tuple(str(m) for m in self.target_modules)
         if not self.target_modules:
             raise GreenSchedError("target_modules must name at least one module")
-        positive = ("r", "lora_alpha", "epochs", "batch_size", "head_width", "patience",
+        positive = ("r", "lora_alpha", "epochs", "batch_size", "head_width", "text_dim", "patience",
                     "max_length", "predict_batch_size")
         for name in positive:
             v = getattr(self, name)
@@ -174,6 +180,8 @@ class LoraConfig(PredictorConfig):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise GreenSchedError(f"{name} must be a positive integer or None, got {v!r}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise GreenSchedError(f"text_dropout must be in [0, 1), got {self.text_dropout!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise GreenSchedError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -197,11 +205,13 @@ class LoraConfig(PredictorConfig):
 
 
 def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
-               width: int) -> Any:
+               width: int, text_dim: int, text_dropout: float) -> Any:
     """Encoder + a head shared by all DCs.
 
-    For each DC d the head sees [pooled text embedding, job features, DC d's features,
-    one-hot(d)] and returns that DC's 9 outputs; sharing the weights across DCs lets every DC
+    For each DC d the head sees [text summary, job features, DC d's features, one-hot(d)] and
+    returns that DC's 9 outputs, where the text summary is the layer-normalised pooled embedding
+    projected to ``text_dim`` values (so that 384 embedding dimensions do not swamp a dozen
+    exact numbers); sharing the weights across DCs lets every DC
     learn from every other's rows.  ``num`` is [job features (n_job), DC features (D ×
     n_dc_feat) flattened].
     """
@@ -212,7 +222,9 @@ def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
-            self.trunk = nn.Sequential(nn.Linear(hidden + n_job + n_dc_feat + n_dc, width),
+            self.text = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, text_dim),
+                                      nn.Dropout(text_dropout))
+            self.trunk = nn.Sequential(nn.Linear(text_dim + n_job + n_dc_feat + n_dc, width),
                                        nn.GELU(), nn.Linear(width, width), nn.GELU())
             self.out = nn.Linear(width, _OUT)
             nn.init.zeros_(self.out.bias)
@@ -225,7 +237,8 @@ def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
 
         def head(self, pooled: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
             n = len(pooled)
-            parts = [pooled.unsqueeze(1).expand(n, n_dc, pooled.shape[1])]
+            text = self.text(pooled)
+            parts = [text.unsqueeze(1).expand(n, n_dc, text_dim)]
             if n_job:
                 parts.append(num[:, :n_job].unsqueeze(1).expand(n, n_dc, n_job))
             if n_dc_feat:
@@ -291,7 +304,8 @@ class LoraPredictor(BasePredictor):
         numeric = self.config.numeric_features
         return _build_net(encoder, hidden, self.featurizer_.n_job if numeric else 0,
                           len(DC_FIELDS) if numeric else 0, len(self.dcs_),
-                          self.config.head_width)
+                          self.config.head_width, self.config.text_dim,
+                          self.config.text_dropout)
 
     def _numeric(self, df: pd.DataFrame) -> np.ndarray:
         if not self.config.numeric_features:
@@ -370,9 +384,11 @@ class LoraPredictor(BasePredictor):
         lora_params = [p for n, p in self.net_.named_parameters()
                        if p.requires_grad and n.startswith("encoder.")]
         head_params = [p for n, p in self.net_.named_parameters() if not n.startswith("encoder.")]
+        # after the warm-up the heads are already fitted: fine-tune them at the LoRA rate
+        head_lr = c.learning_rate if c.head_warmup_epochs > 0 else c.head_learning_rate
         opt = torch.optim.AdamW([
             {"params": lora_params, "lr": c.learning_rate},
-            {"params": head_params, "lr": c.head_learning_rate},
+            {"params": head_params, "lr": min(head_lr, c.head_learning_rate)},
         ], weight_decay=c.weight_decay)
         n = len(train)
         steps_per_epoch = math.ceil(n / c.batch_size)
