@@ -72,11 +72,13 @@ __all__ = [
     "ENERGY_COEFFICIENTS",
     "ExperimentConfig",
     "ExperimentResult",
+    "ServedPeriod",
     "changed_twin",
     "outcome_records",
     "period_jobs",
     "prediction_rows",
     "run_drift_experiment",
+    "serve_period",
     "train_initial_model",
 ]
 
@@ -96,13 +98,14 @@ FAST_XGB: tuple[tuple[str, Any], ...] = (
 class ExperimentConfig:
     """Settings of the drift experiment (see the module docstring).
 
-    ``window`` / ``retune_window`` default to ``jobs_per_period`` (the drift check looks at the
-    last period; the re-tune learns from the latest period's outcomes plus as many replay
-    rows).
+    ``window`` defaults to two periods of jobs (the drift check judges the latest two periods'
+    outcomes of the promoted version), ``retune_window`` to one (the re-tune learns from the
+    latest period's outcomes plus the replay data); a candidate must beat the current model's
+    holdout score by ``min_improvement``.
     """
 
     periods: int = 36
-    change_period: int = 12
+    change_period: int = 14
     jobs_per_period: int = 400
     train_jobs: int = 4000
     changed_dcs: tuple[str, ...] = ("us-east1", "us-east4", "us-south1")
@@ -111,7 +114,7 @@ class ExperimentConfig:
     epsilon: float = 0.15
     window: int | None = None
     retune_window: int | None = None
-    min_improvement: float = 0.0
+    min_improvement: float = 0.05
     xgb: tuple[tuple[str, Any], ...] = FAST_XGB
     seed: int = 0
 
@@ -134,7 +137,7 @@ class ExperimentConfig:
 
     @property
     def drift_window(self) -> int:
-        return self.window or self.jobs_per_period
+        return self.window or 2 * self.jobs_per_period
 
     @property
     def tune_window(self) -> int:
@@ -274,6 +277,36 @@ def outcome_records(jobs: pd.DataFrame, rows: pd.DataFrame, dc: np.ndarray,
         "service_s": service_s,
         "measured_at": measured,
     })
+
+
+@dataclass
+class ServedPeriod:
+    """One period served by a model with exploration: what :func:`serve_period` returns."""
+
+    jobs: pd.DataFrame
+    rows: pd.DataFrame
+    pred: pd.DataFrame
+    dc: np.ndarray
+    propensity: np.ndarray
+    result: dict[str, Any]
+    records: pd.DataFrame
+
+
+def serve_period(scenario: Scenario, world: Twin, model: BasePredictor, version: str,
+                 jobs: pd.DataFrame, utilization: xr.DataArray, *, epsilon: float, seed: int,
+                 start: datetime) -> ServedPeriod:
+    """Predict, place with epsilon-greedy exploration, measure in ``world`` (noise seeded by
+    ``seed``, every DC's values in ``result["*_all"]``) and build the outcome records."""
+    dcs = list(scenario.dcs)
+    rows = prediction_rows(jobs, scenario, utilization)
+    pred = model.predict_frame(rows)
+    explore = AssignConfig(explore="epsilon", epsilon=epsilon, seed=seed)
+    dc, prop = _assign(scenario, jobs, _predictions(pred, dcs), explore)
+    res = world.evaluate(encode_jobs(scenario, jobs), dc, noise=NoiseSource(seed),
+                         all_dcs=True)
+    records = outcome_records(jobs, rows, dc, dcs, pred, prop, res["energy_kwh"],
+                              res["service_s"], version, start)
+    return ServedPeriod(jobs, rows, pred, dc, prop, res, records)
 
 
 def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
@@ -426,20 +459,18 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
                                    cfg.seed * 100_003 + p, prefix=f"p{p:03d}-",
                                    type_weight=shift if changed else None)
                 ja = encode_jobs(scenario, jobs)
-                rows = prediction_rows(jobs, scenario, util)
                 version = registry.current()
                 assert version is not None
                 if version not in models:
                     models[version] = load_predictor(registry.path(version))
-                live_model = models[version]
-                pred_live = live_model.predict_frame(rows)
-                pred_stale = pred_live if version == first else v1.predict_frame(rows)
-                noise = NoiseSource(cfg.seed * 100_003 + p)
+                seed_p = cfg.seed * 100_003 + p
                 # the loop's policy: current model, epsilon-greedy, propensities logged
-                explore = AssignConfig(explore="epsilon", epsilon=cfg.epsilon,
-                                       seed=cfg.seed * 100_003 + p)
-                dc_live, prop = _assign(scenario, jobs, _predictions(pred_live, dcs), explore)
-                res_live = world.evaluate(ja, dc_live, noise=noise, all_dcs=True)
+                served = serve_period(scenario, world, models[version], version, jobs, util,
+                                      epsilon=cfg.epsilon, seed=seed_p,
+                                      start=T0 + timedelta(hours=p))
+                rows, pred_live, dc_live = served.rows, served.pred, served.dc
+                res_live = served.result
+                pred_stale = pred_live if version == first else v1.predict_frame(rows)
                 # counterfactual greedy policies on the same jobs and noise
                 dc_cur, _ = _assign(scenario, jobs, _predictions(pred_live, dcs), plain)
                 dc_stale, _ = (dc_cur, None) if version == first else _assign(
@@ -460,9 +491,7 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
                                          * e_all[np.arange(len(dc)), dc]))
 
                 e_meas, s_meas = res_live["energy_kwh"], res_live["service_s"]
-                store.ingest(outcome_records(
-                    jobs, rows, dc_live, dcs, pred_live, prop, e_meas, s_meas, version,
-                    T0 + timedelta(hours=p)))
+                store.ingest(served.records)
                 cycle = run_once(store, registry, replay_data=train,
                                  window=cfg.drift_window, min_samples=100,
                                  retune_window=cfg.tune_window,

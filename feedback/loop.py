@@ -5,11 +5,17 @@ One **cycle** (:func:`run_once`):
 1. **Drift check** of the promoted version (:func:`drift_check`): its latest ``window``
    outcomes against
 
-   * *error baseline*: the version's recorded holdout error (``validation`` in the registry
-     metrics, written by :func:`~greensched.feedback.retune.retune`), else the error of its
-     first outcomes (the *burn-in*: the earliest up to ``reference_size`` outcomes it predicted,
-     before the recent window), else the ``metrics.json`` saved with the model;
-   * *input reference* (PSI): the burn-in outcomes.
+   * *error baseline* (``baseline="auto"``): the error of the version's first outcomes (the
+     *burn-in*: its earliest up to ``reference_size`` outcomes before the recent window) once
+     there are as many as the window (and ``min_samples``) - production error of the same
+     kind as the window's; before that, the version's recorded holdout error (``validation``
+     in the registry metrics, written by :func:`~greensched.feedback.retune.retune`), else the
+     ``metrics.json`` saved with the model.  A burn-in that already drifted hides that drift:
+     ``baseline="validation"`` always compares with the recorded error;
+   * *input reference* (PSI): the burn-in outcomes;
+   * *per-DC calibration* (:func:`dc_bias_check`): the mean log residual at each DC, flagged
+     when large and far beyond its noise - a DC that only exploration visits can be badly off
+     while the pooled error hardly moves.
 
    Only outcomes predicted by the promoted version are judged, so the errors of a replaced
    model do not trigger again after a promotion.
@@ -36,12 +42,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -60,8 +67,10 @@ from greensched.feedback.store import OutcomeStore
 
 __all__ = [
     "CycleAction",
+    "DCBias",
     "LoopCycle",
     "LoopState",
+    "dc_bias_check",
     "drift_check",
     "parse_interval",
     "retune_command",
@@ -121,6 +130,60 @@ class LoopState:
     attempted_at_outcomes: int = -1
 
 
+@dataclass(frozen=True)
+class DCBias:
+    """Calibration of one target at one DC over the recent window (see :func:`dc_bias_check`)."""
+
+    dc: str
+    target: str
+    n: int
+    mean_log: float
+    se: float
+    flagged: bool
+
+    @property
+    def factor(self) -> float:
+        """``exp(mean_log)``: typical measured / predicted ratio."""
+        return math.exp(self.mean_log)
+
+
+def dc_bias_check(recent: pd.DataFrame, *, min_outcomes: int = 5, tolerance: float = 0.2,
+                  z: float = 4.0) -> tuple[Verdict, list[DCBias]]:
+    """Per-DC calibration: is the predictor systematically off at one DC?
+
+    The pooled error of :func:`~greensched.feedback.drift.detect_drift` is dominated by the
+    DCs the policy prefers; a DC that only exploration visits can be off by 2x and move the
+    pooled MAPE by a few points.  Per (DC, target) with at least ``min_outcomes`` outcomes in
+    the window: the mean log residual ``m = mean ln(measured / predicted)`` and its standard
+    error ``se = sd / sqrt(n)``; the DC is flagged when ``|m| >= tolerance`` (0.2: about 20 %)
+    and ``|m| >= z * se`` (4: far beyond noise, also across the 2 x D tests).  Verdict: DRIFT
+    when a DC is flagged, OK when at least one could be checked, else INSUFFICIENT_DATA.
+    """
+    out: list[DCBias] = []
+    if len(recent) == 0 or "dc" not in recent.columns:
+        return Verdict.INSUFFICIENT_DATA, out
+    dcs = recent["dc"].astype(str).to_numpy()
+    for t in ("energy_kwh", "service_s"):
+        if t not in recent.columns or f"pred_{t}" not in recent.columns:
+            continue
+        m = pd.to_numeric(recent[t], errors="coerce").to_numpy(dtype=float)
+        p = pd.to_numeric(recent[f"pred_{t}"], errors="coerce").to_numpy(dtype=float)
+        ok = np.isfinite(m) & np.isfinite(p) & (m > 0) & (p > 0)
+        r = np.full(len(m), np.nan)
+        r[ok] = np.log(m[ok] / p[ok])
+        for d in sorted(set(dcs[ok])):
+            rd = r[(dcs == d) & ok]
+            if len(rd) < min_outcomes:
+                continue
+            mean = float(rd.mean())
+            se = float(rd.std(ddof=1) / math.sqrt(len(rd)))
+            flagged = abs(mean) >= tolerance and abs(mean) >= z * se
+            out.append(DCBias(d, t, len(rd), mean, se, flagged))
+    if not out:
+        return Verdict.INSUFFICIENT_DATA, out
+    return (Verdict.DRIFT if any(b.flagged for b in out) else Verdict.OK), out
+
+
 @dataclass
 class LoopCycle:
     """One cycle of the loop (see the module docstring)."""
@@ -131,6 +194,7 @@ class LoopCycle:
     action: CycleAction
     verdict: Verdict | None = None
     drift: DriftReport | None = None
+    dc_bias: list[DCBias] = field(default_factory=list)
     retune: RetuneResult | None = None
     baseline: str = ""
     n_version_outcomes: int = 0
@@ -155,6 +219,9 @@ class LoopCycle:
             e = self.drift.target("energy_kwh")
             if e.ratio is not None:
                 head += f" (energy MAPE {e.mape:.1%}, x{e.ratio:.2f} of the {self.baseline})"
+        off = [f"{b.dc} {b.target} x{b.factor:.2f}" for b in self.dc_bias if b.flagged]
+        if off:
+            head += f"; miscalibrated at {', '.join(off)}"
         return f"{head} -> {self.action.value}" + (f"; {self.message}" if self.message else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +233,7 @@ class LoopCycle:
             "baseline": self.baseline, "n_version_outcomes": self.n_version_outcomes,
             "message": self.message, "elapsed_s": self.elapsed_s,
             "drift": None if self.drift is None else self.drift.to_dict(),
+            "dc_bias": [asdict(b) for b in self.dc_bias],
             "retune": None if self.retune is None else self.retune.to_dict(),
         }
 
@@ -198,38 +266,66 @@ def drift_check(
     min_samples: int = 100,
     reference_size: int | None = None,
     thresholds: DriftThresholds | None = None,
-) -> tuple[DriftReport, str, int]:
+    baseline: str = "auto",
+) -> tuple[DriftReport, str, pd.DataFrame]:
     """Drift report of the promoted version's latest ``window`` outcomes.
 
-    Returns the report, the source of the error baseline (``"registry validation"``,
-    ``"burn-in outcomes"``, ``"metrics.json"`` or ``"none"``) and the number of outcomes the
-    version has predicted.
+    Parameters
+    ----------
+    store, registry
+        The outcome store and the registry.
+    window
+        Latest outcomes of the promoted version that are judged.
+    min_samples
+        Fewest outcomes for a verdict (and for a burn-in baseline).
+    reference_size
+        Burn-in size: the version's earliest outcomes before the window (default
+        ``2 * window``); the PSI reference, and the error baseline when ``baseline`` allows.
+    thresholds
+        Drift thresholds (default :class:`DriftThresholds` with ``min_samples``).
+    baseline
+        Error baseline: ``"auto"`` (the burn-in's own error when it has at least
+        ``min_samples`` outcomes and as many as the window, else the version's recorded
+        validation error, else its ``metrics.json``),
+        ``"burn-in"`` or ``"validation"`` (the recorded error, else ``metrics.json``).
+
+    Returns
+    -------
+    report, source, recent
+        The report, the source of the error baseline (``"burn-in outcomes"``, ``"registry
+        validation"``, ``"metrics.json"`` or ``"none"``) and the window's outcomes;
+        ``report.n_recent`` of them, out of ``recent.attrs["n_version"]`` outcomes the version
+        has predicted.
     """
+    if baseline not in ("auto", "burn-in", "validation"):
+        raise GreenSchedError(f"baseline must be 'auto', 'burn-in' or 'validation', got "
+                              f"{baseline!r}")
     version = registry.current()
     if version is None:
         raise RegistryError(f"no model version has been promoted in {registry.root}")
     th = thresholds or DriftThresholds(min_samples=min_samples)
     rows = store.query(model_version=version)
     recent = rows.tail(window).reset_index(drop=True)
+    recent.attrs["n_version"] = len(rows)
     older = rows.iloc[: len(rows) - len(recent)]
-    reference = older.head(reference_size or 5 * window).reset_index(drop=True)
+    reference = older.head(reference_size or 2 * window).reset_index(drop=True)
     validation: Any = None
+    source = "none"
     metrics = registry.info(version).metrics
-    if isinstance(metrics.get("validation"), Mapping) and metrics["validation"]:
-        validation, source = {"validation": metrics["validation"]}, "registry validation"
-    elif len(reference) >= th.min_samples:
-        source = "burn-in outcomes"
-    elif (registry.path(version) / "metrics.json").is_file():
-        try:
-            validation = load_validation_metrics(registry.path(version) / "metrics.json")
-            source = "metrics.json"
-        except GreenSchedError:
-            source = "none"
-    else:
-        source = "none"
+    saved = registry.path(version) / "metrics.json"
+    if baseline != "validation" and len(reference) >= max(th.min_samples, len(recent)):
+        source = "burn-in outcomes"  # detect_drift takes the reference's own error
+    elif baseline != "burn-in":
+        if isinstance(metrics.get("validation"), Mapping) and metrics["validation"]:
+            validation, source = {"validation": metrics["validation"]}, "registry validation"
+        elif saved.is_file():
+            try:
+                validation, source = load_validation_metrics(saved), "metrics.json"
+            except GreenSchedError:
+                validation = None
     report = detect_drift(recent, reference if len(reference) else None, validation,
                           thresholds=th)
-    return report, source, len(rows)
+    return report, source, recent
 
 
 def run_once(
@@ -242,6 +338,9 @@ def run_once(
     reference_size: int | None = None,
     thresholds: DriftThresholds | None = None,
     trigger: str = "drift",
+    baseline: str = "auto",
+    dc_check: bool = True,
+    dc_check_options: Mapping[str, Any] | None = None,
     retune_window: int | None = None,
     retune_every: int | None = None,
     val_fraction: float = 0.2,
@@ -265,11 +364,17 @@ def run_once(
     min_samples
         Fewest outcomes for a drift verdict.
     reference_size
-        Burn-in outcomes used as reference (default ``5 * window``).
+        Burn-in outcomes used as reference (default ``2 * window``): the version's earliest
+        outcomes, a fixed sample, so that outcomes of a slow drift do not move the baseline.
     thresholds
         Drift thresholds (default: :class:`DriftThresholds` with ``min_samples``).
     trigger
         ``"drift"``: re-tune on DRIFT; ``"watch"``: on WATCH or DRIFT.
+    baseline
+        Error baseline of the drift check (see :func:`drift_check`).
+    dc_check, dc_check_options
+        Also run the per-DC calibration check (:func:`dc_bias_check`, keyword options); a
+        flagged DC makes the verdict DRIFT.
     retune_window
         Latest outcomes (any version) the re-tune uses (default ``window``).
     retune_every
@@ -291,15 +396,19 @@ def run_once(
         version = reg.current()
         cycle = LoopCycle(started_at=started, version_before=version, version_after=version,
                           action=CycleAction.NO_DRIFT)
-        report, source, n_version = drift_check(s, reg, window=window,
-                                                min_samples=min_samples,
-                                                reference_size=reference_size,
-                                                thresholds=thresholds)
-        cycle.drift, cycle.verdict, cycle.baseline = report, report.verdict, source
+        report, source, recent = drift_check(s, reg, window=window, min_samples=min_samples,
+                                             reference_size=reference_size,
+                                             thresholds=thresholds, baseline=baseline)
+        n_version = int(recent.attrs.get("n_version", len(recent)))
+        verdict = report.verdict
+        if dc_check and verdict is not Verdict.INSUFFICIENT_DATA:
+            dc_verdict, cycle.dc_bias = dc_bias_check(recent, **dict(dc_check_options or {}))
+            if dc_verdict.severity > verdict.severity:
+                verdict = dc_verdict
+        cycle.drift, cycle.verdict, cycle.baseline = report, verdict, source
         cycle.n_version_outcomes = n_version
-        fire = report.verdict is Verdict.DRIFT or (trigger == "watch"
-                                                   and report.verdict is Verdict.WATCH)
-        if report.verdict is Verdict.INSUFFICIENT_DATA:
+        fire = verdict is Verdict.DRIFT or (trigger == "watch" and verdict is Verdict.WATCH)
+        if verdict is Verdict.INSUFFICIENT_DATA:
             cycle.action = CycleAction.INSUFFICIENT_DATA
             cycle.message = (f"{report.n_recent} outcome(s) of {version}; a verdict needs "
                              f"{report.thresholds.min_samples}")

@@ -73,12 +73,19 @@ Validation and promotion
 ========================
 The latest ``val_fraction`` of the window's outcomes (by measurement time) are held out.  On
 them the current and the candidate model predict the DC that ran each job and are scored
-against the measurement: MAPE per target, and ``score`` = the mean of the targets' MAPEs.  The
-candidate is registered (:class:`~greensched.feedback.registry.ModelRegistry`) only when
+against the measurement, at that DC only.  With ``holdout_weighting="ips"`` (default) each
+held-out outcome counts with its importance weight (clipped, self-normalised, as above), so
+the score estimates the error at a DC drawn uniformly rather than at the DCs the policy
+prefers: the assigner compares predictions across all DCs, and the evidence about a DC that
+only exploration visits (a handful of outcomes) would otherwise be drowned by the greedy
+choices; ``"none"`` weighs outcomes equally.  ``score`` = the mean over the targets of the
+(weighted) MAPE.  The candidate is registered
+(:class:`~greensched.feedback.registry.ModelRegistry`) only when
 ``score_candidate < score_current * (1 - min_improvement)``; it is then promoted (an atomic
 replace of ``CURRENT``), with lineage: parent version, the window's time range and row counts,
-both models' holdout errors (the candidate's as ``validation``, the baseline later drift checks
-compare with), the weights' statistics and the corrections.
+both models' holdout errors (the candidate's *unweighted* errors as ``validation``: the
+baseline later drift checks compare the observed error with), the weights' statistics and the
+corrections.
 """
 
 from __future__ import annotations
@@ -497,7 +504,9 @@ class RetuneResult:
     """What :func:`retune` did, with the numbers behind the decision.
 
     Errors are on the held-out outcomes, at the DC that ran each job: ``{target: {"mape",
-    "rmse_log", "bias_log", "n"}}``; ``score_*`` = mean MAPE over the targets;
+    "rmse_log", "bias_log", "n", "mape_unweighted", "rmse_log_unweighted"}}`` (the first three
+    importance-weighted with ``holdout_weighting="ips"``); ``score_*`` = mean MAPE over the
+    targets;
     ``improvement = 1 - score_candidate / score_current``.
     """
 
@@ -563,9 +572,23 @@ class RetuneResult:
                 f"in {self.fit_seconds:.1f} s")
 
 
-def _errors(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+def _errors(pred: np.ndarray, meas: np.ndarray, weights: np.ndarray | None) -> dict[str, float]:
+    """Unweighted metrics (:func:`~greensched.feedback.drift.error_metrics`) and, with
+    ``weights``, their weighted versions as ``mape``/``rmse_log``/``bias_log``."""
     em = error_metrics(pred, meas)
-    return {"mape": em.mape, "rmse_log": em.rmse_log, "bias_log": em.bias_log, "n": em.n}
+    out = {"mape": em.mape, "rmse_log": em.rmse_log, "bias_log": em.bias_log, "n": em.n,
+           "mape_unweighted": em.mape, "rmse_log_unweighted": em.rmse_log}
+    if weights is None:
+        return out
+    ok = np.isfinite(pred) & np.isfinite(meas) & (pred > 0) & (meas > 0)
+    w, p, m = weights[ok], pred[ok], meas[ok]
+    if w.sum() <= 0:
+        return out
+    lr = np.log(p / m)
+    out["mape"] = float(np.sum(w * np.abs(p - m) / m) / w.sum())
+    out["rmse_log"] = float(math.sqrt(np.sum(w * lr * lr) / w.sum()))
+    out["bias_log"] = float(np.sum(w * lr) / w.sum())
+    return out
 
 
 def _iso(ts: Any) -> str | None:
@@ -598,6 +621,7 @@ def retune(
     outcome_copies: float = 1.0,
     weight_clip: float = DEFAULT_WEIGHT_CLIP,
     correction: str = "dr",
+    holdout_weighting: str = "ips",
     min_outcomes: int = 100,
     scenario: Scenario | None = None,
     config_overrides: Mapping[str, Any] | None = None,
@@ -635,6 +659,9 @@ def retune(
         Largest raw importance weight ``1 / p``.
     correction
         ``"dr"`` or ``"none"`` (see :func:`build_training_frame`).
+    holdout_weighting
+        ``"ips"`` (importance-weighted holdout errors) or ``"none"`` (see the module
+        docstring).
     min_outcomes
         Fewest outcomes in the window for a re-tune.
     scenario
@@ -660,6 +687,9 @@ def retune(
         raise GreenSchedError(f"val_fraction must lie in (0, 1), got {val_fraction!r}")
     if not (math.isfinite(min_improvement) and 0.0 <= min_improvement < 1.0):
         raise GreenSchedError(f"min_improvement must lie in [0, 1), got {min_improvement!r}")
+    if holdout_weighting not in ("ips", "none"):
+        raise GreenSchedError(f"holdout_weighting must be 'ips' or 'none', got "
+                              f"{holdout_weighting!r}")
     if isinstance(window, bool) or not isinstance(window, int) or window < 2:
         raise GreenSchedError(f"window must be an integer >= 2, got {window!r}")
     if replay_rows is not None and (isinstance(replay_rows, bool) or replay_rows < 0):
@@ -755,12 +785,16 @@ def retune(
     hold_rows = rows.iloc[ho].reset_index(drop=True)
     pred_new = candidate.predict_frame(hold_rows)
     pred_cur = pred_all.iloc[ho].reset_index(drop=True)
+    w_hold = None
+    if holdout_weighting == "ips":
+        w_hold = importance_weights(outcomes["propensity"].to_numpy(dtype=float)[ho],
+                                    clip=weight_clip)
     for t in TARGETS:
         m = measured[t][ho]
         result.current_error[t] = _errors(observed_predictions(pred_cur, dc_index[ho], dcs, t),
-                                          m)
+                                          m, w_hold)
         result.candidate_error[t] = _errors(observed_predictions(pred_new, dc_index[ho], dcs,
-                                                                 t), m)
+                                                                 t), m, w_hold)
     result.score_current = float(np.mean([result.current_error[t]["mape"] for t in TARGETS]))
     result.score_candidate = float(np.mean([result.candidate_error[t]["mape"]
                                             for t in TARGETS]))
@@ -781,9 +815,12 @@ def retune(
     try:
         candidate.save(tmp / "model")
         metrics = {
-            "validation": {t: {k: v for k, v in result.candidate_error[t].items()
-                               if k in ("mape", "rmse_log")} for t in TARGETS},
-            "validation_on": f"the latest {n_hold} outcomes, at the DC that ran each job",
+            "validation": {t: {"mape": result.candidate_error[t]["mape_unweighted"],
+                               "rmse_log": result.candidate_error[t]["rmse_log_unweighted"]}
+                           for t in TARGETS},
+            "validation_on": f"the latest {n_hold} outcomes, at the DC that ran each job "
+                             "(unweighted)",
+            "holdout_weighting": holdout_weighting,
             "holdout_current": result.current_error,
             "holdout_candidate": result.candidate_error,
             "score_current": result.score_current,
