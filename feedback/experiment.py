@@ -243,10 +243,13 @@ def _assign(scenario: Scenario, jobs: pd.DataFrame, preds: xr.Dataset,
 def outcome_records(jobs: pd.DataFrame, rows: pd.DataFrame, dc: np.ndarray,
                     dcs: Sequence[str], pred: pd.DataFrame, propensity: np.ndarray,
                     energy_kwh: np.ndarray, service_s: np.ndarray, version: str,
-                    start: datetime) -> pd.DataFrame:
+                    start: datetime, slot: int | None = None) -> pd.DataFrame:
     """Outcome-store records of one period: job fields, the DC that ran each job, the logged
     prediction and propensity, the measurement and the per-DC state the model saw
-    (``features``); ``measured_at`` = ``start`` + arrival offset in the hour + service time."""
+    (``features``); ``measured_at`` = ``start`` + arrival offset in the hour + service time.
+
+    With ``slot`` the stored ``hour`` is that absolute hourly slot (and ``arrival_s`` moves
+    with it), as a live log would have it; else the scenario hour of the jobs."""
     n = len(jobs)
     idx = np.arange(n)
     e_pred = pred[[dc_column("energy_kwh", d) for d in dcs]].to_numpy(dtype=float)[idx, dc]
@@ -256,12 +259,16 @@ def outcome_records(jobs: pd.DataFrame, rows: pd.DataFrame, dc: np.ndarray,
     features = [dict(zip(state_cols, map(float, r), strict=True)) for r in state]
     arrival = jobs["arrival_s"].to_numpy(dtype=float)
     offset = arrival - 3600.0 * jobs["hour"].to_numpy(dtype=float)
+    hour = jobs["hour"].to_numpy(dtype=np.int64)
+    if slot is not None:
+        hour = np.full(n, int(slot), dtype=np.int64)
+        arrival = 3600.0 * slot + offset
     measured = [start + timedelta(seconds=float(o + s)) for o, s in
                 zip(offset, service_s, strict=True)]
     return pd.DataFrame({
         "job_id": jobs["job_id"].astype(str).to_numpy(),
         "arrival_s": arrival,
-        "hour": jobs["hour"].to_numpy(dtype=np.int64),
+        "hour": hour,
         "area": jobs["area"].astype(str).to_numpy(),
         "query_type": jobs["query_type"].astype(str).to_numpy(),
         "input_tokens": jobs["input_tokens"].to_numpy(dtype=np.int64),
@@ -294,7 +301,7 @@ class ServedPeriod:
 
 def serve_period(scenario: Scenario, world: Twin, model: BasePredictor, version: str,
                  jobs: pd.DataFrame, utilization: xr.DataArray, *, epsilon: float, seed: int,
-                 start: datetime) -> ServedPeriod:
+                 start: datetime, slot: int | None = None) -> ServedPeriod:
     """Predict, place with epsilon-greedy exploration, measure in ``world`` (noise seeded by
     ``seed``, every DC's values in ``result["*_all"]``) and build the outcome records."""
     dcs = list(scenario.dcs)
@@ -305,7 +312,7 @@ def serve_period(scenario: Scenario, world: Twin, model: BasePredictor, version:
     res = world.evaluate(encode_jobs(scenario, jobs), dc, noise=NoiseSource(seed),
                          all_dcs=True)
     records = outcome_records(jobs, rows, dc, dcs, pred, prop, res["energy_kwh"],
-                              res["service_s"], version, start)
+                              res["service_s"], version, start, slot)
     return ServedPeriod(jobs, rows, pred, dc, prop, res, records)
 
 
@@ -467,7 +474,7 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
                 # the loop's policy: current model, epsilon-greedy, propensities logged
                 served = serve_period(scenario, world, models[version], version, jobs, util,
                                       epsilon=cfg.epsilon, seed=seed_p,
-                                      start=T0 + timedelta(hours=p))
+                                      start=T0 + timedelta(hours=p), slot=p)
                 rows, pred_live, dc_live = served.rows, served.pred, served.dc
                 res_live = served.result
                 pred_stale = pred_live if version == first else v1.predict_frame(rows)
@@ -523,6 +530,7 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
                     "verdict": None if cycle.verdict is None else cycle.verdict.value,
                     "energy_error_ratio": e_ratio,
                     "baseline": cycle.baseline,
+                    "reasons": "; ".join(cycle.reasons()),
                     "action": cycle.action.value,
                     "cycle_s": cycle.elapsed_s,
                 })
@@ -552,13 +560,14 @@ def _plot(result: ExperimentResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     per, s, cfg = result.periods, result.summary, result.config
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7.2), sharex=True)
     x = per["period"].to_numpy()
     ax1.plot(x, 100 * per["mape_energy_live"], "o-", color="tab:blue", ms=3,
              label="loop's model (v1, then re-tuned)")
     ax1.plot(x, 100 * per["mape_energy_stale"], "s--", color="tab:red", ms=3,
              label="stale model v1")
-    ax1.set_ylabel("energy MAPE on observed outcomes (%)")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("energy MAPE on observed\noutcomes (%, log scale)")
     ax2.plot(x, 1000 * per["carbon_stale_kg"], "s--", color="tab:red", ms=3,
              label="greedy, stale v1")
     ax2.plot(x, 1000 * per["carbon_current_kg"], "o-", color="tab:blue", ms=3,
@@ -567,19 +576,22 @@ def _plot(result: ExperimentResult, path: Path) -> Path:
              label="greedy, oracle (true energy)")
     ax2.set_ylabel("carbon per job (g CO2)")
     ax2.set_xlabel(f"period (1 h of the scenario day, {cfg.jobs_per_period} jobs)")
+    detected = s.get("detected_period")
     for ax in (ax1, ax2):
-        ax.axvline(cfg.change_period - 0.5, color="k", lw=1.2)
-        for p in s.get("promotions", []):
-            ax.axvline(p + 0.5, color="tab:purple", lw=1.0, ls="--")
+        ax.axvline(cfg.change_period - 0.5, color="k", lw=1.2,
+                   label=f"change: {', '.join(cfg.changed_dcs)} energy x{cfg.energy_factor:g}"
+                   " + load shift")
+        if detected is not None:
+            ax.axvline(detected + 0.5, color="tab:orange", lw=1.0, ls="-.",
+                       label="drift detected")
+        for i, p in enumerate(s.get("promotions", [])):
+            ax.axvline(p + 0.5, color="tab:purple", lw=1.0, ls="--",
+                       label="re-tuned model promoted" if i == 0 else None)
         ax.grid(alpha=0.3)
-    ax1.text(cfg.change_period - 0.4, ax1.get_ylim()[1] * 0.95,
-             f"change: {', '.join(cfg.changed_dcs)} energy x{cfg.energy_factor:g}, load shift",
-             fontsize=8, va="top")
-    for p in s.get("promotions", []):
-        ax1.text(p + 0.6, ax1.get_ylim()[1] * 0.8, "re-tuned, promoted", fontsize=8,
-                 color="tab:purple", va="top")
-    ax1.legend(fontsize=8, loc="center right")
-    ax2.legend(fontsize=8, loc="upper right")
+    ax1.legend(fontsize=7.5, loc="upper left")
+    handles, labels = ax2.get_legend_handles_labels()
+    ax2.legend(handles[:3], labels[:3], fontsize=7.5, loc="upper center",
+               bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.suptitle("GreenSched feedback loop on the digital twin: drift, re-tune, recovery",
                  fontsize=11)
     fig.tight_layout()
@@ -624,7 +636,10 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         f"assigner places the jobs with epsilon-greedy exploration (epsilon = {cfg.epsilon}), "
         "logging propensities; the twin measures; outcomes are stored; one loop cycle runs "
         f"(drift window: the latest {cfg.drift_window} outcomes of the promoted version; "
-        f"re-tune on the latest {cfg.tune_window} outcomes plus as many replay rows).",
+        f"re-tune on the latest {cfg.tune_window} outcomes, 20 % of them held out, plus the "
+        f"{cfg.train_jobs} rows of v1's training data as replay; a candidate must beat the "
+        f"current model's holdout score by {cfg.min_improvement:.0%}; a rejected re-tune is "
+        "retried after a window of new outcomes).",
         f"* Change before period {cfg.change_period}: new GPUs at "
         f"{', '.join(cfg.changed_dcs)} multiply the energy of every job there by "
         f"{cfg.energy_factor:g} (the twin's per-pass energy coefficients; latency unchanged), "
@@ -672,8 +687,8 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         "## Per period",
         "",
         "| period | hour | version | energy MAPE (loop) | energy MAPE (stale) | "
-        "error ratio | verdict | action | carbon g stale / current / oracle |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "error ratio | verdict | DRIFT from | action | carbon g stale / current / oracle |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in per.itertuples(index=False):
         ratio = "-" if r.energy_error_ratio is None or (
@@ -682,13 +697,17 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         lines.append(
             f"| {r.period}{' *' if r.period == cfg.change_period else ''} | {r.hour} | "
             f"{r.version} | {_pct(r.mape_energy_live)} | {_pct(r.mape_energy_stale)} | "
-            f"{ratio} | {r.verdict} | {r.action} | {1000 * r.carbon_stale_kg:.3f} / "
+            f"{ratio} | {r.verdict} | {r.reasons or '-'} | {r.action} | "
+            f"{1000 * r.carbon_stale_kg:.3f} / "
             f"{1000 * r.carbon_current_kg:.3f} / {1000 * r.carbon_oracle_kg:.3f} |")
     lines += [
         "",
-        "`*` first period of the changed world. The error ratio is the drift check's ratio of "
-        "the window's error to the baseline (registry validation error of the version, else "
-        "its burn-in outcomes); DRIFT from x1.5.",
+        "`*` first period of the changed world. Error ratio: the drift check's ratio of the "
+        "window's energy error to the baseline (the version's burn-in outcomes once there are "
+        "a window of them, else its recorded validation error); DRIFT from x1.5. "
+        "\"DRIFT from\" lists the checks that fired: pooled error ratio, PSI of an input "
+        "feature, or a DC whose mean measured/predicted ratio is off by >= 20 % far beyond "
+        "noise (per-DC calibration check).",
         "",
         "## Reading and limits",
         "",
@@ -700,6 +719,13 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         "shifted by the importance-weighted mean log residual at that DC (direct method plus "
         "an IPS correction, doubly-robust style; `feedback/retune.py`); the measured rows are "
         "resampled by clipped, self-normalised 1/propensity weights.",
+        "* In the first changed period the greedy policy of v1 sends no job to the changed DCs; "
+        "only exploration (epsilon/9 per DC) reaches them, so a re-tune right at detection "
+        "has a handful of outcomes per changed DC and may not beat the current model on the "
+        "holdout; the loop retries after a window of new outcomes.",
+        "* The greedy objective is the scenario's weighted cost (energy price, carbon price, "
+        "SLA excess), not carbon alone: the oracle's carbon is the carbon of the cost-optimal "
+        "placement, which in a few hours is higher than the stale placement's.",
         "* Low load: the sample per period is far below the scenario's demand, so queues are "
         "short and effective batches are 1 everywhere; the latency part of the objective "
         "rarely binds. On-site renewables are ignored in the per-job carbon (they would cover "

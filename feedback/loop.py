@@ -211,6 +211,18 @@ class LoopCycle:
         """True when the cycle promoted a new version."""
         return self.action is CycleAction.PROMOTED
 
+    def reasons(self) -> list[str]:
+        """The checks that said DRIFT, e.g. ``["error energy_kwh x2.31", "PSI query_type 0.27",
+        "us-east1 energy_kwh x0.50"]``."""
+        out: list[str] = []
+        if self.drift is not None:
+            out += [f"error {t.target} x{t.ratio:.2f}" for t in self.drift.targets
+                    if t.verdict is Verdict.DRIFT and t.ratio is not None]
+            out += [f"PSI {f.feature} {f.psi:.2f}" for f in self.drift.features
+                    if f.verdict is Verdict.DRIFT]
+        out += [f"{b.dc} {b.target} x{b.factor:.2f}" for b in self.dc_bias if b.flagged]
+        return out
+
     def describe(self) -> str:
         """One line for logs and the console."""
         v = self.verdict.value if self.verdict is not None else "-"
@@ -231,7 +243,7 @@ class LoopCycle:
             "version_after": self.version_after, "action": self.action.value,
             "verdict": None if self.verdict is None else self.verdict.value,
             "baseline": self.baseline, "n_version_outcomes": self.n_version_outcomes,
-            "message": self.message, "elapsed_s": self.elapsed_s,
+            "message": self.message, "elapsed_s": self.elapsed_s, "reasons": self.reasons(),
             "drift": None if self.drift is None else self.drift.to_dict(),
             "dc_bias": [asdict(b) for b in self.dc_bias],
             "retune": None if self.retune is None else self.retune.to_dict(),
