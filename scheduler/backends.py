@@ -85,8 +85,12 @@ class LPBackend(Protocol):
     def remove_added_rows(self) -> None:
         """Drop every row appended with :meth:`add_row`."""
 
-    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
-        """Solve from the current state (warm-started where the solver can)."""
+    def solve(self, time_limit_s: float | None = None, *, warm: bool = False) -> BackendSolution:
+        """Solve from the current state (warm-started where the solver can).
+
+        ``warm`` says the current basis stays primal feasible (only the objective changed and
+        rows satisfied by the last solution were added), as in later lexicographic phases.
+        """
 
 
 class HighsBackend:
@@ -147,10 +151,14 @@ class HighsBackend:
             self.h.deleteRows(len(idx), idx)
             self._added = 0
 
-    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
+    def solve(self, time_limit_s: float | None = None, *, warm: bool = False) -> BackendSolution:
         hs = self._hs
         if time_limit_s is not None:
             self.h.setOptionValue("time_limit", float(time_limit_s))
+        # After an objective change the last basis is still primal feasible, so primal simplex
+        # continues from it; measured on a 35x35x5x24 lexicographic solve: phase 2 took 5.4 s
+        # with primal vs 46 s with dual simplex.
+        self.h.setOptionValue("simplex_strategy", 4 if warm else 1)
         t0 = time.perf_counter()
         self.h.run()
         seconds = time.perf_counter() - t0
@@ -259,11 +267,12 @@ class GurobiBackend:
         self._added = []
         self.model.update()
 
-    def solve(self, time_limit_s: float | None = None) -> BackendSolution:
+    def solve(self, time_limit_s: float | None = None, *, warm: bool = False) -> BackendSolution:
         gp = self.gp
         grb = gp.GRB
         if time_limit_s is not None:
             self.model.Params.TimeLimit = float(time_limit_s)
+        self.model.Params.Method = 0 if warm else -1  # primal simplex continues a feasible basis
         t0 = time.perf_counter()
         try:
             self.model.optimize()

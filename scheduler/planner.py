@@ -367,7 +367,8 @@ class PlanSession:
                 comps = _components(comp, vectors, sol.x)
                 weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
                 result.phases = [
-                    {"phase": 1, "objective": "weighted", "value_usd": weighted, **comps}
+                    {"phase": 1, "objective": "weighted", "value_usd": weighted, **comps,
+                     "solve_seconds": sol.seconds}
                 ]
         else:
             result.order = list(cfg.order)
@@ -376,7 +377,7 @@ class PlanSession:
                 for i, name in enumerate(cfg.order):
                     vec, const = vectors[name]
                     backend.set_objective(vec)
-                    sol = backend.solve(cfg.time_limit_s)
+                    sol = backend.solve(cfg.time_limit_s, warm=i > 0)
                     solve_seconds += sol.seconds
                     if not sol.status.is_ok:
                         result.message = f"phase {i + 1} ({name}) ended {sol.status.value}"
@@ -385,7 +386,8 @@ class PlanSession:
                     best = float(vec @ sol.x + const)
                     comps = _components(comp, vectors, sol.x)
                     result.phases.append(
-                        {"phase": i + 1, "objective": name, "value_usd": best, **comps}
+                        {"phase": i + 1, "objective": name, "value_usd": best, **comps,
+                         "solve_seconds": sol.seconds}
                     )
                     if i < len(cfg.order) - 1:
                         # C_o ≤ C* + ε|C*|, with a hair of room for the solver's tolerances.
