@@ -337,6 +337,7 @@ class ExperimentResult:
     periods: pd.DataFrame
     summary: dict[str, Any]
     cycles: list[dict[str, Any]] = field(default_factory=list)
+    robustness: list[dict[str, Any]] = field(default_factory=list)
     report_path: Path | None = None
     plot_path: Path | None = None
 
@@ -407,7 +408,8 @@ def _summarise(cfg: ExperimentConfig, per: pd.DataFrame, elapsed: float,
 def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool = False, *,
                          config: ExperimentConfig | None = None,
                          scenario: Scenario | None = None,
-                         work_dir: str | Path | None = None) -> ExperimentResult:
+                         work_dir: str | Path | None = None,
+                         extra_seeds: Sequence[int] | None = None) -> ExperimentResult:
     """Run the drift experiment and (with ``out_dir``) write ``drift_experiment.md`` and
     ``drift_experiment.png`` there.
 
@@ -416,7 +418,7 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
     out_dir
         Folder of the report and plot (created); ``None`` writes nothing.
     seed
-        Seed of every draw.
+        Seed of every draw of the main run (the plot and the per-period table).
     quick
         The small :meth:`ExperimentConfig.quick` run (for tests).
     config
@@ -425,6 +427,9 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
         Default: :func:`greensched.defaults.default_scenario`.
     work_dir
         Where the outcome store and the registry live (default: a temporary folder, removed).
+    extra_seeds
+        Seeds of repeat runs summarised in the report's robustness table; default
+        ``(seed + 1, seed + 2)`` for the full configuration, none for ``quick`` or a ``config``.
     """
     t_start = time.perf_counter()
     cfg = config or (ExperimentConfig.quick(seed) if quick else ExperimentConfig(seed=seed))
@@ -433,6 +438,25 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
         from greensched.defaults import default_scenario
 
         scenario = default_scenario()
+    result = _run(cfg, scenario, work_dir)
+    if extra_seeds is None:
+        extra_seeds = () if quick or config is not None else (seed + 1, seed + 2)
+    for other in extra_seeds:
+        rep = _run(replace(cfg, seed=int(other)), scenario, None)
+        result.robustness.append({"seed": int(other), **rep.summary})
+    result.summary["elapsed_total_s"] = time.perf_counter() - t_start
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        result.plot_path = _plot(result, out / "drift_experiment.png")
+        result.report_path = _write_report(result, out / "drift_experiment.md")
+    return result
+
+
+def _run(cfg: ExperimentConfig, scenario: Scenario,
+         work_dir: str | Path | None) -> ExperimentResult:
+    """One run of the experiment (no files written)."""
+    t_start = time.perf_counter()
     dcs = list(scenario.dcs)
     base = Twin(scenario)
     after_world = changed_twin(base, cfg.changed_dcs, cfg.energy_factor)
@@ -537,13 +561,7 @@ def run_drift_experiment(out_dir: str | Path | None, seed: int = 0, quick: bool 
         per = pd.DataFrame(records)
         elapsed = time.perf_counter() - t_start
         summary = _summarise(cfg, per, elapsed, v1.metrics_["validation"])
-        result = ExperimentResult(cfg, per, summary, [c.to_dict() for c in cycles])
-        if out_dir is not None:
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            result.plot_path = _plot(result, out / "drift_experiment.png")
-            result.report_path = _write_report(result, out / "drift_experiment.md")
-        return result
+        return ExperimentResult(cfg, per, summary, [c.to_dict() for c in cycles])
     finally:
         if work_dir is None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -605,9 +623,34 @@ def _pct(x: Any) -> str:
         else f"{100 * float(x):.1f} %"
 
 
-def _num(x: Any, fmt: str = ".3f") -> str:
+def _num(x: Any, fmt: str = ".4f") -> str:
     return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) \
         else format(float(x), fmt)
+
+
+def _robustness_lines(result: ExperimentResult) -> list[str]:
+    if not result.robustness:
+        return []
+    lines = [
+        "## Robustness: the same experiment with other seeds",
+        "",
+        "New jobs, noise, exploration draws and training data; same world and change.",
+        "",
+        "| seed | detection delay (periods) | false DRIFT before | promoted at | energy MAPE "
+        "stale -> re-tuned (after promotion) | reduction | carbon g/job stale / re-tuned / "
+        "oracle | excess recovered |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in [{"seed": result.config.seed, **result.summary}, *result.robustness]:
+        lines.append(
+            f"| {s['seed']} | {s['detection_delay_periods']} | "
+            f"{s['false_alarms_before_change']} | {s['promotions']} | "
+            f"{_pct(s.get('error_stale_after'))} -> {_pct(s.get('error_after'))} | "
+            f"{_pct(s.get('error_reduction'))} | {_num(s.get('carbon_stale_g'))} / "
+            f"{_num(s.get('carbon_current_g'))} / {_num(s.get('carbon_oracle_g'))} | "
+            f"{_pct(s.get('carbon_recovered'))} |")
+    lines.append("")
+    return lines
 
 
 def _write_report(result: ExperimentResult, path: Path) -> Path:
@@ -622,8 +665,10 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         "",
         f"Reproduce: `python -m greensched.feedback.experiment {args}--seed {cfg.seed} "
         "--out reports/` (code: `feedback/experiment.py`; the loop: `feedback/loop.py`, "
-        "`feedback/retune.py`). Runtime of this run: "
-        f"{s['elapsed_s']:.0f} s on the 2-core machine.",
+        "`feedback/retune.py`). Runtime on the shared 2-core machine: "
+        f"{s['elapsed_s']:.0f} s for the main run, "
+        f"{s.get('elapsed_total_s', s['elapsed_s']):.0f} s with the "
+        f"{len(result.robustness)} repeat(s) of the robustness table.",
         "",
         "## Setup",
         "",
@@ -671,6 +716,9 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         f"| energy MAPE, re-tuned model, same outcomes | {_pct(s.get('error_after'))} |",
         f"| **error reduction by re-tuning** (same outcomes) | **{_pct(red)}** "
         f"(claim >= 10 %: {claim}) |",
+        f"| error reduction vs the stale model's error in the drifted periods "
+        f"({_pct(s.get('error_before'))} -> {_pct(s.get('error_after'))}; different jobs and "
+        f"DCs) | {_pct(s.get('error_reduction_vs_drifted'))} |",
         f"| service-time MAPE stale -> re-tuned (same outcomes) | "
         f"{_pct(s.get('service_error_stale_after'))} -> {_pct(s.get('service_error_after'))} |",
         f"| carbon per job after the promotion: stale greedy | "
@@ -684,6 +732,7 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         "",
         "![error and carbon per period](drift_experiment.png)",
         "",
+        *_robustness_lines(result),
         "## Per period",
         "",
         "| period | hour | version | energy MAPE (loop) | energy MAPE (stale) | "
@@ -698,8 +747,8 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
             f"| {r.period}{' *' if r.period == cfg.change_period else ''} | {r.hour} | "
             f"{r.version} | {_pct(r.mape_energy_live)} | {_pct(r.mape_energy_stale)} | "
             f"{ratio} | {r.verdict} | {r.reasons or '-'} | {r.action} | "
-            f"{1000 * r.carbon_stale_kg:.3f} / "
-            f"{1000 * r.carbon_current_kg:.3f} / {1000 * r.carbon_oracle_kg:.3f} |")
+            f"{1000 * r.carbon_stale_kg:.4f} / "
+            f"{1000 * r.carbon_current_kg:.4f} / {1000 * r.carbon_oracle_kg:.4f} |")
     lines += [
         "",
         "`*` first period of the changed world. Error ratio: the drift check's ratio of the "
@@ -733,8 +782,8 @@ def _write_report(result: ExperimentResult, path: Path) -> Path:
         "* The hindsight-best-DC classifier of the re-tuned model is trained on the current "
         "model's own best-DC predictions (the log lacks the objective's prices); the greedy "
         "assigner does not use it.",
-        "* One seed; the numbers move with the seed (noise, exploration draws, which hours "
-        "fall after the change).",
+        "* The plot and the per-period table are one seed; the numbers move with the seed "
+        "(noise, exploration draws, training data) - see the robustness table when present.",
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -761,14 +810,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="folder for drift_experiment.md and .png (default: reports)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="the small test configuration")
+    ap.add_argument("--extra-seeds", type=int, nargs="*", default=None,
+                    help="seeds of the robustness repeats (default: seed+1 and seed+2; none "
+                         "with --quick)")
     ap.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = ap.parse_args(argv)
-    res = run_drift_experiment(args.out, seed=args.seed, quick=args.quick)
+    res = run_drift_experiment(args.out, seed=args.seed, quick=args.quick,
+                               extra_seeds=args.extra_seeds)
     s = res.summary
     if args.json:
-        print(json.dumps(_json_ready({"config": asdict(res.config), "summary": s}), indent=2))
+        print(json.dumps(_json_ready({"config": asdict(res.config), "summary": s,
+                                      "robustness": res.robustness}), indent=2))
     else:
-        print(f"wrote {res.report_path} and {res.plot_path} in {s['elapsed_s']:.0f} s")
+        print(f"wrote {res.report_path} and {res.plot_path} in "
+              f"{s.get('elapsed_total_s', s['elapsed_s']):.0f} s")
         print(f"detection delay {s['detection_delay_periods']} period(s); energy MAPE stale "
               f"{_pct(s.get('error_stale_after'))} -> re-tuned {_pct(s.get('error_after'))} "
               f"(reduction {_pct(s.get('error_reduction'))}); carbon per job stale "
