@@ -222,13 +222,12 @@ def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
-            self.text = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, text_dim),
+            self.text_proj = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, text_dim),
                                       nn.Dropout(text_dropout))
             self.trunk = nn.Sequential(nn.Linear(text_dim + n_job + n_dc_feat + n_dc, width),
                                        nn.GELU(), nn.Linear(width, width), nn.GELU())
             self.out = nn.Linear(width, _OUT)
             nn.init.zeros_(self.out.bias)
-            self.register_buffer("dc_onehot", torch.eye(n_dc), persistent=False)
 
         def pool(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
             hid = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -237,13 +236,14 @@ def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
 
         def head(self, pooled: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
             n = len(pooled)
-            text = self.text(pooled)
+            text = self.text_proj(pooled)
             parts = [text.unsqueeze(1).expand(n, n_dc, text_dim)]
             if n_job:
                 parts.append(num[:, :n_job].unsqueeze(1).expand(n, n_dc, n_job))
             if n_dc_feat:
                 parts.append(num[:, n_job:].reshape(n, n_dc, n_dc_feat))
-            parts.append(self.dc_onehot.unsqueeze(0).expand(n, n_dc, n_dc))
+            onehot = torch.eye(n_dc, dtype=pooled.dtype)
+            parts.append(onehot.unsqueeze(0).expand(n, n_dc, n_dc))
             o = self.out(self.trunk(torch.cat(parts, dim=2)))  # (n, D, 9)
             return o.transpose(1, 2)
 
