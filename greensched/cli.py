@@ -492,6 +492,66 @@ def feedback_status(
                    model_version=model_version, console=console)
 
 
+RegistryOption = Annotated[
+    Path, typer.Option(help="Model registry root (versions/, CURRENT).")
+]
+
+
+@feedback_app.command("retune")
+def feedback_retune(
+    replay: Annotated[Path, typer.Option(help="Original training data to replay (Parquet).")],
+    store: StoreOption = None,
+    registry: RegistryOption = Path("models"),
+    window: Annotated[int, typer.Option(min=1, help="Latest outcomes to learn from.")] = 5000,
+    val_fraction: Annotated[float, typer.Option(help="Held-out share of recent outcomes.")] = 0.2,
+    min_improvement: Annotated[
+        float, typer.Option(help="Register only if the held-out error drops by this much.")
+    ] = 0.0,
+    seed: int = 0,
+    promote: Annotated[bool, typer.Option(help="Promote a better version at once.")] = True,
+) -> None:
+    """Re-tune the current model on stored outcomes (+ replay); register it only if better."""
+    from greensched.feedback.loop import retune_command
+
+    retune_command(store, registry, replay, window=window, val_fraction=val_fraction,
+                   min_improvement=min_improvement, seed=seed, promote=promote,
+                   console=console)
+
+
+@feedback_app.command("run")
+def feedback_run(
+    replay: Annotated[Path, typer.Option(help="Original training data to replay (Parquet).")],
+    interval: Annotated[str, typer.Option(help="Time between cycles, e.g. 1h, 30m, 15s.")] = "1h",
+    once: Annotated[bool, typer.Option(help="One cycle (for cron).")] = False,
+    store: StoreOption = None,
+    registry: RegistryOption = Path("models"),
+    window: Annotated[int, typer.Option(min=1)] = 1000,
+    min_samples: Annotated[int, typer.Option(min=1)] = 100,
+    seed: int = 0,
+) -> None:
+    """The standing loop: drift check → re-tune when drifting → promote."""
+    from greensched.feedback.loop import run_command
+
+    run_command(interval, once, store=store, registry=registry, replay=replay, window=window,
+                min_samples=min_samples, seed=seed, console=console)
+
+
+@feedback_app.command("experiment")
+def feedback_experiment(
+    out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports"),
+    seed: int = 0,
+    quick: Annotated[bool, typer.Option(help="Small, fast version.")] = False,
+) -> None:
+    """Reproduce the drift experiment (world changes mid-run; the loop detects and re-tunes)."""
+    from greensched.feedback.experiment import run_drift_experiment
+
+    result = run_drift_experiment(out, seed=seed, quick=quick)
+    for key, value in result.summary.items():
+        if not isinstance(value, dict | list):
+            console.print(f"{key}: {value}")
+    console.print(f"wrote {result.report_path} and {result.plot_path}")
+
+
 def _fail(exc: BaseException) -> None:
     """Print a user error as one unwrapped line on stderr."""
     print(f"error: {exc}", file=sys.stderr, flush=True)
