@@ -85,7 +85,10 @@ def bench_lora(scen: Any, n_jobs: int, train_steps: int, base_model: str | None,
     bare_jps = n_jobs / _median_time(bare_forward, repeat)
     jps = n_jobs / _median_time(lambda: model.predict_frame(test), repeat)
     lengths = test_enc["attention_mask"].sum(1).numpy()
+    from greensched.predictor.factory import measure_latency_ms
+
     return {
+        "single_job_latency_ms": measure_latency_ms(model, 1, repeat),
         "train_samples_per_s": train_sps,
         "bare_train_samples_per_s": bare_train_sps,
         "train_ratio": train_sps / bare_train_sps,
@@ -126,7 +129,10 @@ def bench_xgb(scen: Any, n_jobs: int, n_train: int, repeat: int,
     if strategy != "stacked":
         bare *= D  # one booster per DC
     bare_per_s = rows / bare
+    from greensched.predictor.factory import measure_latency_ms
+
     return {
+        "single_job_latency_ms": measure_latency_ms(model, 1, repeat),
         "strategy": strategy,  # type: ignore[dict-item]
         "fit_seconds": fit_s,
         "train_rows": float(n_train),
@@ -196,6 +202,7 @@ def main() -> None:
               f"(target ≥ 200,000)   ratio to bare booster {x['ratio']:.3f}")
         print(f"  arrays only (no checks)  {x['predict_arrays_per_s']:12,.0f} job×DC/s")
         print(f"  bare inplace_predict     {x['bare_booster_predictions_per_s']:12,.0f} rows/s")
+        print(f"  one job per call         {x['single_job_latency_ms']:12.2f} ms")
     if args.compare_strategies:
         print(f"XGBoost layouts ({args.xgb_train} training jobs, 2000 test jobs, 9 DCs)")
         results["xgboost_layouts"] = compare_xgb_strategies(scen, args.xgb_train, 2000)
@@ -211,6 +218,7 @@ def main() -> None:
         print(f"  inference                {r['infer_jobs_per_s']:9.1f} jobs/s (target ≥ 100)   "
               f"ratio to bare forward {r['infer_ratio']:.2f} "
               f"({r['bare_forward_jobs_per_s']:.1f}/s)")
+        print(f"  one job per call         {r['single_job_latency_ms']:9.1f} ms")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 

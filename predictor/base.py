@@ -326,8 +326,8 @@ class BasePredictor(abc.ABC):
         """
         self._check_fitted()
         check_same_dcs(self.dcs_, scenario.dcs, "scenario")
-        rows = rows_from_jobs(jobs, scenario, utilization)
-        arrays = self._predict_arrays(validate_dataset(rows, self.dcs_, targets=False))
+        rows = rows_from_jobs(jobs, scenario, utilization)  # typed: jobs and scenario are valid
+        arrays = self._predict_arrays(rows)
         order = [self.dcs_.index(d) for d in scenario.dcs]
         return xr.Dataset(
             {var: (("job", "dc"), arrays[var][:, order]) for var in PRED_VARS},
