@@ -100,6 +100,10 @@ class LoraConfig(PredictorConfig):
     r, lora_alpha, lora_dropout, target_modules
         LoRA rank, scaling numerator, dropout and the module names adapted (BERT: ``query``,
         ``key``, ``value``, ``dense``).
+    base_dropout
+        Dropout probability inside the frozen base model while training; ``None`` keeps the
+        model's own (MiniLM: 0.1).  The default 0 makes a CPU training step about a quarter
+        faster (dropout masks are costly there); LoRA and the head have their own dropout.
     epochs, max_steps
         Training length: full passes, optionally capped at ``max_steps`` optimiser steps.
     batch_size, learning_rate, head_learning_rate, weight_decay, warmup_fraction
@@ -137,6 +141,7 @@ class LoraConfig(PredictorConfig):
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("query", "value")
+    base_dropout: float | None = 0.0
     epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 32
@@ -180,6 +185,9 @@ class LoraConfig(PredictorConfig):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise GreenSchedError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.base_dropout is not None and not 0.0 <= self.base_dropout < 1.0:
+            raise GreenSchedError(f"base_dropout must be in [0, 1) or None, got "
+                                  f"{self.base_dropout!r}")
         if not 0.0 <= self.text_dropout < 1.0:
             raise GreenSchedError(f"text_dropout must be in [0, 1), got {self.text_dropout!r}")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -355,6 +363,10 @@ class LoraPredictor(BasePredictor):
         self._set_threads()
         torch.manual_seed(c.seed)
         base, self.tokenizer_, _ = self._load_base()
+        if c.base_dropout is not None:
+            for module in base.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = float(c.base_dropout)
         peft_cfg = PeftLoraConfig(r=c.r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                                   target_modules=list(c.target_modules), bias="none")
         try:
