@@ -3,7 +3,7 @@ initialised BERT (built from a config, nothing downloaded), and fitted models of
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,18 @@ from greensched.scenario import Scenario
 from greensched.synth import synthesize
 
 KINDS = ("lora", "xgboost")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread, and on a shared 2-core machine idle
+    OpenMP workers spin; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +67,7 @@ def _small_config(kind: str, tiny_bert: Path, **kw: Any) -> dict[str, Any]:
         return {"base_model": str(tiny_bert), "epochs": 2, "batch_size": 16, "max_steps": 12,
                 "head_width": 32, "progress": False, "predict_batch_size": 64,
                 "head_warmup_epochs": 10, **kw}
-    return {"n_estimators": 25, "action_n_estimators": 10, "max_depth": 4, **kw}
+    return {"n_estimators": 25, "action_n_estimators": 10, "max_depth": 4, "n_jobs": 1, **kw}
 
 
 def _make(kind: str, tiny_bert: Path, **kw: Any) -> BasePredictor:
