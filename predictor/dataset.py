@@ -199,9 +199,16 @@ def validate_dataset(
     for col in ("area", "query_type"):
         out[col] = out[col].astype(str)
 
+    converted: dict[str, np.ndarray] = {}
+
     def numeric(col: str, *, allow_nan: bool = False, positive: bool = False,
                 signed: bool = False) -> None:
-        vals = pd.to_numeric(out[col], errors="coerce").to_numpy(dtype=float)
+        series = out[col]
+        if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(
+                series.dtype):
+            vals = series.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            vals = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
         nan = ~np.isfinite(vals)
         bad = np.zeros(len(vals), dtype=bool) if allow_nan else nan
         if positive:
@@ -214,7 +221,8 @@ def validate_dataset(
                 "expected a value > 0" if positive else "expected a value >= 0")
             raise DatasetError(what, file=file, column=col, row=row, job_id=ids[row],
                                value=df[col].iloc[row])
-        out[col] = vals
+        if series.dtype != np.float64:
+            converted[col] = vals
 
     for col in ("hour", "input_tokens"):
         numeric(col)
@@ -233,6 +241,8 @@ def validate_dataset(
             raise DatasetError(f"unknown DC; expected one of {list(dcs)!r}", file=file,
                                column="best_dc", row=row, job_id=ids[row], value=best[row])
         out["best_dc"] = best
+    if converted:  # one assignment: column-by-column inserts are slow on wide frames
+        out = out.assign(**converted)
     out["hour"] = out["hour"].astype(np.int64)
     return out
 
