@@ -1437,6 +1437,23 @@ def create_app(config: ServiceConfig) -> Any:
         413: {"model": models["Problem"], "description": "request too large"},
     }
 
+    def _parse_items(payload: Any, key: str, single: Any, many: Any) -> tuple[bool, Any]:
+        """One item or ``{key: [...]}``: (is_batch, validated items or an error response)."""
+        batch = isinstance(payload, dict) and key in payload
+        try:
+            if not batch:
+                return False, [single.model_validate(payload)]
+            raw = payload[key]
+            if isinstance(raw, list) and len(raw) > max_jobs:
+                return True, JSONResponse(
+                    {"detail": f"{len(raw)} {key} in one request; at most {max_jobs} are "
+                               "accepted"},
+                    status_code=413,
+                )
+            return True, getattr(many.model_validate(payload), key)
+        except pydantic.ValidationError as exc:
+            return batch, _unprocessable(_validation_errors(exc, ("body",)))
+
     @app.post(
         "/v1/assign",
         summary="Place one job or a batch of jobs",
@@ -1452,19 +1469,10 @@ def create_app(config: ServiceConfig) -> Any:
         payload, bad = _parse_json(await request.body())
         if bad is not None:
             return bad
-        batch = isinstance(payload, dict) and "jobs" in payload
-        try:
-            if batch:
-                jobs_raw = payload["jobs"]
-                if isinstance(jobs_raw, list) and len(jobs_raw) > max_jobs:
-                    return JSONResponse({"detail": f"{len(jobs_raw)} jobs in one request; at "
-                                                   f"most {max_jobs} are accepted"},
-                                        status_code=413)
-                jobs = AssignBatch.model_validate(payload).jobs
-            else:
-                jobs = [AssignJob.model_validate(payload)]
-        except pydantic.ValidationError as exc:
-            return _unprocessable(_validation_errors(exc, ("body",)))
+        batch, parsed = _parse_items(payload, "jobs", AssignJob, AssignBatch)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        jobs = parsed
         if batch:
             seen: dict[str, int] = {}
             dups = []
@@ -1504,19 +1512,10 @@ def create_app(config: ServiceConfig) -> Any:
         payload, bad = _parse_json(await request.body())
         if bad is not None:
             return bad
-        batch = isinstance(payload, dict) and "outcomes" in payload
-        try:
-            if batch:
-                raw = payload["outcomes"]
-                if isinstance(raw, list) and len(raw) > max_jobs:
-                    return JSONResponse({"detail": f"{len(raw)} outcomes in one request; at "
-                                                   f"most {max_jobs} are accepted"},
-                                        status_code=413)
-                rows = OutcomeBatch.model_validate(payload).outcomes
-            else:
-                rows = [Outcome.model_validate(payload)]
-        except pydantic.ValidationError as exc:
-            return _unprocessable(_validation_errors(exc, ("body",)))
+        batch, parsed = _parse_items(payload, "outcomes", Outcome, OutcomeBatch)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        rows = parsed
         records = [r.model_dump(exclude_none=True) for r in rows]
         from greensched.feedback.store import OutcomeValidationError
 
