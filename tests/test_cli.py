@@ -21,6 +21,12 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
     )
 
 
+def synth_via_cli(out: Path) -> subprocess.CompletedProcess[str]:
+    """A small synthetic scenario written by ``greensched scenario synth``."""
+    return run("scenario", "synth", "--out", str(out), "--dcs", "2", "--areas", "2",
+               "--types", "2", "--hours", "3")
+
+
 def test_plan_paper_scenario(paper_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     p = run("plan", str(paper_dir), "--out", str(out), "--plot")
@@ -66,23 +72,7 @@ def test_plan_default_scenario_runs() -> None:
 
 def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
     scen = tmp_path / "s"
-    assert (
-        run(
-            "scenario",
-            "synth",
-            "--out",
-            str(scen),
-            "--dcs",
-            "2",
-            "--areas",
-            "2",
-            "--types",
-            "2",
-            "--hours",
-            "3",
-        ).returncode
-        == 0
-    )
+    assert synth_via_cli(scen).returncode == 0
     path = scen / "network.csv"
     lines = path.read_text().splitlines()
     cells = lines[2].split(",")
@@ -102,20 +92,7 @@ def test_infeasible_exit_code(tmp_path: Path) -> None:
     from greensched.scenario import load_scenario
 
     scen = tmp_path / "s"
-    run(
-        "scenario",
-        "synth",
-        "--out",
-        str(scen),
-        "--dcs",
-        "2",
-        "--areas",
-        "2",
-        "--types",
-        "2",
-        "--hours",
-        "3",
-    )
+    synth_via_cli(scen)
     s = load_scenario(scen)
     s.water_budget_l = 0.001
     s.save(scen)
