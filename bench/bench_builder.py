@@ -21,7 +21,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from greensched import builder
+import greensched.builder as builder
 from greensched.data.azure_trace import read_azure_trace
 from greensched.data.electricity_maps import read_electricity_maps
 from greensched.data.energy_inference import read_energy_inference

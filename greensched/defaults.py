@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import resources
+from pathlib import Path
 
 from greensched.scenario import Scenario, load_scenario
 
@@ -11,7 +11,8 @@ __all__ = ["default_scenario", "default_scenario_path"]
 
 def default_scenario_path() -> str | None:
     """Path of the embedded real-data default scenario inside the package, if shipped."""
-    root = resources.files("greensched") / "default_scenario"
+    # A plain path: `greensched` is a namespace package, which importlib.resources cannot read.
+    root = Path(__file__).resolve().parent / "default_scenario"
     if root.is_dir() and (root / "scenario.toml").is_file():
         return str(root)
     return None
