@@ -39,6 +39,7 @@ from greensched.scheduler.assign import (
     predictions_from_coefficients,
     sample_jobs_from_demand,
 )
+from greensched.scheduler.backends import load_highs_model
 from greensched.scheduler.batch_ip import assign_batch_ip, build_batch_problem
 from greensched.synth import synthesize
 
@@ -172,7 +173,9 @@ def bench_batch_ip(repeat: int) -> None:
             h = highspy.Highs()
             h.setOptionValue("output_flag", False)
             m = len(problem.ip_jobs)
-            h.passModel(_as_lp(highspy, problem, m))
+            n_col = problem.n_x + m
+            load_highs_model(h, problem.A, problem.row_lower, problem.row_upper,
+                             np.zeros(n_col), np.ones(n_col), cost=problem.cost)
             t0 = time.perf_counter()
             h.run()
             t_lp = time.perf_counter() - t0
@@ -186,23 +189,6 @@ def bench_batch_ip(repeat: int) -> None:
               f" (better by {better:.3g} USD); greedy {t_greedy * 1e3:.1f} ms -> ratio "
               f"{t / t_greedy:6.1f}; HiGHS LP relaxation {t_lp * 1e3:.1f} ms -> ratio "
               f"{t / t_lp if t_lp == t_lp else float('nan'):6.1f}")
-
-
-def _as_lp(highspy, problem, m):  # type: ignore[no-untyped-def]
-    lp = highspy.HighsLp()
-    P = problem.n_x
-    lp.num_col_ = P + m
-    lp.num_row_ = int(problem.A.shape[0])
-    lp.col_cost_ = problem.cost
-    lp.col_lower_ = np.zeros(P + m)
-    lp.col_upper_ = np.ones(P + m)
-    lp.row_lower_ = problem.row_lower
-    lp.row_upper_ = problem.row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = problem.A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = problem.A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = problem.A.data.astype(float)
-    return lp
 
 
 def compare_modes(fraction: float, token_spread: float, seed: int, *,

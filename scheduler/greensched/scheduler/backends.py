@@ -26,6 +26,7 @@ __all__ = [
     "LPBackend",
     "SolveStatus",
     "available_solvers",
+    "load_highs_model",
     "make_backend",
 ]
 
@@ -93,6 +94,42 @@ class LPBackend(Protocol):
         """
 
 
+def load_highs_model(
+    highs: Any,
+    A: sp.sparray | sp.spmatrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    lb: np.ndarray,
+    ub: np.ndarray,
+    cost: np.ndarray | None = None,
+) -> int:
+    """Pass the LP min costᵀx s.t. row_lower ≤ A x ≤ row_upper, lb ≤ x ≤ ub to a ``highspy.Highs``.
+
+    The one place that turns the matrix form into a ``HighsLp`` (column-wise CSC, int32
+    indices); used by :class:`HighsBackend` (the planner), the batch IP and the benchmarks.
+    ``cost`` defaults to zeros (set it later with ``changeColsCost``).  Returns the number of
+    columns.
+    """
+    import highspy
+
+    csc = sp.csc_array(A)
+    n_col, n_row = int(csc.shape[1]), int(csc.shape[0])
+    lp = highspy.HighsLp()
+    lp.num_col_ = n_col
+    lp.num_row_ = n_row
+    lp.col_cost_ = np.zeros(n_col) if cost is None else np.asarray(cost, dtype=float)
+    lp.col_lower_ = np.asarray(lb, dtype=float)
+    lp.col_upper_ = np.asarray(ub, dtype=float)
+    lp.row_lower_ = np.asarray(row_lower, dtype=float)
+    lp.row_upper_ = np.asarray(row_upper, dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
+    lp.a_matrix_.value_ = csc.data.astype(float)
+    highs.passModel(lp)
+    return n_col
+
+
 class HighsBackend:
     """HiGHS through highspy, dual simplex (IPM measured 3.6× slower on these LPs)."""
 
@@ -118,22 +155,7 @@ class HighsBackend:
         lb: np.ndarray,
         ub: np.ndarray,
     ) -> None:
-        hs = self._hs
-        csc = sp.csc_array(A)
-        lp = hs.HighsLp()
-        lp.num_col_ = int(A.shape[1])
-        lp.num_row_ = int(A.shape[0])
-        lp.col_cost_ = np.zeros(A.shape[1])
-        lp.col_lower_ = np.asarray(lb, dtype=float)
-        lp.col_upper_ = np.asarray(ub, dtype=float)
-        lp.row_lower_ = np.asarray(row_lower, dtype=float)
-        lp.row_upper_ = np.asarray(row_upper, dtype=float)
-        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-        lp.a_matrix_.value_ = csc.data.astype(float)
-        self.h.passModel(lp)
-        self.n = lp.num_col_
+        self.n = load_highs_model(self.h, A, row_lower, row_upper, lb, ub)
 
     def set_objective(self, c: np.ndarray) -> None:
         idx = np.arange(self.n, dtype=np.int32)

@@ -42,6 +42,7 @@ from greensched.scheduler.assign import (
     _as_guide,
     _engine_hour,
 )
+from greensched.scheduler.backends import load_highs_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from greensched.scheduler.planner import PlanResult
@@ -290,19 +291,8 @@ def solve_batch_problem(
     h.setOptionValue("output_flag", False)
     if threads is not None:
         h.setOptionValue("threads", int(threads))
-    lp = highspy.HighsLp()
-    lp.num_col_ = P + m
-    lp.num_row_ = int(problem.A.shape[0])
-    lp.col_cost_ = problem.cost
-    lp.col_lower_ = np.zeros(P + m)
-    lp.col_upper_ = np.ones(P + m)
-    lp.row_lower_ = problem.row_lower
-    lp.row_upper_ = problem.row_upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = problem.A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = problem.A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = problem.A.data.astype(float)
-    h.passModel(lp)
+    load_highs_model(h, problem.A, problem.row_lower, problem.row_upper, np.zeros(P + m),
+                     np.ones(P + m), cost=problem.cost)
     incumbent: np.ndarray | None = None
     if start is not None and score is not None:
         incumbent = start.copy()

@@ -1,0 +1,134 @@
+"""Assignment errors, result-table constants and :class:`AssignConfig` (scoring and masks)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from greensched.errors import GreenSchedError
+
+#: Reasons a job could not be placed, in the order they are tested.
+REASONS = ("sovereignty", "sla", "capacity")
+
+#: Columns of :attr:`Assignment.frame` (one row per job, in the jobs table's order).
+ASSIGNMENT_COLUMNS = (
+    "job_id",
+    "dc",
+    "hour",
+    "predicted_energy_kwh",
+    "predicted_service_s",
+    "energy_usd",
+    "carbon_kg",
+    "carbon_usd",
+    "water_l",
+    "delay_usd",
+    "cost_usd",
+    "score",
+    "propensity",
+    "reason",
+)
+
+_EXPLORE = (None, "epsilon", "softmax")
+_OBJECTIVES = ("energy", "carbon", "delay")
+
+
+class AssignError(GreenSchedError):
+    """Inputs of an assignment do not fit together (predictions, jobs, plan, masks)."""
+
+
+# -- configuration and plan signals -----------------------------------------------------------
+
+
+@dataclass
+class AssignConfig:
+    """How the assigner scores and masks DCs.
+
+    Parameters
+    ----------
+    weights
+        ``{"energy", "carbon", "delay"}`` (or a 3-tuple) ≥ 0, not all zero, normalised to sum 1;
+        ``None`` uses the plan's weights in plan-guided mode, else the scenario's.
+    delay_penalty_usd_per_s
+        α in USD per second of SLA excess: one number for every type, a mapping query type → α,
+        or ``None`` for each type's ``delay_penalty_usd_per_s``.
+    delay_cost
+        ``"excess"``: α · max(0, s − SLA) (default); ``"linear"``: α · s.
+    water_price_usd_per_l
+        Price of water (USD per litre, ≥ 0) in the score.
+    sla_hard
+        Exclude DCs whose predicted service time exceeds the job's SLA.
+    sovereignty
+        Mapping area → DCs its jobs may use; areas not in the mapping may use every DC.
+    risk
+        Score and check the SLA with the p90 predictions (``energy_kwh_p90``, ``service_s_p90``).
+    plan_energy_prices
+        Plan-guided only: value energy at the plan's marginal facility-energy price
+        (:attr:`PlanGuide.energy_price`, which sees on-site renewables) instead of
+        σ_e · price + σ_c · δ · θ.
+    explore
+        ``None``, ``"epsilon"`` (ε-greedy) or ``"softmax"`` (Boltzmann with ``temperature`` USD).
+    epsilon, temperature
+        Exploration parameters (0 ≤ ε ≤ 1; temperature > 0, in score units, USD).
+    seed
+        Seed of the exploration and plan-following draws.
+    """
+
+    weights: Mapping[str, float] | Sequence[float] | None = None
+    delay_penalty_usd_per_s: float | Mapping[str, float] | None = None
+    delay_cost: str = "excess"
+    water_price_usd_per_l: float = 0.0
+    sla_hard: bool = False
+    sovereignty: Mapping[str, Sequence[str]] | None = None
+    risk: bool = False
+    plan_energy_prices: bool = False
+    explore: str | None = None
+    epsilon: float = 0.1
+    temperature: float = 1e-3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            self.weights = _normalise_weights(self.weights)
+        if self.delay_cost not in ("excess", "linear"):
+            raise AssignError(
+                f"delay_cost {self.delay_cost!r} is not known; expected 'excess' or 'linear'"
+            )
+        if not math.isfinite(self.water_price_usd_per_l) or self.water_price_usd_per_l < 0:
+            raise AssignError(
+                f"water_price_usd_per_l {self.water_price_usd_per_l!r} must be finite and >= 0"
+            )
+        if self.explore is not None:
+            self.explore = str(self.explore).lower()
+            if self.explore in ("", "none"):
+                self.explore = None
+        if self.explore not in _EXPLORE:
+            raise AssignError(
+                f"explore {self.explore!r} is not known; expected None, 'epsilon' or 'softmax'"
+            )
+        if not (0.0 <= float(self.epsilon) <= 1.0):
+            raise AssignError(f"epsilon {self.epsilon!r} must lie in [0, 1]")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise AssignError(f"temperature {self.temperature!r} must be a finite number > 0")
+        if isinstance(self.delay_penalty_usd_per_s, int | float):
+            a = float(self.delay_penalty_usd_per_s)
+            if not math.isfinite(a) or a < 0:
+                raise AssignError(f"delay_penalty_usd_per_s {a!r} must be finite and >= 0")
+
+
+def _normalise_weights(w: Mapping[str, float] | Sequence[float]) -> dict[str, float]:
+    if isinstance(w, Mapping):
+        unknown = set(w) - set(_OBJECTIVES)
+        if unknown:
+            raise AssignError(
+                f"unknown weight(s) {sorted(unknown)!r}; expected energy, carbon, delay"
+            )
+        vals = [float(w.get(k, 0.0)) for k in _OBJECTIVES]
+    else:
+        vals = [float(v) for v in w]
+        if len(vals) != 3:
+            raise AssignError(f"weights {w!r} need three values: energy, carbon, delay")
+    if any(not math.isfinite(v) or v < 0 for v in vals) or sum(vals) <= 0:
+        raise AssignError(f"weights {w!r} must be finite, >= 0 and not all zero")
+    total = sum(vals)
+    return {k: v / total for k, v in zip(_OBJECTIVES, vals, strict=True)}
