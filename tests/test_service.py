@@ -452,7 +452,7 @@ def test_openapi_schema(client: TestClient) -> None:
 
 
 def test_micro_batcher_coalesces_and_drops_cancelled() -> None:
-    from greensched.service import _Jobs
+    from greensched.service.predict import JobArrays
 
     calls: list[int] = []
 
@@ -461,9 +461,9 @@ def test_micro_batcher_coalesces_and_drops_cancelled() -> None:
         for it in items:
             it.future.set_result(len(it.jobs))
 
-    def jobs(n: int) -> _Jobs:
+    def jobs(n: int) -> JobArrays:
         z = np.zeros(n, dtype=np.int64)
-        return _Jobs([f"j{i}" for i in range(n)], z, z, z, z * 1.0, z * 1.0, z + 1.0, z * 1.0)
+        return JobArrays([f"j{i}" for i in range(n)], z, z, z, z * 1.0, z * 1.0, z + 1.0, z * 1.0)
 
     b = MicroBatcher(process, window_s=0.2, max_jobs=10)
     try:
@@ -681,7 +681,7 @@ def test_follow_mode_and_exploration_report_propensities(scenario: Scenario, coe
 
 
 def test_predict_jobs_fallback_equals_coefficients(scenario: Scenario) -> None:
-    from greensched.service import _CoefficientPredictor, _ModelPredictor
+    from greensched.service.predict import CoefficientPredictor, ModelPredictor
 
     class JobsOnly:
         """A predictor offering only predict_jobs (coefficients underneath)."""
@@ -699,12 +699,12 @@ def test_predict_jobs_fallback_equals_coefficients(scenario: Scenario) -> None:
     svc = GreenSchedService.__new__(GreenSchedService)
     svc._area_pos = {a: i for i, a in enumerate(scenario.areas)}
     svc._type_pos = {k: i for i, k in enumerate(scenario.query_types)}
-    from greensched.service import _request_models
+    from greensched.service.schemas import request_models
 
-    model = _request_models(scenario, 1000)["AssignJob"]
+    model = request_models(scenario, 1000)["AssignJob"]
     encoded = svc.encode([model.model_validate(j) for j in app_jobs])
-    a = _ModelPredictor(JobsOnly(), scenario).predict(encoded)
-    b = _CoefficientPredictor(scenario).predict(encoded)
+    a = ModelPredictor(JobsOnly(), scenario).predict(encoded)
+    b = CoefficientPredictor(scenario).predict(encoded)
     for v in ("energy_kwh", "service_s"):
         np.testing.assert_allclose(a[v], b[v], rtol=1e-12)
 

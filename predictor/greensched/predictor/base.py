@@ -282,6 +282,20 @@ class BasePredictor(abc.ABC):
         cols["best_dc"] = np.asarray(self.dcs_, dtype=object)[arrays["best_dc_prob"].argmax(1)]
         return pd.DataFrame(cols)
 
+    def predict_arrays(self, rows: pd.DataFrame, *, validate: bool = True
+                       ) -> dict[str, np.ndarray]:
+        """Dataset-format rows → ``{var: (n, D) array}`` for every var of :data:`PRED_VARS`
+        (and ``best_dc_prob``), columns in :attr:`dcs_` order.
+
+        The array form of :meth:`predict_frame`, for callers that predict many small batches
+        (the HTTP service).  ``validate=False`` skips :func:`validate_dataset`: the caller
+        guarantees typed rows with the model's DC columns, as
+        :func:`~greensched.predictor.dataset.rows_from_jobs` builds them.
+        """
+        self._check_fitted()
+        data = validate_dataset(rows, self.dcs_, targets=False) if validate else rows
+        return self._predict_arrays(data)
+
     def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
         """Predict dataset-format rows (targets, if present, are ignored).
 

@@ -1,0 +1,272 @@
+"""The FastAPI application: endpoints, error bodies and the OpenAPI schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+
+from greensched.service.auth import Gate
+from greensched.service.batcher import JobConflict
+from greensched.service.config import API_KEY_HEADER, ServiceConfig, ServiceError
+from greensched.service.core import GreenSchedService
+from greensched.service.schemas import request_models
+
+__all__ = ["create_app"]
+
+def _validation_errors(exc: Any, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Pydantic errors in FastAPI's ``detail`` format, locations prefixed."""
+    out = []
+    for err in exc.errors(include_url=False):
+        item = {"type": err["type"], "loc": [*prefix, *err["loc"]], "msg": err["msg"],
+                "input": err.get("input")}
+        if err.get("ctx"):
+            item["ctx"] = {k: (v if isinstance(v, int | float | str | bool) or v is None
+                               else str(v)) for k, v in err["ctx"].items()}
+        out.append(item)
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    """Inputs echoed in errors may hold values json cannot write (NaN from a client's JSON)."""
+    try:
+        json.dumps(value, allow_nan=False)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _unprocessable(errors: list[dict[str, Any]]) -> Any:
+    for e in errors:
+        e["input"] = _json_safe(e.get("input"))
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _parse_json(body: bytes) -> tuple[Any, Any]:
+    """(payload, None) or (None, a 422 response)."""
+    try:
+        return json.loads(body), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        pos = getattr(exc, "pos", 0)
+        return None, _unprocessable([{"type": "json_invalid", "loc": ["body", pos],
+                                      "msg": f"JSON decode error: {exc}", "input": {}}])
+
+
+def create_app(config: ServiceConfig) -> Any:
+    """Build the FastAPI application for ``config`` (see the module docstring).
+
+    Loads the scenario, the predictor (or registry, or coefficients), the plan and the outcome
+    store, and checks that an API key is configured; raises :class:`ServiceError` (or another
+    :class:`~greensched.errors.GreenSchedError`) when something does not fit.  Threads start
+    with the application's lifespan (or on the first request).
+    """
+    service = GreenSchedService(config)
+    models = request_models(service.scenario, config.max_batch_jobs)
+    AssignJob, AssignBatch = models["AssignJob"], models["AssignBatch"]
+    Outcome, OutcomeBatch = models["Outcome"], models["OutcomeBatch"]
+    max_jobs = config.max_batch_jobs
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        service.start()
+        try:
+            yield
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, service.stop)
+
+    app = FastAPI(
+        title="GreenSched",
+        version=_package_version(),
+        description="Carbon-, cost-, water- and delay-aware placement of LLM inference jobs "
+                    f"across data centers (scenario {service.scenario.name!r}).",
+        lifespan=lifespan,
+    )
+    app.state.greensched = service
+    app.add_middleware(Gate, service=service)
+
+    def body_schema(*names: str) -> dict[str, Any]:
+        refs = [{"$ref": f"#/components/schemas/{n}"} for n in names]
+        return {"requestBody": {"required": True, "content": {
+            "application/json": {"schema": {"oneOf": refs} if len(refs) > 1 else refs[0]}}}}
+
+    err: dict[int | str, dict[str, Any]] = {
+        401: {"model": models["Problem"], "description": "missing or wrong API key"},
+        413: {"model": models["Problem"], "description": "request too large"},
+    }
+
+    def _parse_items(payload: Any, key: str, single: Any, many: Any) -> tuple[bool, Any]:
+        """One item or ``{key: [...]}``: (is_batch, validated items or an error response)."""
+        batch = isinstance(payload, dict) and key in payload
+        try:
+            if not batch:
+                return False, [single.model_validate(payload)]
+            raw = payload[key]
+            if isinstance(raw, list) and len(raw) > max_jobs:
+                return True, JSONResponse(
+                    {"detail": f"{len(raw)} {key} in one request; at most {max_jobs} are "
+                               "accepted"},
+                    status_code=413,
+                )
+            return True, getattr(many.model_validate(payload), key)
+        except pydantic.ValidationError as exc:
+            return batch, _unprocessable(_validation_errors(exc, ("body",)))
+
+    @app.post(
+        "/v1/assign",
+        summary="Place one job or a batch of jobs",
+        openapi_extra=body_schema("AssignJob", "AssignBatch"),
+        responses={200: {"model": models["Assignment"] | models["AssignBatchResult"],
+                         "description": "one assignment (single job) or "
+                                        "{model_version, assignments} (batch)"},
+                   409: {"model": models["Problem"],
+                         "description": "a job_id was already assigned with other content"},
+                   **err},
+    )
+    async def assign(request: Request) -> Any:
+        payload, bad = _parse_json(await request.body())
+        if bad is not None:
+            return bad
+        batch, parsed = _parse_items(payload, "jobs", AssignJob, AssignBatch)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        jobs = parsed
+        if batch:
+            seen: dict[str, int] = {}
+            dups = []
+            for i, j in enumerate(jobs):
+                if j.job_id in seen:
+                    dups.append({"type": "value_error", "loc": ["body", "jobs", i, "job_id"],
+                                 "msg": f"Value error, job_id {j.job_id!r} repeats job "
+                                        f"{seen[j.job_id]} of this batch",
+                                 "input": j.job_id})
+                seen.setdefault(j.job_id, i)
+            if dups:
+                return _unprocessable(dups)
+        try:
+            results = await service.assign(service.encode(jobs))
+        except JobConflict as exc:
+            return JSONResponse({"detail": str(exc), "job_ids": exc.job_ids}, status_code=409)
+        except ServiceError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=503)
+        if not batch:
+            return JSONResponse(results[0])
+        return JSONResponse({"model_version": results[0]["model_version"],
+                             "assignments": results})
+
+    @app.post(
+        "/v1/outcomes",
+        summary="Store measured outcomes for feedback",
+        openapi_extra=body_schema("Outcome", "OutcomeBatch"),
+        responses={200: {"model": models["OutcomeResult"]},
+                   404: {"model": models["Problem"], "description": "no outcome store"},
+                   **err},
+    )
+    async def outcomes(request: Request) -> Any:
+        if service.store is None:
+            return JSONResponse({"detail": "this service has no outcome store; start it with "
+                                           "store=PATH_OR_URL (greensched serve --store)"},
+                                status_code=404)
+        payload, bad = _parse_json(await request.body())
+        if bad is not None:
+            return bad
+        batch, parsed = _parse_items(payload, "outcomes", Outcome, OutcomeBatch)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        rows = parsed
+        records = [r.model_dump(exclude_none=True) for r in rows]
+        from greensched.feedback.store import OutcomeValidationError
+
+        try:
+            report = await run_in_threadpool(service.ingest, records)
+        except OutcomeValidationError as exc:
+            prefix = ["body", "outcomes"] if batch else ["body"]
+            return _unprocessable([
+                {"type": "value_error",
+                 "loc": [*prefix, *([i.row] if batch and i.row >= 0 else []), i.column],
+                 "msg": f"Value error, expected {i.expected}",
+                 "input": None if i.value is exc._MISSING else i.value}
+                for i in exc.issues])
+        return JSONResponse({
+            "rows": report.rows,
+            "inserted": report.inserted,
+            "duplicates_identical": report.duplicates_identical,
+            "conflicts": [{"job_id": j, "columns": list(report.conflict_columns.get(j, ()))}
+                          for j in report.conflicts],
+            "ingest_id": report.ingest_id,
+        })
+
+    @app.get("/v1/plan", summary="The plan the service follows",
+             responses={404: {"model": models["Problem"], "description": "no plan"}, **err})
+    async def plan() -> Any:
+        if service.plan_meta is None:
+            return JSONResponse({"detail": "this service runs without a plan; start it with "
+                                           "plan=PLAN_DIR (greensched serve --plan)"},
+                                status_code=404)
+        return JSONResponse({
+            "mode": service.mode,
+            "plan": service.plan_meta,
+            "allocation": service.plan_summary,
+            "assigned_jobs_by_dc": {d: int(c) for d, c in zip(
+                service.scenario.dcs, service.assigned_counts.tolist(), strict=True)},
+        })
+
+    @app.get("/v1/ledger", summary="Reserved capacity (exact ticks per hour, dc, resource)",
+             responses=err)
+    async def ledger() -> Any:
+        return JSONResponse(service.ledger_report())
+
+    @app.get("/healthz", summary="Liveness and what is being served",
+             responses={200: {"model": models["Health"]}})
+    async def healthz() -> Any:
+        version, _ = service.model_version()
+        return JSONResponse({"status": "ok", "scenario": service.scenario.name,
+                             "model_version": version, "mode": service.mode,
+                             "uptime_s": round(time.monotonic() - service.started_monotonic, 3)})
+
+    @app.get("/metrics", summary="Prometheus metrics (text exposition format)",
+             response_class=Response)
+    async def metrics() -> Any:
+        body, ctype = service.metrics.render()
+        return Response(body, media_type=ctype)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        comps = schema.setdefault("components", {})
+        schemas = comps.setdefault("schemas", {})
+        for name in ("AssignJob", "AssignBatch", "Outcome", "OutcomeBatch"):
+            s = models[name].model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(s.pop("$defs", {}))
+            schemas[name] = s
+        comps.setdefault("securitySchemes", {})["ApiKey"] = {
+            "type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+        for path, ops in schema.get("paths", {}).items():
+            if path.startswith("/v1/") or (config.metrics_auth and path == "/metrics"):
+                for op in ops.values():
+                    op["security"] = [{"ApiKey": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def _package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("greensched")
+    except Exception:  # pragma: no cover - not installed
+        return "0"
+

@@ -1,0 +1,402 @@
+"""The service's shared state and the batch step: predict, assign, remember, report."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greensched.jobs import DEFAULT_SLA_S
+from greensched.scenario import Scenario, load_coefficients, load_scenario
+from greensched.scheduler.assign import (
+    CapacityLedger,
+    GreedyAssigner,
+    PlanGuide,
+    PreparedBatch,
+)
+from greensched.service.batcher import JobConflict, MicroBatcher, Pending
+from greensched.service.config import ServiceConfig, ServiceError
+from greensched.service.metrics import Metrics
+from greensched.service.predict import CoefficientPredictor, JobArrays, load_model, model_version
+
+__all__ = ["GreenSchedService", "allocation_summary"]
+
+log = logging.getLogger("greensched.service")
+
+class GreenSchedService:
+    """State shared by the endpoints: scenario, assigner, ledger, model, store, metrics.
+
+    Reachable from a running app as ``app.state.greensched`` (tests use :attr:`ledger`).
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._key_digest = hashlib.sha256(config.resolve_api_key().encode("utf-8")).digest()
+        self.scenario = self._load_scenario(config)
+        scen = self.scenario
+        self.plan_meta: dict[str, Any] | None = None
+        self.plan_summary: dict[str, Any] | None = None
+        guide: PlanGuide | None = None
+        self.mode = config.mode or ("plan" if config.plan is not None else "greedy")
+        if config.plan is not None:
+            guide = self._load_plan(Path(config.plan))
+        if self.mode == "greedy":
+            guide = None
+        elif self.mode == "follow":
+            assert guide is not None
+            if guide.allocation is None:
+                raise ServiceError(f"{config.plan}: allocation.csv not found; plan-following "
+                                   "needs the plan's shares")
+            guide = PlanGuide(allocation=guide.allocation, weights=guide.weights,
+                              source=guide.source)
+        self.ledger = CapacityLedger.from_scenario(scen)
+        self.assigner = GreedyAssigner(scen, config.assign, guide=guide, ledger=self.ledger)
+        ds = scen.ds
+        self._units_per_token = ds["units_per_token"].transpose("query_type", "resource").values
+        self._mean_out = np.asarray(ds["output_tokens"].values, dtype=float)
+        self._area_pos = {a: i for i, a in enumerate(scen.areas)}
+        self._type_pos = {k: i for i, k in enumerate(scen.query_types)}
+        # predictions
+        self._hot: Any = None
+        self._static: tuple[Any, str] | None = None
+        if config.registry is not None:
+            from greensched.feedback.registry import HotModel, ModelRegistry
+
+            reg = ModelRegistry(config.registry)
+            if reg.current() is None:
+                raise ServiceError(f"registry {str(config.registry)!r} has no promoted version; "
+                                   "register and promote one first")
+            self._hot = HotModel(reg, lambda p: load_model(Path(p), scen))
+        elif config.model is not None:
+            path = Path(config.model)
+            self._static = (load_model(path, scen), model_version(path))
+        else:
+            assert config.coefficients is not None
+            cpath = Path(config.coefficients)
+            digest = hashlib.sha256(cpath.read_bytes()).hexdigest()[:12]
+            self._static = (CoefficientPredictor(scen), f"coefficients-{digest}")
+        if config.assign.risk:
+            pred, _ = self.predictor()
+            if isinstance(pred, CoefficientPredictor):
+                raise ServiceError("risk-aware assignment needs p90 predictions from a model; "
+                                   "coefficients give none")
+        self.versions_served: set[str] = {self.model_version()[0]}
+        # outcomes
+        self.store: Any = None
+        self._store_lock = threading.Lock()
+        if config.store is not None:
+            from greensched.feedback.store import OutcomeStore
+
+            self.store = OutcomeStore.open(config.store)
+        self._recent: OrderedDict[str, tuple[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+        self.assigned_counts = np.zeros(len(scen.dcs), dtype=np.int64)
+        self.started_monotonic = time.monotonic()
+        self.metrics = Metrics(self)
+        self.batcher = MicroBatcher(self._process, window_s=config.batch_window_s,
+                                    max_jobs=config.max_predict_jobs)
+
+    # -- set-up ----------------------------------------------------------------------------------
+    @staticmethod
+    def _load_scenario(config: ServiceConfig) -> Scenario:
+        src = config.scenario
+        if isinstance(src, Scenario):
+            scen = src.copy() if config.coefficients is not None else src
+            if config.coefficients is not None:
+                scen.coefficients = load_coefficients(config.coefficients, scen)
+            return scen
+        if src is None:
+            from greensched.defaults import default_scenario
+
+            scen = default_scenario()
+            if config.coefficients is not None:
+                scen.coefficients = load_coefficients(config.coefficients, scen)
+            return scen
+        return load_scenario(src, coefficients=config.coefficients)
+
+    def _load_plan(self, root: Path) -> PlanGuide:
+        # TODO(lead): from greensched.scheduler.assign import plan_guide_for, once moved there
+        from greensched.cli.assign import plan_guide_for
+
+        guide = plan_guide_for(self.scenario, root, need_duals=self.mode == "plan")
+        self.plan_meta = json.loads((root / "plan.json").read_text(encoding="utf-8"))
+        self.plan_summary = allocation_summary(self.scenario, guide)
+        self.plan_summary["has_duals"] = guide.has_duals
+        return guide
+
+    # -- running ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the micro-batcher and, with a registry, the version poller."""
+        self.batcher.start()
+        if self._hot is not None:
+            self._hot.start(self.config.poll_interval_s)
+
+    def stop(self) -> None:
+        """Stop the threads and close the outcome store."""
+        self.batcher.stop()
+        if self._hot is not None:
+            self._hot.stop()
+        if self.store is not None:
+            self.store.close()
+
+    def check_key(self, provided: str | bytes | None) -> bool:
+        """Whether ``provided`` is the API key (constant time in the key's content)."""
+        if provided is None:
+            return False
+        raw = provided.encode("utf-8") if isinstance(provided, str) else provided
+        return hmac.compare_digest(hashlib.sha256(raw).digest(), self._key_digest)
+
+    def predictor(self) -> tuple[Any, str]:
+        """The predictor in use and its version."""
+        if self._hot is not None:
+            obj, version = self._hot.get()
+            return obj, version
+        assert self._static is not None
+        return self._static
+
+    def model_version(self) -> tuple[str, str]:
+        """(version, kind) of the predictor in use."""
+        obj, version = self.predictor()
+        return version, str(getattr(obj, "kind", "model"))
+
+    def encode(self, jobs: list[Any]) -> JobArrays:
+        """Validated request jobs → integer codes and arrays."""
+        n = len(jobs)
+        hour = np.empty(n, dtype=np.int64)
+        arrival = np.empty(n)
+        out = np.empty(n)
+        sla = np.empty(n)
+        for i, j in enumerate(jobs):
+            if j.arrival_s is not None:
+                arrival[i] = j.arrival_s
+                hour[i] = int(j.arrival_s // 3600.0)
+            else:
+                hour[i] = j.hour
+                arrival[i] = j.hour * 3600.0
+            out[i] = np.nan if j.output_tokens is None else j.output_tokens
+            sla[i] = DEFAULT_SLA_S if j.sla_s is None else j.sla_s
+        return JobArrays(
+            job_id=[j.job_id for j in jobs],
+            hour=hour,
+            area=np.fromiter((self._area_pos[j.area] for j in jobs), np.int64, n),
+            qtype=np.fromiter((self._type_pos[j.query_type] for j in jobs), np.int64, n),
+            input_tokens=np.fromiter((j.input_tokens for j in jobs), float, n),
+            output_tokens=out,
+            sla_s=sla,
+            arrival_s=arrival,
+        )
+
+    async def assign(self, jobs: JobArrays) -> list[dict[str, Any]]:
+        """Place ``jobs`` through the micro-batcher; one result dict per job."""
+        result: list[dict[str, Any]] = await asyncio.wrap_future(self.batcher.submit(jobs))
+        return result
+
+    # -- the batch step (micro-batcher thread) -----------------------------------------------------
+    def _process(self, items: list[Pending]) -> None:
+        """Predict and assign the jobs of ``items`` (arrival order) and resolve their futures."""
+        remember = self.config.remember_jobs
+        self.metrics.batch_requests.observe(len(items))
+        accepted: list[Pending] = []
+        # replays and conflicts, decided before anything is reserved
+        answers: list[list[Any]] = []  # per item: per job a dict (replay) or an int (fresh)
+        fresh_ids: dict[str, int] = {}
+        pending_fp: list[tuple[Any, ...]] = []  # fingerprints of the fresh jobs, in order
+        fresh_jobs: list[JobArrays] = []
+        n_fresh = 0
+        for it in items:
+            jobs = it.jobs
+            plan: list[Any] = []
+            conflicts: list[str] = []
+            local: list[int] = []
+            for i, jid in enumerate(jobs.job_id):
+                fp = jobs.fingerprint(i) if remember else ()
+                known = self._recent.get(jid) if remember else None
+                if known is not None:
+                    if known[0] != fp:
+                        conflicts.append(jid)
+                    plan.append(known[1])
+                    continue
+                pos = fresh_ids.get(jid) if remember else None
+                if pos is not None:
+                    if pending_fp[pos] != fp:
+                        conflicts.append(jid)
+                    plan.append(pos)
+                    continue
+                plan.append(n_fresh + len(local))
+                local.append(i)
+                if remember:
+                    fresh_ids[jid] = n_fresh + len(local) - 1
+                    pending_fp.append(fp)
+            if conflicts:
+                # nothing of this request is assigned; forget its fresh jobs
+                for i in local:
+                    fresh_ids.pop(jobs.job_id[i], None)
+                if remember and local:
+                    del pending_fp[len(pending_fp) - len(local):]
+                it.future.set_exception(JobConflict(conflicts))
+                continue
+            if local:
+                idx = np.asarray(local, dtype=np.int64)
+                fresh_jobs.append(jobs if len(local) == len(jobs) else jobs.take(idx))
+                n_fresh += len(local)
+            accepted.append(it)
+            answers.append(plan)
+        try:
+            results = self._assign_fresh(JobArrays.concat(fresh_jobs)) if fresh_jobs else []
+        except BaseException as exc:
+            log.exception("assigning a batch of %d job(s) failed", n_fresh)
+            for it in accepted:
+                it.future.set_exception(exc)
+            return
+        replays = 0
+        for it, plan in zip(accepted, answers, strict=True):
+            out = []
+            for x in plan:
+                if isinstance(x, int):
+                    out.append(results[x])
+                else:
+                    out.append(x)
+                    replays += 1
+            it.future.set_result(out)
+        if replays:
+            self.metrics.replayed.inc(replays)
+
+    def _assign_fresh(self, jobs: JobArrays) -> list[dict[str, Any]]:
+        predictor, version = self.predictor()
+        if version not in self.versions_served:
+            self.versions_served.add(version)
+        n = len(jobs)
+        m = self.metrics
+        t0 = time.perf_counter()
+        preds = predictor.predict(jobs)
+        t1 = time.perf_counter()
+        m.predict_s.observe(t1 - t0)
+        m.batch_jobs.observe(n)
+        risk = self.config.assign.risk
+        energy_mean, service_mean = preds["energy_kwh"], preds["service_s"]
+        if risk:
+            if "energy_kwh_p90" not in preds or "service_s_p90" not in preds:
+                raise ServiceError(f"model {version!r} gives no p90 predictions; risk-aware "
+                                   "assignment needs them")
+            energy, service = preds["energy_kwh_p90"], preds["service_s_p90"]
+        else:
+            energy, service = energy_mean, service_mean
+        for name, arr in (("energy_kwh", energy), ("service_s", service)):
+            bad = ~np.isfinite(arr) | (arr < 0)
+            if bad.any():
+                j, d = (int(x[0]) for x in np.nonzero(bad))
+                raise ServiceError(f"model {version!r} predicted {name} {arr[j, d]!r} for job "
+                                   f"{jobs.job_id[j]!r} at dc {self.scenario.dcs[d]!r}")
+        k = jobs.qtype
+        tokens = jobs.input_tokens + np.where(np.isnan(jobs.output_tokens), self._mean_out[k],
+                                              jobs.output_tokens)
+        ticks = self.ledger.to_ticks(self._units_per_token[k] * tokens[:, None])
+        a = self.assigner
+        follow = self.mode == "follow"
+        choice, propensity, score = a.assign_arrays(
+            hour=jobs.hour, area=jobs.area, qtype=k, tokens=tokens, sla=jobs.sla_s,
+            energy=energy, service=service, usage_ticks=ticks, arrival=None, follow=follow)
+        m.assign_s.observe(time.perf_counter() - t1)
+        # the scheduler's per-job table: costs at the mean predictions, why unplaced
+        codes = {"area": jobs.area, "qtype": k, "hour": jobs.hour, "tokens": tokens,
+                 "sla": jobs.sla_s, "arrival": jobs.arrival_s}
+        batch = PreparedBatch(jobs=pd.DataFrame({"job_id": jobs.job_id}), codes=codes,
+                              preds={"energy_kwh": energy_mean, "service_s": service_mean},
+                              usage_ticks=ticks, energy=energy, service=service)
+        frame = a.result(batch, choice, score, propensity,
+                         "follow" if follow else a.mode).frame
+        reason = frame["reason"].astype(str).to_numpy(dtype=object)
+        unplaced = reason[choice < 0]
+        if unplaced.size:
+            for r, cnt in zip(*np.unique(unplaced, return_counts=True), strict=True):
+                m.unplaced.labels(str(r)).inc(int(cnt))
+        cc = choice[choice >= 0]
+        counts = np.bincount(cc, minlength=len(self.scenario.dcs))
+        self.assigned_counts += counts
+        for dpos in np.flatnonzero(counts).tolist():
+            m.assigned.labels(self.scenario.dcs[dpos]).inc(int(counts[dpos]))
+
+        def clean(arr: np.ndarray) -> list[float | None]:
+            return [None if math.isnan(x) else x for x in arr.tolist()]
+
+        dcs = self.scenario.dcs
+        dc_names = [dcs[c] if c >= 0 else None for c in choice.tolist()]
+        cols = [clean(frame[c].to_numpy(dtype=float)) for c in
+                ("predicted_energy_kwh", "predicted_service_s", "carbon_kg", "cost_usd")]
+        out = [
+            {"job_id": jid, "dc": dc, "hour": h, "predicted_energy_kwh": pe,
+             "predicted_service_s": ps, "carbon_kg": ck, "cost_usd": cu, "score": sc,
+             "propensity": pr, "model_version": version, "reason": rs}
+            for jid, dc, h, pe, ps, ck, cu, sc, pr, rs in zip(
+                jobs.job_id, dc_names, jobs.hour.tolist(), *cols, clean(score),
+                clean(propensity), reason.tolist(), strict=True)
+        ]
+        remember = self.config.remember_jobs
+        if remember:
+            recent = self._recent
+            for i, res in enumerate(out):
+                recent[res["job_id"]] = (jobs.fingerprint(i), res)
+            while len(recent) > remember:
+                recent.popitem(last=False)
+        return out
+
+    # -- other endpoints' work ---------------------------------------------------------------------
+    def ingest(self, records: list[dict[str, Any]]) -> Any:
+        """Store outcomes (one transaction); returns the store's IngestReport."""
+        with self._store_lock:
+            return self.store.ingest(records)
+
+    def ledger_report(self) -> dict[str, Any]:
+        """Reserved and total capacity; exact ticks per (hour, dc, resource)."""
+        L = self.ledger
+        with L.lock:
+            used = L.used_ticks.copy()
+        cap = L.capacity_ticks
+        tpu = L.ticks_per_unit
+        used_dc, cap_dc = used.sum(axis=0), cap.sum(axis=0)
+        return {
+            "ticks_per_unit": tpu,
+            "hours": L.hours,
+            "dcs": list(L.dcs),
+            "resources": list(L.resources),
+            "used_ticks": used.tolist(),
+            "used_units": {d: {r: used_dc[i, j] / tpu for j, r in enumerate(L.resources)}
+                           for i, d in enumerate(L.dcs)},
+            "capacity_units": {d: {r: cap_dc[i, j] / tpu for j, r in enumerate(L.resources)}
+                               for i, d in enumerate(L.dcs)},
+            "utilisation": {d: {r: (float(used_dc[i, j] / cap_dc[i, j]) if cap_dc[i, j] else 0.0)
+                                for j, r in enumerate(L.resources)}
+                            for i, d in enumerate(L.dcs)},
+            "assigned_jobs": {d: int(c) for d, c in zip(L.dcs, self.assigned_counts.tolist(),
+                                                        strict=True)},
+        }
+
+
+def allocation_summary(scenario: Scenario, guide: PlanGuide) -> dict[str, Any]:
+    """Expected queries and shares per DC under the plan's allocation."""
+    out: dict[str, Any] = {"rows": 0}
+    alloc = guide.allocation
+    if alloc is None:
+        return out
+    out["rows"] = int(np.isfinite(alloc.values).sum())
+    x = alloc.reindex(area=scenario.areas, dc=scenario.dcs, query_type=scenario.query_types,
+                      hour=np.arange(scenario.hours), fill_value=0.0).fillna(0.0)
+    q = scenario.ds["queries"]
+    per_dc = (x * q).sum(["area", "query_type", "hour"]).reindex(dc=scenario.dcs)
+    total = float(per_dc.sum())
+    out["queries_by_dc"] = {d: float(v) for d, v in zip(scenario.dcs, per_dc.values,
+                                                        strict=True)}
+    out["share_by_dc"] = {d: (float(v) / total if total > 0 else 0.0)
+                          for d, v in zip(scenario.dcs, per_dc.values, strict=True)}
+    return out
+
