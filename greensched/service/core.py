@@ -125,8 +125,7 @@ class GreenSchedService:
         return load_scenario(src, coefficients=config.coefficients)
 
     def _load_plan(self, root: Path) -> PlanGuide:
-        # TODO(lead): from greensched.scheduler.assign import plan_guide_for, once moved there
-        from greensched.cli.assign import plan_guide_for
+        from greensched.scheduler.plan_loader import plan_guide_for
 
         guide = plan_guide_for(self.scenario, root, need_duals=self.mode == "plan")
         self.plan_meta = json.loads((root / "plan.json").read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from greensched.eval.simulate import (
     simulate,
     write_dataset,
 )
-from greensched.eval.simulate_cli import simulate_command
+from greensched.cli.simulate import simulate_command
 from greensched.eval.traces import jobs_from_demand
 from greensched.eval.twin import Twin
 from greensched.scheduler import PlanConfig, plan

@@ -13,17 +13,17 @@ pytest.importorskip("sqlalchemy", reason="sqlalchemy is not installed: the outco
                     "needs it (pip install 'sqlalchemy>=2.0')")
 
 from greensched.feedback.drift import Verdict
-from greensched.feedback.feedback_cli import (
+from greensched.feedback.store import (
     DEFAULT_STORE,
     STORE_ENV,
+    OutcomeStore,
+    OutcomeValidationError,
     default_store,
-    ingest_command,
-    status_command,
 )
-from greensched.feedback.store import OutcomeStore, OutcomeValidationError
 from outcome_factory import make_outcomes
 from rich.console import Console
 
+from greensched.cli.feedback import ingest_command, status_command
 from greensched.errors import GreenSchedError, LocatedError
 
 

@@ -18,13 +18,12 @@ from greensched.errors import GreenSchedError
 from greensched.eval.simulate import write_dataset
 from greensched.feedback.drift import Verdict
 from greensched.feedback.experiment import run_drift_experiment
+from greensched.cli.feedback import retune_command, run_command
 from greensched.feedback.loop import (
     CycleAction,
     LoopState,
     dc_bias_check,
     parse_interval,
-    retune_command,
-    run_command,
     run_forever,
     run_once,
 )

@@ -683,7 +683,7 @@ def cli_case(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def test_assign_command_modes_write_columns(cli_case) -> None:  # type: ignore[no-untyped-def]
-    from greensched.scheduler.assign_cli import OUTPUT_COLUMNS, assign_command
+    from greensched.cli.assign import OUTPUT_COLUMNS, assign_command
 
     root, scen, jobs, _ = cli_case
     for mode in ("greedy", "plan", "follow", "batch"):
@@ -704,7 +704,8 @@ def test_assign_command_modes_write_columns(cli_case) -> None:  # type: ignore[n
 def test_assign_command_plan_duals_file_and_mismatch(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    from greensched.scheduler.assign_cli import assign_command, plan_guide_for
+    from greensched.cli.assign import assign_command
+    from greensched.scheduler.plan_loader import plan_guide_for
 
     root, scen, _, result = cli_case
     plan_copy = tmp_path / "plan"
@@ -723,7 +724,7 @@ def test_assign_command_plan_duals_file_and_mismatch(cli_case, tmp_path) -> None
 
 def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from greensched.errors import GreenSchedError
-    from greensched.scheduler.assign_cli import assign_command
+    from greensched.cli.assign import assign_command
 
     root, scen, _, _ = cli_case
     base = dict(scenario=root / "scen", jobs=root / "jobs.csv", out=tmp_path / "a.csv")
@@ -749,7 +750,7 @@ def test_assign_command_with_a_saved_predictor(cli_case, tmp_path) -> None:  # t
     pytest.importorskip("xgboost", reason="xgboost is not installed (extra 'ml')")
     from greensched.predictor.synthetic import synthetic_dataset
     from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor
-    from greensched.scheduler.assign_cli import assign_command
+    from greensched.cli.assign import assign_command
 
     root, scen, jobs, _ = cli_case
     df, _ = synthetic_dataset(scen, 300, seed=0)

@@ -38,15 +38,12 @@ Setup (all seeded)
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -800,37 +797,3 @@ def _json_ready(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m greensched.feedback.experiment [--out DIR] [--seed N] [--quick]``."""
-    ap = argparse.ArgumentParser(prog="python -m greensched.feedback.experiment",
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("reports"),
-                    help="folder for drift_experiment.md and .png (default: reports)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="the small test configuration")
-    ap.add_argument("--extra-seeds", type=int, nargs="*", default=None,
-                    help="seeds of the robustness repeats (default: seed+1 and seed+2; none "
-                         "with --quick)")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = ap.parse_args(argv)
-    res = run_drift_experiment(args.out, seed=args.seed, quick=args.quick,
-                               extra_seeds=args.extra_seeds)
-    s = res.summary
-    if args.json:
-        print(json.dumps(_json_ready({"config": asdict(res.config), "summary": s,
-                                      "robustness": res.robustness}), indent=2))
-    else:
-        print(f"wrote {res.report_path} and {res.plot_path} in "
-              f"{s.get('elapsed_total_s', s['elapsed_s']):.0f} s")
-        print(f"detection delay {s['detection_delay_periods']} period(s); energy MAPE stale "
-              f"{_pct(s.get('error_stale_after'))} -> re-tuned {_pct(s.get('error_after'))} "
-              f"(reduction {_pct(s.get('error_reduction'))}); carbon per job stale "
-              f"{_num(s.get('carbon_stale_g'))} g, re-tuned {_num(s.get('carbon_current_g'))}"
-              f" g, oracle {_num(s.get('carbon_oracle_g'))} g")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

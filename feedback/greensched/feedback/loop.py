@@ -34,7 +34,6 @@ the bodies of ``greensched feedback retune`` and ``greensched feedback run``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -50,8 +49,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 from greensched.errors import GreenSchedError
 from greensched.feedback.drift import (
@@ -72,9 +69,9 @@ __all__ = [
     "LoopState",
     "dc_bias_check",
     "drift_check",
+    "open_registry",
+    "opened_store",
     "parse_interval",
-    "retune_command",
-    "run_command",
     "run_forever",
     "run_once",
 ]
@@ -255,7 +252,9 @@ def _now() -> str:
 
 
 @contextmanager
-def _opened(store: OutcomeStore | str | Path, create: bool = False) -> Iterator[OutcomeStore]:
+def opened_store(store: OutcomeStore | str | Path,
+                 create: bool = False) -> Iterator[OutcomeStore]:
+    """The store itself, or one opened from a path/URL for the ``with`` block."""
     if isinstance(store, OutcomeStore):
         yield store
         return
@@ -266,7 +265,8 @@ def _opened(store: OutcomeStore | str | Path, create: bool = False) -> Iterator[
         s.close()
 
 
-def _registry(registry: ModelRegistry | str | Path) -> ModelRegistry:
+def open_registry(registry: ModelRegistry | str | Path) -> ModelRegistry:
+    """The registry itself, or one opened at a root directory."""
     return registry if isinstance(registry, ModelRegistry) else ModelRegistry(registry)
 
 
@@ -403,8 +403,8 @@ def run_once(
     started = _now()
     if trigger not in ("drift", "watch"):
         raise GreenSchedError(f"trigger must be 'drift' or 'watch', got {trigger!r}")
-    reg = _registry(registry)
-    with _opened(store) as s:
+    reg = open_registry(registry)
+    with opened_store(store) as s:
         version = reg.current()
         cycle = LoopCycle(started_at=started, version_before=version, version_after=version,
                           action=CycleAction.NO_DRIFT)
@@ -490,8 +490,8 @@ def run_forever(
     stop = stop or threading.Event()
     state = LoopState()
     cycles: list[LoopCycle] = []
-    reg = _registry(registry)
-    with _opened(store) as s:
+    reg = open_registry(registry)
+    with opened_store(store) as s:
         n = 0
         while not stop.is_set():
             t0 = time.monotonic()
@@ -511,142 +511,3 @@ def run_forever(
                 break
             stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))
     return cycles
-
-
-# ----------------------------------------------------------------------------------------------
-# Command bodies
-# ----------------------------------------------------------------------------------------------
-
-def _retune_table(res: RetuneResult) -> Table:
-    table = Table(title=f"Re-tune of {res.parent}: [bold]{res.status.value}[/]"
-                  + (f" -> {res.version}" if res.version else ""),
-                  caption=res.message)
-    for name in ("target", "current MAPE", "candidate MAPE", "current RMSE(log)",
-                 "candidate RMSE(log)"):
-        table.add_column(name, justify="left" if name == "target" else "right")
-    for t, cur in res.current_error.items():
-        new = res.candidate_error.get(t, {})
-        table.add_row(t, f"{cur.get('mape', math.nan):.2%}", f"{new.get('mape', math.nan):.2%}",
-                      f"{cur.get('rmse_log', math.nan):.3f}",
-                      f"{new.get('rmse_log', math.nan):.3f}")
-    return table
-
-
-def retune_command(
-    store: str | None = None,
-    registry: str | Path = "models",
-    replay: str | Path | None = None,
-    *,
-    window: int = 5000,
-    val_fraction: float = 0.2,
-    min_improvement: float = 0.0,
-    seed: int = 0,
-    replay_rows: int | None = None,
-    promote: bool = True,
-    json_out: Path | None = None,
-    console: Console | None = None,
-) -> RetuneResult:
-    """``greensched feedback retune --store S --registry DIR --replay DATA``: one re-tune.
-
-    Parameters
-    ----------
-    store
-        Outcome store path or URL (default: ``$GREENSCHED_STORE`` or
-        ``./greensched-outcomes.sqlite``).
-    registry
-        Model registry directory (a version must be promoted).
-    replay
-        The original training dataset (Parquet/CSV, ``docs/dataset-format.md``).
-    window, val_fraction, min_improvement, seed, replay_rows, promote
-        See :func:`~greensched.feedback.retune.retune`.
-    json_out
-        Also write the result as JSON there.
-    """
-    from greensched.feedback.feedback_cli import default_store
-
-    console = console or Console()
-    if replay is None:
-        raise GreenSchedError("--replay is required: the original training dataset "
-                              "(docs/dataset-format.md) sampled for replay")
-    replay_path = Path(replay)
-    if not replay_path.is_file():
-        raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
-    reg = _registry(registry)
-    with OutcomeStore.open(store or default_store(), create=False) as s:
-        res = retune(s, reg, replay_data=replay_path, window=window, val_fraction=val_fraction,
-                     min_improvement=min_improvement, seed=seed, replay_rows=replay_rows,
-                     promote=promote)
-    if res.status is RetuneStatus.INSUFFICIENT_DATA:
-        console.print(f"[yellow]{res.message}[/]")
-    else:
-        console.print(_retune_table(res))
-    if json_out is not None:
-        Path(json_out).write_text(json.dumps(res.to_dict(), indent=2, sort_keys=True) + "\n",
-                                  encoding="utf-8")
-    return res
-
-
-def run_command(
-    interval: str = "1h",
-    once: bool = False,
-    *,
-    store: str | None = None,
-    registry: str | Path = "models",
-    replay: str | Path | None = None,
-    window: int = 1000,
-    min_samples: int = 100,
-    retune_window: int | None = None,
-    val_fraction: float = 0.2,
-    min_improvement: float = 0.0,
-    trigger: str = "drift",
-    seed: int = 0,
-    max_cycles: int | None = None,
-    console: Console | None = None,
-) -> list[LoopCycle]:
-    """``greensched feedback run --interval 1h [--once]``: the standing loop.
-
-    Every ``interval`` (``"1h"``, ``"30m"``, ``"15s"``, ...) one cycle of :func:`run_once`;
-    ``once`` runs a single cycle and returns.  Ctrl-C stops the loop after the running cycle's
-    output.  Options as in :func:`run_once` and :func:`retune_command`.
-    """
-    from greensched.feedback.feedback_cli import default_store
-
-    console = console or Console()
-    seconds = parse_interval(interval)
-    if replay is None:
-        raise GreenSchedError("--replay is required: the original training dataset "
-                              "(docs/dataset-format.md) sampled for replay")
-    replay_path = Path(replay)
-    if not replay_path.is_file():
-        raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
-    reg = _registry(registry)
-    if reg.current() is None:
-        raise GreenSchedError(f"no model version has been promoted in {reg.root}")
-    where = store or default_store()
-
-    def show(cycle: LoopCycle) -> None:
-        style = {"promoted": "green", "error": "red", "rejected": "yellow"}.get(
-            cycle.action.value, "")
-        console.print(f"[{style}]{cycle.describe()}[/]" if style else cycle.describe())
-        if cycle.drift is not None and cycle.verdict not in (None, Verdict.OK):
-            console.print(cycle.drift.render_table())
-
-    options: dict[str, Any] = dict(window=window, min_samples=min_samples,
-                                   retune_window=retune_window, val_fraction=val_fraction,
-                                   min_improvement=min_improvement, trigger=trigger, seed=seed)
-    if once:
-        with _opened(where) as s:
-            cycle = run_once(s, reg, replay_data=replay_path, **options)
-        show(cycle)
-        return [cycle]
-    console.print(f"Feedback loop on {where} and {reg.root}: a cycle every {interval} "
-                  f"({seconds:g} s); Ctrl-C stops.")
-    stop = threading.Event()
-    try:
-        return run_forever(seconds, where, reg, replay_data=replay_path, max_cycles=max_cycles,
-                           stop=stop, on_cycle=show, **options)
-    except KeyboardInterrupt:
-        stop.set()
-        console.print("stopped")
-        return []
-

@@ -1,29 +1,8 @@
 """Outcome store: what each job really cost, next to what the predictor said it would cost.
 
-One row per job that ran (``job_id`` is the primary key). An outcome record has these fields:
-
-| field | type | unit | required | meaning |
-|---|---|---|---|---|
-| ``job_id`` | str | – | yes | unique job identifier (the key; a job is stored once) |
-| ``arrival_s`` | float | s since hour 0 | one of the two | arrival time |
-| ``hour`` | int | slot | one of the two | arrival slot (``arrival_s // 3600`` when both given) |
-| ``area`` | str | – | yes | area the request came from |
-| ``query_type`` | str | – | yes | query type |
-| ``input_tokens`` | int | tokens | yes | prompt length |
-| ``output_tokens`` | int | tokens | no | generated length |
-| ``sla_s`` | float | s | no | latency objective (> 0) |
-| ``prompt`` | str | – | no | prompt text (for re-training the prompt predictor) |
-| ``features`` | JSON object | – | no | feature dict (or a JSON string of one); stored canonically |
-| ``dc`` | str | – | yes | data center that ran the job |
-| ``model_version`` | str | – | yes | predictor version that made the prediction |
-| ``pred_energy_kwh`` | float | kWh | yes | predicted energy (> 0) |
-| ``pred_service_s`` | float | s | yes | predicted service time (> 0) |
-| ``pred_energy_kwh_p10`` / ``_p90`` | float | kWh | no | predicted quantiles (p10 <= p90) |
-| ``pred_service_s_p10`` / ``_p90`` | float | s | no | predicted quantiles (p10 <= p90) |
-| ``propensity`` | float | – | no | probability the policy gave to the chosen dc, in (0, 1] |
-| ``energy_kwh`` | float | kWh | yes | measured energy (> 0) |
-| ``service_s`` | float | s | yes | measured service time (> 0) |
-| ``measured_at`` | timestamp | UTC | no | when measured (ISO 8601, naive = UTC); default: now |
+One row per job that ran (``job_id`` is the primary key), holding every field of the outcome
+record (:mod:`greensched.outcomes`, ``docs/outcomes.md``): the job, the DC that ran it, the
+prediction and propensity it was placed with, and what was measured.
 
 The store adds ``created_at`` (UTC ingest time) and ``ingest_id`` (one id per ingest call).
 
@@ -56,7 +35,7 @@ from __future__ import annotations
 
 import csv
 import json
-import math
+import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -65,19 +44,38 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import math
+
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from greensched.errors import GreenSchedError, LocatedError
+from greensched.outcomes import (
+    FIELD_NAMES,
+    FIELDS,
+    REQUIRED_FIELDS,
+    FieldKind,
+    OutcomeField,
+    OutcomeLabels,
+    OutcomeValidationError,
+    RowIssue,
+    ValidatedOutcomes,
+    as_time,
+    raise_issues,
+    validate_outcomes,
+)
 
 __all__ = [
+    "DEFAULT_STORE",
+    "STORE_ENV",
+    "default_store",
     "INPUT_COLUMNS",
     "REQUIRED_COLUMNS",
     "SCHEMA_VERSION",
     "STORED_COLUMNS",
     "IngestReport",
+    "OutcomeLabels",
     "OutcomeStore",
     "OutcomeValidationError",
     "RowIssue",
@@ -85,86 +83,31 @@ __all__ = [
     "store_url",
 ]
 
-#: Version of the table layout written in the ``greensched_meta`` table.
-SCHEMA_VERSION = 1
+#: Version of the table layout written in the ``greensched_meta`` table.  Version 2 added
+#: ``policy``, ``wait_s``, ``carbon_kg``, ``water_l``, ``cost_usd``, ``sla_met`` and
+#: ``assigned_at``; a version-1 store is upgraded in place when opened.
+SCHEMA_VERSION = 2
 
 _CHUNK_ROWS = 500  # rows per SELECT ... IN (...) and per INSERT executemany
-_MAX_ISSUES = 50  # validation problems collected before giving up
-
-
-# ----------------------------------------------------------------------------------------------
-# Field specification
-# ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Field:
-    name: str
-    kind: str  # "str", "text", "int", "float", "json", "time"
-    required: bool = False
-    lower: float | None = None  # inclusive lower bound
-    lower_open: bool = False  # lower bound exclusive
-    upper: float | None = None  # inclusive upper bound
-
-    def expected(self) -> str:
-        if self.kind == "str":
-            return "a non-empty string without surrounding spaces"
-        if self.kind == "text":
-            return "a string"
-        if self.kind == "json":
-            return "a JSON object (dict or JSON text of one) with finite numbers"
-        if self.kind == "time":
-            return "an ISO 8601 timestamp (UTC if no offset is given)"
-        kind = "an integer" if self.kind == "int" else "a finite number"
-        if self.lower is None:
-            return kind
-        rng = f"> {self.lower:g}" if self.lower_open else f">= {self.lower:g}"
-        if self.upper is not None:
-            rng += f" and <= {self.upper:g}"
-        return f"{kind} {rng}"
-
-
-_FIELDS: tuple[_Field, ...] = (
-    _Field("job_id", "str", required=True),
-    _Field("arrival_s", "float", lower=0.0),
-    _Field("hour", "int", lower=0.0),
-    _Field("area", "str", required=True),
-    _Field("query_type", "str", required=True),
-    _Field("input_tokens", "int", required=True, lower=0.0),
-    _Field("output_tokens", "int", lower=0.0),
-    _Field("sla_s", "float", lower=0.0, lower_open=True),
-    _Field("prompt", "text"),
-    _Field("features", "json"),
-    _Field("dc", "str", required=True),
-    _Field("model_version", "str", required=True),
-    _Field("pred_energy_kwh", "float", required=True, lower=0.0, lower_open=True),
-    _Field("pred_service_s", "float", required=True, lower=0.0, lower_open=True),
-    _Field("pred_energy_kwh_p10", "float", lower=0.0),
-    _Field("pred_energy_kwh_p90", "float", lower=0.0),
-    _Field("pred_service_s_p10", "float", lower=0.0),
-    _Field("pred_service_s_p90", "float", lower=0.0),
-    _Field("propensity", "float", lower=0.0, lower_open=True, upper=1.0),
-    _Field("energy_kwh", "float", required=True, lower=0.0, lower_open=True),
-    _Field("service_s", "float", required=True, lower=0.0, lower_open=True),
-    _Field("measured_at", "time"),
-)
-_BY_NAME = {f.name: f for f in _FIELDS}
 
 #: Columns accepted by :meth:`OutcomeStore.ingest` (``features_json`` is an alias of ``features``).
-INPUT_COLUMNS: tuple[str, ...] = tuple(f.name for f in _FIELDS)
+INPUT_COLUMNS: tuple[str, ...] = FIELD_NAMES
 #: Columns every record must have (plus ``arrival_s`` or ``hour``).
-REQUIRED_COLUMNS: tuple[str, ...] = tuple(f.name for f in _FIELDS if f.required)
-_ALIASES = {"features_json": "features"}
+REQUIRED_COLUMNS: tuple[str, ...] = REQUIRED_FIELDS
+
+
+def _column_name(f: OutcomeField) -> str:
+    return "features_json" if f.name == "features" else f.name
+
 
 #: Columns of the stored table, in the order :meth:`OutcomeStore.query` returns them.
-STORED_COLUMNS: tuple[str, ...] = tuple(
-    "features_json" if f.name == "features" else f.name for f in _FIELDS
-) + ("created_at", "ingest_id")
+STORED_COLUMNS: tuple[str, ...] = tuple(_column_name(f) for f in FIELDS) + (
+    "created_at", "ingest_id")
 # Columns that define "the same outcome" (bookkeeping columns excluded).
 _CONTENT_COLUMNS = tuple(c for c in STORED_COLUMNS if c not in ("created_at", "ingest_id"))
-_FLOAT_COLUMNS = frozenset(f.name for f in _FIELDS if f.kind == "float")
-_INT_COLUMNS = frozenset(f.name for f in _FIELDS if f.kind == "int")
-_QUANTILE_PAIRS = (("pred_energy_kwh_p10", "pred_energy_kwh_p90"),
-                   ("pred_service_s_p10", "pred_service_s_p90"))
+_FLOAT_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.FLOAT)
+_INT_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.INT)
+_BOOL_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.BOOL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,25 +139,25 @@ class _UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def _sa_type(f: _Field) -> Any:
+def _sa_type(f: OutcomeField) -> Any:
     """The SQLAlchemy column type of a field."""
     return {
-        "str": sa.String(),
-        "text": sa.Text(),
-        "json": sa.Text(),
-        "int": sa.BigInteger(),
-        "float": sa.Double(),
-        "time": _UTCDateTime(),
+        FieldKind.STR: sa.String(),
+        FieldKind.TEXT: sa.Text(),
+        FieldKind.JSON: sa.Text(),
+        FieldKind.INT: sa.BigInteger(),
+        FieldKind.FLOAT: sa.Double(),
+        FieldKind.BOOL: sa.Boolean(),
+        FieldKind.TIME: _UTCDateTime(),
     }[f.kind]
 
 
 def outcomes_table(metadata: sa.MetaData) -> sa.Table:
-    """Define the ``outcomes`` table (see the module docstring) in ``metadata``."""
+    """Define the ``outcomes`` table (every outcome field, see the module docstring)."""
     cols: list[sa.Column[Any]] = []
-    for f in _FIELDS:
-        name = "features_json" if f.name == "features" else f.name
+    for f in FIELDS:
         nullable = not (f.required or f.name in ("arrival_s", "hour", "measured_at"))
-        cols.append(sa.Column(name, _sa_type(f), primary_key=f.name == "job_id",
+        cols.append(sa.Column(_column_name(f), _sa_type(f), primary_key=f.name == "job_id",
                               nullable=nullable))
     cols.append(sa.Column("created_at", _UTCDateTime(), nullable=False))
     cols.append(sa.Column("ingest_id", sa.String(), nullable=False))
@@ -236,63 +179,8 @@ _META = sa.Table(
 
 
 # ----------------------------------------------------------------------------------------------
-# Errors and reports
+# Reports and validated batches
 # ----------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class RowIssue:
-    """One validation problem: where (row, file line, column), the value and what was expected.
-
-    ``row`` is the 0-based position in the batch; ``line`` the 1-based line in the source file
-    (header = line 1) when the batch came from a CSV or JSON-lines file.
-    """
-
-    row: int
-    column: str
-    value: Any
-    expected: str
-    line: int | None = None
-
-    def describe(self) -> str:
-        if self.line is not None:
-            where = f"line {self.line}"
-        else:
-            where = "columns" if self.row < 0 else f"row {self.row}"
-        got = "" if self.value is LocatedError._MISSING else f" (got {self.value!r})"
-        return f"{where}, column {self.column!r}: expected {self.expected}{got}"
-
-
-class OutcomeValidationError(LocatedError):
-    """A batch of outcomes has invalid rows; nothing of the batch was written.
-
-    ``issues`` lists every problem found (up to 50), ordered by row; the message shows the first
-    with its file/line/column and how many more there are.
-    """
-
-    def __init__(self, issues: Sequence[RowIssue], *, file: str | Path | None = None) -> None:
-        self.issues = list(issues)
-        first = self.issues[0]
-        self.row = first.row if first.row >= 0 else None
-        super().__init__(f"expected {first.expected}", file=file, line=first.line,
-                         column=first.column, value=first.value)
-
-    def _format(self) -> str:
-        first = self.issues[0]
-        where = [] if self.file is None else [self.file]
-        if first.line is not None:
-            where.append(f"line {first.line}")
-        elif first.row >= 0:
-            where.append(f"row {first.row}")
-        where.append(f"column {first.column!r}")
-        got = "" if first.value is LocatedError._MISSING else f" (got {first.value!r})"
-        msg = f"{', '.join(where)}: expected {first.expected}{got}"
-        if len(self.issues) > 1:
-            more = "; ".join(i.describe() for i in self.issues[1:4])
-            extra = len(self.issues) - 4
-            tail = f"; and {extra} more" if extra > 0 else ""
-            msg += f"; {len(self.issues) - 1} more problem(s): {more}{tail}"
-        return msg + ". Nothing was stored from this batch."
-
 
 @dataclass
 class IngestReport:
@@ -331,231 +219,28 @@ class IngestReport:
         return not self.conflicts
 
 
-# ----------------------------------------------------------------------------------------------
-# Validation
-# ----------------------------------------------------------------------------------------------
-
-def _is_missing(v: Any) -> bool:
-    """Missing = None, NaN, NaT, NA or a blank string."""
-    if v is None:
-        return True
-    if isinstance(v, str):
-        return not v.strip()
-    if isinstance(v, float | np.floating):
-        return bool(v != v)
-    if v is pd.NA or v is pd.NaT:
-        return True
-    if isinstance(v, np.datetime64):
-        return bool(np.isnat(v))
-    return False
-
-
-def _as_number(v: Any, integer: bool) -> float | int | None:
-    """A finite number (an ``int`` when ``integer``) from a number or its text, else None."""
-    if isinstance(v, bool | np.bool_):
-        return None
-    if isinstance(v, int | np.integer):
-        return int(v) if integer else float(v)
-    if isinstance(v, float | np.floating):
-        x = float(v)
-    elif isinstance(v, str):
-        if integer:
-            try:
-                return int(v)
-            except ValueError:
-                pass
-        try:
-            x = float(v)
-        except ValueError:
-            return None
-    else:
-        return None
-    if not math.isfinite(x):
-        return None
-    if integer:
-        return int(x) if x.is_integer() else None
-    return x
-
-
-def _canonical_json(v: Any) -> str | None:
-    obj = v
-    if isinstance(v, str | bytes):
-        try:
-            obj = json.loads(v)
-        except ValueError:
-            return None
-    if not isinstance(obj, dict):
-        return None
-    try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False)
-    except (TypeError, ValueError):
-        return None
-
-
-def _as_str(v: Any) -> str | None:
-    if isinstance(v, str):
-        return v if v and v == v.strip() else None
-    if isinstance(v, int | np.integer) and not isinstance(v, bool | np.bool_):
-        return str(int(v))
-    return None
-
-
-def _as_text(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
-
-
-def _as_time(v: Any) -> datetime | None:
-    """A UTC datetime (microseconds) from ISO 8601 text or a datetime; naive means UTC."""
-    if isinstance(v, pd.Timestamp | np.datetime64):
-        ts = pd.Timestamp(v)
-        if ts is pd.NaT:
-            return None
-        dt = ts.floor("us").to_pydatetime()
-    elif isinstance(v, datetime):
-        dt = v
-    elif isinstance(v, str):
-        try:
-            dt = datetime.fromisoformat(v.strip())
-        except ValueError:
-            return None
-    else:
-        return None  # epoch numbers are ambiguous (s? ms? ns?): ask for ISO 8601
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _as_float(v: Any) -> float | int | None:
-    return _as_number(v, integer=False)
-
-
-def _as_int(v: Any) -> float | int | None:
-    return _as_number(v, integer=True)
-
-
-_CONVERTERS: dict[str, Any] = {"str": _as_str, "text": _as_text, "json": _canonical_json,
-                               "time": _as_time, "float": _as_float, "int": _as_int}
-
-
 class _Validated:
-    """A validated batch: python-typed column lists, plus per-row "measured_at was given"."""
+    """A validated batch with the store's column names (``features`` as ``features_json``)."""
 
-    def __init__(self, columns: dict[str, list[Any]], measured_given: list[bool],
-                 n_rows: int) -> None:
-        self.columns = columns
-        self.measured_given = measured_given
-        self.n_rows = n_rows
+    def __init__(self, v: ValidatedOutcomes) -> None:
+        self.columns = dict(v.columns)
+        self.columns["features_json"] = self.columns.pop("features")
+        self.measured_given = v.measured_given
+        self.n_rows = v.n_rows
 
     def record(self, i: int) -> dict[str, Any]:
         return {c: self.columns[c][i] for c in _CONTENT_COLUMNS}
 
 
-def _as_columns(records: pd.DataFrame | Iterable[Mapping[str, Any]]
-                ) -> tuple[list[str], dict[str, list[Any]], int]:
-    """Column names (in order, possibly repeated), their values as lists, and the row count."""
-    if isinstance(records, pd.DataFrame):
-        names = [str(c) for c in records.columns]
-        cols: dict[str, list[Any]] = {}
-        for j, name in enumerate(names):
-            cols.setdefault(name, records.iloc[:, j].to_numpy(dtype=object).tolist())
-        return names, cols, len(records)
-    recs = list(records)
-    names = []
-    seen: set[str] = set()
-    for i, rec in enumerate(recs):
-        if not isinstance(rec, Mapping):
-            raise OutcomeValidationError([RowIssue(i, "-", rec, "a mapping of column to value")])
-        for k in rec:
-            if k not in seen:
-                seen.add(str(k))
-                names.append(str(k))
-    return names, {n: [rec.get(n) for rec in recs] for n in names}, len(recs)
-
-
 def _validate(records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
-              lines: Sequence[int] | None = None, extra: str = "error") -> _Validated:
-    """Check a batch and return it typed; raise :class:`OutcomeValidationError` on problems."""
-    names, raw_cols, n = _as_columns(records)
-    issues: list[RowIssue] = []
-
-    def add(i: int, col: str, value: Any, expected: str) -> None:
-        if len(issues) < _MAX_ISSUES:
-            issues.append(RowIssue(i, col, value, expected,
-                                   None if lines is None else int(lines[i])))
-
-    def header_issue(col: str, expected: str) -> None:
-        issues.append(RowIssue(-1, col, LocatedError._MISSING, expected,
-                               1 if lines is not None else None))
-
-    renamed = [_ALIASES.get(c, c) for c in names]
-    raw_cols = {_ALIASES.get(c, c): v for c, v in raw_cols.items()}
-    dups = sorted({c for c in renamed if renamed.count(c) > 1})
-    if dups:
-        header_issue(dups[0], "each column once (features_json is another name of features)")
-    unknown = [c for c in renamed if c not in _BY_NAME]
-    if unknown and extra == "error":
-        header_issue(unknown[0], "only the outcome columns " + ", ".join(INPUT_COLUMNS)
-                     + " (pass extra='ignore' to drop others)")
-    for col in REQUIRED_COLUMNS:
-        if col not in raw_cols:
-            header_issue(col, "this required column")
-    if "arrival_s" not in raw_cols and "hour" not in raw_cols:
-        header_issue("arrival_s", "a column arrival_s (s since hour 0) or hour")
-    if issues:
-        _raise_issues(issues)
-
-    out: dict[str, list[Any]] = {}
-    for f in _FIELDS:
-        raw = raw_cols.get(f.name)
-        if raw is None:
-            out[f.name] = [None] * n
-            continue
-        conv = _CONVERTERS[f.kind]
-        numeric = f.kind in ("int", "float")
-        lower, upper = f.lower, f.upper
-        vals: list[Any] = [None] * n
-        for i, v in enumerate(raw):
-            if _is_missing(v):
-                if f.required:
-                    add(i, f.name, v, f.expected() + " (the column is required)")
-                continue
-            x = conv(v)
-            if x is None or (numeric and (
-                    (lower is not None and (x <= lower if f.lower_open else x < lower))
-                    or (upper is not None and x > upper))):
-                add(i, f.name, v, f.expected())
-                continue
-            vals[i] = x
-        out[f.name] = vals
-
-    # arrival_s / hour: one of them per row, consistent when both are given
-    arrival, hour = out["arrival_s"], out["hour"]
-    for r in range(n):
-        a, h = arrival[r], hour[r]
-        if a is None and h is None:
-            if not any(x.row == r and x.column in ("arrival_s", "hour") for x in issues):
-                add(r, "arrival_s", None, "arrival_s (s since hour 0) or hour in every row")
-        elif h is None:
-            hour[r] = int(math.floor(a / 3600.0))
-        elif a is None:
-            arrival[r] = float(h) * 3600.0
-        elif int(math.floor(a / 3600.0)) != h:
-            add(r, "hour", h, f"arrival_s // 3600 = {int(math.floor(a / 3600.0))}")
-    for lo, hi in _QUANTILE_PAIRS:
-        for r in range(n):
-            if out[lo][r] is not None and out[hi][r] is not None and out[lo][r] > out[hi][r]:
-                add(r, hi, out[hi][r], f"a value >= {lo} ({out[lo][r]!r})")
-
-    if issues:
-        _raise_issues(issues)
-    measured_given = [v is not None for v in out["measured_at"]]
-    out["features_json"] = out.pop("features")
-    return _Validated(out, measured_given, n)
+              lines: Sequence[int] | None = None, extra: str = "error",
+              labels: OutcomeLabels | None = None) -> _Validated:
+    """Check a batch (:func:`greensched.outcomes.validate_outcomes`) and return it typed."""
+    return _Validated(validate_outcomes(records, lines=lines, extra=extra, labels=labels))
 
 
 def _raise_issues(issues: list[RowIssue], file: str | Path | None = None) -> None:
-    issues.sort(key=lambda x: (x.row, INPUT_COLUMNS.index(x.column)
-                               if x.column in INPUT_COLUMNS else -1))
-    raise OutcomeValidationError(issues, file=file)
+    raise_issues(issues, file)
 
 
 def _same(col: str, a: Any, b: Any) -> bool:
@@ -945,7 +630,7 @@ class OutcomeStore:
         stmt = sa.select(*[t.c[c] for c in STORED_COLUMNS])
         for bound, op in ((since, "ge"), (until, "lt")):
             if bound is not None:
-                ts = _as_time(bound)
+                ts = as_time(bound)
                 if ts is None:
                     raise GreenSchedError(f"expected a timestamp, got {bound!r}")
                 stmt = stmt.where(t.c.measured_at >= ts if op == "ge" else t.c.measured_at < ts)
@@ -1019,3 +704,14 @@ class _WriteTx:
 def _chunks(seq: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), size):
         yield seq[i:i + size]
+
+
+#: Store used when neither ``--store`` nor ``GREENSCHED_STORE`` is given.
+DEFAULT_STORE = "./greensched-outcomes.sqlite"
+#: Environment variable naming the default store.
+STORE_ENV = "GREENSCHED_STORE"
+
+
+def default_store() -> str:
+    """``$GREENSCHED_STORE`` if set, else :data:`DEFAULT_STORE`."""
+    return os.environ.get(STORE_ENV) or DEFAULT_STORE

@@ -10,11 +10,12 @@ import logging
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
 
-__all__ = ["measure_latency_ms", "ml_import_error", "select_predictor"]
+__all__ = ["MODELS", "make_predictor", "measure_latency_ms", "ml_import_error", "select_predictor"]
 
 log = logging.getLogger(__name__)
 
@@ -104,3 +105,26 @@ def select_predictor(
             log.warning("predictor: the XGBoost fallback also exceeds the budget (%.1f ms > "
                         "%.1f ms); using it anyway", ms, latency_budget_ms)
     return model
+
+
+#: Predictor kinds :func:`make_predictor` builds.
+MODELS = ("lora", "xgboost")
+
+
+def make_predictor(model: str, *, base_model: str | None = None, epochs: int | None = None,
+                   seed: int = 0, **options: Any) -> BasePredictor:
+    """An unfitted predictor of kind ``model`` ("lora" or "xgboost") with the given options
+    (fields of :class:`~greensched.predictor.lora.LoraConfig` /
+    :class:`~greensched.predictor.xgb.XGBoostConfig`)."""
+    if model == "lora":
+        from greensched.predictor.lora import LoraConfig, LoraPredictor
+
+        extra = {"epochs": epochs} if epochs is not None else {}
+        return LoraPredictor(LoraConfig(base_model=base_model, seed=seed, **extra, **options))
+    if model == "xgboost":
+        from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor
+
+        if base_model is not None:
+            raise GreenSchedError("--base-model applies to --model lora only")
+        return XGBoostPredictor(XGBoostConfig(seed=seed, **options))
+    raise GreenSchedError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")

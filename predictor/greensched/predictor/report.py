@@ -16,7 +16,8 @@ from typing import Any
 
 from greensched.predictor.base import BasePredictor, write_json
 from greensched.predictor.dataset import TARGETS, read_dataset
-from greensched.predictor.predictor_cli import make_predictor, write_evaluation
+from greensched.predictor.evaluation import write_evaluation
+from greensched.predictor.factory import make_predictor
 
 __all__ = ["MAPE_TARGETS", "write_accuracy_report"]
 

@@ -16,24 +16,29 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
 import pandas as pd
+import typer
 import xarray as xr
 
+from greensched.cli._app import (
+    app,
+    console,
+)
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
 from greensched.scenario import Scenario, load_scenario
 from greensched.scheduler.assign import (
     AssignConfig,
-    AssignError,
     Assignment,
     GreedyAssigner,
     PlanGuide,
     predictions_from_coefficients,
 )
+from greensched.scheduler.plan_loader import plan_guide_for
 
-__all__ = ["MODES", "OUTPUT_COLUMNS", "assign_command", "load_sovereignty", "plan_guide_for"]
+__all__ = ["MODES", "OUTPUT_COLUMNS", "assign_command", "load_sovereignty"]
 
 #: Modes and what they do.
 MODES = {
@@ -233,37 +238,44 @@ def load_sovereignty(path: Path) -> dict[str, list[str]]:
     return out
 
 
-def plan_guide_for(scen: Scenario, plan_dir: Path, *, need_duals: bool) -> PlanGuide:
-    """Read a plan directory; when duals are needed but absent, re-solve to obtain them.
+# ----------------------------------------------------------------------------------------------
+# typer commands
+# ----------------------------------------------------------------------------------------------
 
-    The re-solve uses the settings in ``plan.json`` (weights, or order and ε) and must reproduce
-    its ``total_usd`` (relative 1e-6), which guards against a plan of another scenario.
-    """
-    guide = PlanGuide.from_directory(plan_dir)
-    if not need_duals or guide.has_duals:
-        return guide
-    from greensched.scheduler.planner import PlanConfig, plan
+@app.command()
+def assign(
+    scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
+    jobs: Annotated[Path, typer.Option(help="Jobs table (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option(help="Assignment CSV to write.")],
+    model: Annotated[Path | None, typer.Option(help="Predictor directory.")] = None,
+    coefficients: Annotated[
+        Path | None, typer.Option(help="coefficients.csv instead of a predictor.")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="greedy | plan | follow | batch")] = "greedy",
+    plan_dir: Annotated[
+        Path | None, typer.Option("--plan", help="Plan directory (greensched plan --out).")
+    ] = None,
+    explore: Annotated[str | None, typer.Option(help="epsilon | softmax exploration.")] = None,
+    epsilon: float = 0.1,
+    temperature: float = 1e-3,
+    seed: int = 0,
+    sla_hard: Annotated[bool, typer.Option(help="Never pick a DC predicted to miss the SLA.")] = (
+        False
+    ),
+    sovereignty: Annotated[
+        Path | None, typer.Option(help="Allowed DCs per area (JSON or CSV).")
+    ] = None,
+    risk: Annotated[bool, typer.Option(help="Score with p90 predictions.")] = False,
+    time_limit: Annotated[float, typer.Option(help="Batch IP time limit (s).")] = 1.0,
+) -> None:
+    """Assign jobs to data centers online: greedy, plan-guided, plan-following or batch IP."""
 
-    meta: dict[str, Any] = json.loads((Path(plan_dir) / "plan.json").read_text(encoding="utf-8"))
-    if meta.get("mode") == "lexicographic":
-        cfg = PlanConfig(mode="lexicographic", order=tuple(meta.get("order") or ()),
-                         epsilon=float(meta.get("epsilon", 0.001)))
-    else:
-        w = meta.get("weights") or {}
-        cfg = PlanConfig(weights=(w.get("energy", 0.0), w.get("carbon", 0.0),
-                                  w.get("delay", 0.0)) if w else None)
-    result = plan(scen, cfg)
-    if not result.is_ok:
-        raise AssignError(f"re-solving the plan for its duals ended {result.status.value!r}")
-    want = (meta.get("objective") or {}).get("total_usd")
-    got = result.objective["total_usd"]
-    if want is not None and abs(got - float(want)) > 1e-6 * max(1.0, abs(float(want))):
-        raise AssignError(
-            f"{plan_dir}: re-solving the scenario gives total_usd {got!r}, the plan has "
-            f"{want!r}; is the plan of another scenario?  Plans written by 'greensched plan' "
-            "include duals.csv, which makes the re-solve unnecessary"
-        )
-    solved = PlanGuide.from_result(result)
-    solved.allocation = guide.allocation if guide.allocation is not None else solved.allocation
-    solved.source = guide.source
-    return solved
+    if (model is None) == (coefficients is None):
+        raise GreenSchedError("give exactly one of --model and --coefficients")
+    result = assign_command(scenario, jobs, model, coefficients, mode, plan_dir, out, explore,
+                            epsilon, temperature, seed, sla_hard=sla_hard,
+                            sovereignty=sovereignty, risk=risk, time_limit_s=time_limit)
+    summary = result.summary()
+    console.print(", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    console.print(f"wrote {out}")
+

@@ -7,19 +7,22 @@ module registers them and prints.
 from __future__ import annotations
 
 import logging
-import math
-import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import pandas as pd
+import typer
 
+from greensched.cli._app import (
+    app,
+    console,
+)
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
-from greensched.predictor.base import PRED_VARS, BasePredictor, load_predictor, write_json
-from greensched.predictor.dataset import TARGETS, dataset_dcs, dc_column, read_dataset
-from greensched.predictor.metrics import evaluate_predictions
+from greensched.predictor.base import PRED_VARS, load_predictor
+from greensched.predictor.dataset import TARGETS, dataset_dcs, read_dataset
+from greensched.predictor.evaluation import format_pct, write_evaluation
+from greensched.predictor.factory import MODELS, make_predictor
 from greensched.scenario import load_scenario, save_coefficients
 
 __all__ = [
@@ -32,28 +35,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-MODELS = ("lora", "xgboost")
-
-
-def make_predictor(model: str, *, base_model: str | None = None, epochs: int | None = None,
-                   seed: int = 0, **options: Any) -> BasePredictor:
-    """An unfitted predictor of kind ``model`` ("lora" or "xgboost") with the given options
-    (fields of :class:`~greensched.predictor.lora.LoraConfig` /
-    :class:`~greensched.predictor.xgb.XGBoostConfig`)."""
-    if model == "lora":
-        from greensched.predictor.lora import LoraConfig, LoraPredictor
-
-        extra = {"epochs": epochs} if epochs is not None else {}
-        return LoraPredictor(LoraConfig(base_model=base_model, seed=seed, **extra, **options))
-    if model == "xgboost":
-        from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor
-
-        if base_model is not None:
-            raise GreenSchedError("--base-model applies to --model lora only")
-        return XGBoostPredictor(XGBoostConfig(seed=seed, **options))
-    raise GreenSchedError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-
 
 def train_command(
     data: Path,
@@ -147,81 +128,6 @@ def predict_command(
     return written
 
 
-def _scatter_png(path: Path, truth: pd.DataFrame, pred: pd.DataFrame, dcs: list[str],
-                 target: str, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.0, 5.0))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    lo, hi = math.inf, -math.inf
-    for d in dcs:
-        y = truth[dc_column(target, d)].to_numpy(dtype=float)
-        p = pred[dc_column(target, d)].to_numpy(dtype=float)
-        ax.scatter(y, p, s=4, alpha=0.5, label=d)
-        lo, hi = min(lo, y.min(), p.min()), max(hi, y.max(), p.max())
-    ax.plot([lo, hi], [lo, hi], color="black", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(f"actual {target}")
-    ax.set_ylabel(f"predicted {target}")
-    ax.set_title(title)
-    if len(dcs) <= 12:
-        ax.legend(fontsize=6, markerscale=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{100 * x:.2f} %"
-
-
-def write_evaluation(predictor: BasePredictor, df: pd.DataFrame, out: Path,
-                     *, name: str = "") -> dict[str, Any]:
-    """Evaluate ``predictor`` on dataset rows; write ``metrics.json``, ``report.md`` and
-    predicted-vs-actual PNGs into ``out``; return the metrics."""
-    out.mkdir(parents=True, exist_ok=True)
-    dcs = predictor.dcs_
-    t0 = time.perf_counter()
-    pred = predictor.predict_frame(df)
-    pred_s = time.perf_counter() - t0
-    metrics = evaluate_predictions(pred, df, dcs)
-    metrics["model"] = {"kind": predictor.kind, "name": name,
-                        "config": predictor.config.to_dict()}
-    metrics["predict_seconds"] = pred_s
-    metrics["jobs_per_s"] = len(df) / pred_s if pred_s > 0 else float("nan")
-    for t in TARGETS:
-        _scatter_png(out / f"pred_vs_actual_{t}.png", df, pred, dcs, t,
-                     f"{predictor.kind}: {t}")
-    write_json(out / "metrics.json", metrics)
-    lines = [
-        f"# Predictor evaluation: {predictor.kind}{f' ({name})' if name else ''}",
-        "",
-        f"{len(df)} jobs × {len(dcs)} DCs; prediction took {pred_s:.2f} s "
-        f"({metrics['jobs_per_s']:.0f} jobs/s).",
-        "",
-        f"Action accuracy (highest best_dc_prob = hindsight-best DC): "
-        f"{_pct(metrics.get('action_accuracy', float('nan')))}",
-        "",
-    ]
-    for t in TARGETS:
-        lines += [
-            f"## {t}",
-            "",
-            "| DC | RMSE | MAPE | R² | p10–p90 coverage (0.8 ideal) | below p10 | above p90 |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for d in [*dcs, "all"]:
-            m = metrics[t][d]
-            lines.append(f"| {d} | {m['rmse']:.4g} | {_pct(m['mape'])} | {m['r2']:.4f} | "
-                         f"{m['coverage_p10_p90']:.3f} | {m['below_p10']:.3f} | "
-                         f"{m['above_p90']:.3f} |")
-        lines += ["", f"![predicted vs actual {t}](pred_vs_actual_{t}.png)", ""]
-    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    return metrics
-
-
 def evaluate_command(model: Path, data: Path, out: Path) -> dict[str, Any]:
     """Evaluate a saved model on a test dataset; writes ``out/report.md``, ``out/metrics.json``
     and ``out/pred_vs_actual_<target>.png``; returns the metrics (see
@@ -239,8 +145,65 @@ def summary_line(metrics: dict[str, Any]) -> str:
         m = src.get(t, {})
         m = m.get("all", m)
         if "mape" in m:
-            parts.append(f"{t} MAPE {_pct(float(m['mape']))}")
+            parts.append(f"{t} MAPE {format_pct(float(m['mape']))}")
     acc = src.get("action_accuracy")
     if acc is not None and np.isfinite(acc):
-        parts.append(f"action accuracy {_pct(float(acc))}")
+        parts.append(f"action accuracy {format_pct(float(acc))}")
     return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# typer commands
+# ----------------------------------------------------------------------------------------------
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Training dataset (greensched simulate --dataset).")],
+    out: Annotated[Path, typer.Option(help="Model directory to write.")],
+    model: Annotated[str, typer.Option(help="lora | xgboost")] = "xgboost",
+    base_model: Annotated[
+        str | None, typer.Option(help="Hugging Face model path (default: all-MiniLM-L6-v2).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    seed: int = 0,
+    val_fraction: Annotated[float, typer.Option(help="Validation share for early stopping.")] = 0.1,
+    max_rows: Annotated[int | None, typer.Option(help="Use at most this many rows.")] = None,
+) -> None:
+    """Train an energy and service-time predictor (LoRA transformer or XGBoost)."""
+
+    metrics = train_command(data, model, base_model, epochs, out, seed,
+                            val_fraction=val_fraction, max_rows=max_rows)
+    console.print(summary_line(metrics))
+    console.print(f"wrote {out}")
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="Model directory (greensched train --out).")],
+    scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
+    jobs: Annotated[Path | None, typer.Option(help="Jobs table to predict.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Predictions CSV (one row per job and DC).")] = (
+        None
+    ),
+    coefficients_out: Annotated[
+        Path | None, typer.Option(help="Write planner coefficients (coefficients.csv).")
+    ] = None,
+) -> None:
+    """Predict per-job energy and service time, or the planner's coefficients."""
+
+    for name, path in predict_command(model, scenario, jobs, out, coefficients_out).items():
+        console.print(f"wrote {name}: {path}")
+
+
+@app.command("evaluate-predictor")
+def evaluate_predictor(
+    model: Annotated[Path, typer.Option(help="Model directory.")],
+    data: Annotated[Path, typer.Option(help="Test dataset.")],
+    out: Annotated[Path, typer.Option(help="Report directory.")],
+) -> None:
+    """RMSE, MAPE, R², quantile coverage and action accuracy on a test set, with plots."""
+
+    metrics = evaluate_command(model, data, out)
+    console.print(summary_line(metrics))
+    console.print(f"wrote {out}/report.md")
+

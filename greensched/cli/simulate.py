@@ -21,11 +21,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from greensched.cli._app import (
+    app,
+    console,
+)
 from greensched.errors import GreenSchedError
 from greensched.eval.fleet import fleet_for
 from greensched.eval.simulate import POLICIES, build_dataset, run_simulation, write_dataset
@@ -161,3 +166,30 @@ def _summary(name: str, source: str, totals: dict[str, Any], gen_s: float,
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+# ----------------------------------------------------------------------------------------------
+# typer commands
+# ----------------------------------------------------------------------------------------------
+
+@app.command()
+def simulate(
+    scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
+    jobs: Annotated[int | None, typer.Option(help="Draw N jobs from the scenario's demand.")] = None,
+    trace: Annotated[
+        Path | None, typer.Option(help="Azure trace file or directory, or a jobs table.")
+    ] = None,
+    policy: Annotated[str, typer.Option(help="plan | greedy | nearest | random")] = "plan",
+    out: Annotated[Path | None, typer.Option(help="Write outcomes.csv and totals.json.")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="Also write the predictor's training set (Parquet).")
+    ] = None,
+    seed: int = 0,
+    noise: Annotated[bool, typer.Option(help="Seeded measurement noise (--no-noise: off).")] = True,
+    fleet: Annotated[Path | None, typer.Option(help="fleet.csv (model, GPU, replicas per DC).")] = None,
+) -> None:
+    """Run jobs through a policy on the digital twin; per-job outcomes and totals."""
+
+    simulate_command(scenario_dir, jobs, trace, policy, out, dataset, seed, noise, fleet,
+                     console=console)
+

@@ -1,0 +1,5 @@
+"""``python -m greensched.cli``."""
+
+from greensched.cli.main import main
+
+main()

@@ -1,0 +1,85 @@
+"""The ``greensched`` application object, shared options and helpers of every command module.
+
+User errors (bad input files, bad options, infeasible scenarios, an unavailable solver) print one
+line on stderr and exit non-zero without a traceback:
+
+* 2 — bad input or option (the message names file, line, column and value);
+* 3 — the scenario is infeasible or the solver stopped early (the message names the family);
+* 4 — the requested solver is not installed or not licensed for the model's size.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from greensched.errors import GreenSchedError
+from greensched.scenario import Scenario
+
+__all__ = [
+    "EXIT_INFEASIBLE",
+    "EXIT_INPUT",
+    "EXIT_SOLVER",
+    "app",
+    "console",
+    "err_console",
+    "feedback_app",
+    "load_scenario_arg",
+    "parse_weights",
+    "scenario_app",
+]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="GreenSched: place LLM inference across data centers for low cost, carbon, water, delay.",
+)
+scenario_app = typer.Typer(no_args_is_help=True, help="Validate, inspect and make scenarios.")
+app.add_typer(scenario_app, name="scenario")
+feedback_app = typer.Typer(
+    no_args_is_help=True, help="Outcome store, drift checks, re-tuning and the model registry."
+)
+app.add_typer(feedback_app, name="feedback")
+
+# Piped output (files, CI logs) gets a wide console so tables are not truncated.
+console = Console() if sys.stdout.isatty() else Console(width=160)
+err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
+
+EXIT_INPUT = 2
+EXIT_INFEASIBLE = 3
+EXIT_SOLVER = 4
+
+
+
+def parse_weights(text: str) -> tuple[float, float, float]:
+    """``--weights E,C,D`` as three floats (the planner validates sign and sum)."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError as exc:
+        raise GreenSchedError(
+            f"--weights {text!r}: expected three numbers E,C,D such as 0.6,0.2,0.2"
+        ) from exc
+    if len(values) != 3:
+        raise GreenSchedError(f"--weights {text!r}: expected three numbers E,C,D")
+    return values[0], values[1], values[2]
+
+
+
+def load_scenario_arg(path: Path | None, coefficients: Path | None = None) -> Scenario:
+    """The scenario a command names: a directory, or the embedded default when omitted."""
+    from greensched.defaults import default_scenario
+    from greensched.scenario import load_scenario
+
+    if path is None:
+        scen = default_scenario()
+        if coefficients is not None:
+            from greensched.scenario import load_coefficients
+
+            scen.coefficients = load_coefficients(coefficients, scen)
+        return scen
+    return load_scenario(path, coefficients=coefficients)

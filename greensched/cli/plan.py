@@ -1,0 +1,169 @@
+"""``greensched plan`` and ``greensched sweep``: the Green-LLM hourly allocation and its sweeps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from greensched.cli._app import (
+    app,
+    console,
+    err_console,
+    load_scenario_arg,
+    parse_weights,
+)
+from greensched.errors import GreenSchedError, InfeasibleError
+from greensched.scenario import Scenario
+from greensched.scheduler.planner import PlanResult
+
+
+def _summary_table(result: PlanResult, scen: Scenario) -> Table:
+    table = Table(title=f"Plan of {scen.name!r} — {result.mode}, {result.solver}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    obj = result.objective
+    for key in ("energy_usd", "carbon_usd", "delay_usd", "total_usd"):
+        table.add_row(key.replace("_usd", " cost (USD)"), f"{obj[key]:,.2f}")
+    table.add_row("carbon (kg CO2)", f"{result.carbon_kg:,.1f}")
+    table.add_row("water (l)", f"{result.water_l:,.1f}")
+    if scen.water_budget_l is not None:
+        table.add_row("water budget (l)", f"{scen.water_budget_l:,.1f}")
+    table.add_row("grid energy (kWh)", f"{result.grid_kwh:,.1f}")
+    table.add_row("IT energy (kWh)", f"{result.it_kwh:,.1f}")
+    table.add_row("solve time (s)", f"{result.solve_seconds:.3f}")
+    return table
+
+
+@app.command()
+def plan(
+    scenario_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Scenario directory; omitted = the embedded default scenario."),
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Weights E,C,D for energy, carbon, delay (e.g. 0.6,0.2,0.2).")
+    ] = None,
+    lexicographic: Annotated[
+        str | None,
+        typer.Option(help="Lexicographic priority order, e.g. energy,carbon,delay."),
+    ] = None,
+    epsilon: Annotated[float, typer.Option(help="Lexicographic tolerance ε.")] = 0.001,
+    preset: Annotated[
+        str | None, typer.Option(help="m0 (scenario weights), m1 (energy only), m2 (carbon only).")
+    ] = None,
+    solver: Annotated[str, typer.Option(help="highs (default) or gurobi.")] = "highs",
+    coefficients: Annotated[
+        Path | None, typer.Option(help="coefficients.csv with predicted energy and delay.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")
+    ] = None,
+    plot: Annotated[bool, typer.Option(help="Also write PNG figures into --out.")] = False,
+    time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
+) -> None:
+    """Solve the Green-LLM allocation of a scenario and print a summary."""
+    from greensched.scheduler import PlanConfig
+    from greensched.scheduler import plan as run_plan
+
+    modes = sum(v is not None for v in (weights, lexicographic, preset))
+    if modes > 1:
+        raise GreenSchedError("choose at most one of --weights, --lexicographic and --preset")
+    if plot and out is None:
+        raise GreenSchedError("--plot needs --out DIR to write the figures into")
+    scen = load_scenario_arg(scenario_dir, coefficients)
+    if preset is not None:
+        cfg = PlanConfig.preset(preset, solver=solver, time_limit_s=time_limit)
+    elif lexicographic is not None:
+        cfg = PlanConfig(
+            mode="lexicographic",
+            order=tuple(lexicographic.split(",")),
+            epsilon=epsilon,
+            solver=solver,
+            time_limit_s=time_limit,
+        )
+    else:
+        w = parse_weights(weights) if weights is not None else None
+        cfg = PlanConfig(mode="weighted", weights=w, solver=solver, time_limit_s=time_limit)
+    result = run_plan(scen, cfg)
+    if out is not None:
+        result.write(out)
+    if not result.is_ok:
+        if out is not None:
+            err_console.print(f"[dim]wrote {out / 'plan.json'} (status and diagnosis)[/dim]")
+        raise InfeasibleError(
+            result.message or f"solver ended {result.status.value}", result.diagnosis
+        )
+    console.print(_summary_table(result, scen))
+    if result.phases and result.mode == "lexicographic":
+        ph = Table(title="Lexicographic phases")
+        for col in ("phase", "objective", "energy (USD)", "carbon (USD)", "delay (USD)"):
+            ph.add_column(col, justify="right")
+        for p in result.phases:
+            ph.add_row(
+                str(p["phase"]),
+                p["objective"],
+                f"{p['energy_usd']:.2f}",
+                f"{p['carbon_usd']:.2f}",
+                f"{p['delay_usd']:.2f}",
+            )
+        console.print(ph)
+    if out is not None:
+        console.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
+        if plot:
+            from greensched.scheduler.plots import plot_plan
+
+            for path in plot_plan(result, scen, out):
+                console.print(f"wrote {path}")
+
+
+@app.command()
+def sweep(
+    scenario_dir: Annotated[
+        Path | None, typer.Argument(help="Omitted = the embedded default.")
+    ] = None,
+    param: Annotated[
+        str, typer.Option(help="theta | renewables | tau | rho | demand | price")
+    ] = "theta",
+    scale: Annotated[str, typer.Option(help="START:STOP:STEP (inclusive) or a list a,b,c.")] = (
+        "0.1:1.9:0.2"
+    ),
+    presets: Annotated[str, typer.Option(help="Comma-separated presets (m0,m1,m2).")] = "m0,m1,m2",
+    table: Annotated[
+        str | None, typer.Option(help="lexicographic | weights: the letter's Tables I / II.")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("sweep-out"),
+    solver: str = "highs",
+    workers: Annotated[int, typer.Option(help="Parallel worker processes (1 = in-process).")] = 1,
+    plot: Annotated[bool, typer.Option(help="Write the figures.")] = True,
+) -> None:
+    """Sensitivity sweeps and the letter's tables (Section III of Green-LLM)."""
+    from greensched.scheduler import sweep as sw
+
+    scen = load_scenario_arg(scenario_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if table is not None:
+        frame = sw.run_table(scen, table, solver=solver)
+        path = out / f"table_{table}.csv"
+        frame.to_csv(path, index=False)
+        t = Table(title=f"{table} table (USD; carbon in kg)")
+        keys = ["order"] if table == "lexicographic" else ["w_energy", "w_carbon", "w_delay"]
+        shown = keys + ["energy_usd", "carbon_usd", "delay_usd", "total_usd", "carbon_kg"]
+        for col in shown:
+            t.add_column(col.replace("_usd", "").replace("w_", "σ_"), justify="right")
+        for row in frame[shown].itertuples(index=False):
+            t.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
+        console.print(t)
+        console.print(f"wrote {path}")
+        return
+    scales = sw.parse_scale(scale)
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    frame = sw.run_sweep(scen, param, scales, names, solver=solver, workers=workers)
+    path = out / f"sweep_{param}.csv"
+    frame.to_csv(path, index=False)
+    console.print(f"wrote {path} ({len(frame)} rows)")
+    if plot:
+        console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
+

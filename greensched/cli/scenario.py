@@ -1,0 +1,110 @@
+"""``greensched scenario validate|show|synth|build``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from greensched.cli._app import (
+    console,
+    load_scenario_arg,
+    scenario_app,
+)
+
+
+@scenario_app.command("validate")
+def scenario_validate(directory: Path) -> None:
+    """Check a scenario directory against the exchange format."""
+    scen = load_scenario_arg(directory)
+    sizes = ", ".join(f"{k}={v}" for k, v in scen.sizes().items())
+    console.print(f"[green]ok[/green] {directory}: {scen.name!r} ({sizes})")
+
+
+@scenario_app.command("show")
+def scenario_show(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Omitted = the embedded default.")
+    ] = None,
+) -> None:
+    """Print a scenario's sizes, data centers and demand."""
+    scen = load_scenario_arg(directory)
+    ds = scen.ds
+    console.print(f"[bold]{scen.name}[/bold] — {scen.description[:300]}")
+    console.print(
+        ", ".join(f"{k}: {v}" for k, v in scen.sizes().items())
+        + f"; start {scen.start or '-'}; water budget "
+        + (f"{scen.water_budget_l:,.0f} l" if scen.water_budget_l is not None else "none")
+    )
+    t = Table(title="Data centers")
+    for col in (
+        "dc",
+        "name",
+        "PUE",
+        "price USD/kWh (mean)",
+        "carbon kg/kWh (mean)",
+        "renewable kW (mean)",
+        "grid cap kW (mean)",
+    ):
+        t.add_column(col)
+    for dc in scen.dcs:
+        sel = ds.sel(dc=dc)
+        t.add_row(
+            dc,
+            str(sel["dc_name"].item()),
+            f"{float(sel['pue']):.3f}",
+            f"{float(sel['price_usd_per_kwh'].mean()):.4f}",
+            f"{float(sel['carbon_kg_per_kwh'].mean()):.3f}",
+            f"{float(sel['renewable_kw'].mean()):.1f}",
+            f"{float(sel['grid_cap_kw'].mean()):.0f}",
+        )
+    console.print(t)
+    q = Table(title="Query types")
+    for col in ("query_type", "input tokens", "output tokens", "queries (total)", "Wh/query"):
+        q.add_column(col)
+    e = scen.energy_kwh_per_query().mean(["dc", "hour"])
+    for k in scen.query_types:
+        q.add_row(
+            k,
+            f"{float(ds['input_tokens'].sel(query_type=k)):.0f}",
+            f"{float(ds['output_tokens'].sel(query_type=k)):.0f}",
+            f"{float(ds['queries'].sel(query_type=k).sum()):,.0f}",
+            f"{1000 * float(e.sel(query_type=k)):.3f}",
+        )
+    console.print(q)
+
+
+@scenario_app.command("synth")
+def scenario_synth(
+    out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
+    dcs: Annotated[int, typer.Option(min=1)] = 4,
+    areas: Annotated[int, typer.Option(min=1)] = 3,
+    types: Annotated[int, typer.Option(min=1)] = 3,
+    hours: Annotated[int, typer.Option(min=1)] = 24,
+    seed: int = 0,
+) -> None:
+    """Write a seeded synthetic scenario of any size."""
+    from greensched.synth import synthesize
+
+    scen = synthesize(dcs, areas, types, hours, seed)
+    scen.save(out)
+    console.print(f"wrote {out} ({scen.name})")
+
+
+@scenario_app.command("build")
+def scenario_build(
+    config: Annotated[
+        Path, typer.Argument(help="Build configuration (TOML); see docs/scenario-build.md.")
+    ],
+    out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
+    days: Annotated[int | None, typer.Option(help="Override the number of days.")] = None,
+    start: Annotated[str | None, typer.Option(help="Override the start date (YYYY-MM-DD).")] = None,
+) -> None:
+    """Build a scenario from real data files described by a TOML config."""
+    from greensched.builder import build_from_config
+
+    path = build_from_config(config, out, days=days, start=start)
+    console.print(f"wrote {path}")
+

@@ -1,0 +1,40 @@
+"""``greensched serve``: the HTTP service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from greensched.cli._app import (
+    app,
+)
+
+
+@app.command()
+def serve(
+    scenario: Annotated[Path | None, typer.Option(help="Scenario directory (default: embedded).")] = (
+        None
+    ),
+    model: Annotated[
+        Path | None, typer.Option(help="Predictor directory or model registry root (hot swap).")
+    ] = None,
+    coefficients: Annotated[
+        Path | None, typer.Option(help="coefficients.csv instead of a model.")
+    ] = None,
+    plan: Annotated[Path | None, typer.Option(help="Plan directory for plan-guided mode.")] = None,
+    store: Annotated[str | None, typer.Option(help="Outcome store path or URL.")] = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key_file: Annotated[
+        Path | None, typer.Option(help="File holding the API key (else $GREENSCHED_API_KEY).")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="greedy | plan | follow")] = None,
+) -> None:
+    """Serve online assignment over HTTP (FastAPI): /v1/assign, /v1/outcomes, /metrics ..."""
+    from greensched.service import serve_command
+
+    serve_command(scenario, model, coefficients, plan, store, host, port, api_key_file,
+                  mode=mode)
+
