@@ -28,6 +28,7 @@ import xarray as xr
 from greensched.errors import ScenarioError
 
 __all__ = [
+    "DELAY_MODELS",
     "DIMS",
     "TABLES",
     "Scenario",
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 DIMS = ("area", "dc", "query_type", "hour", "resource")
+#: Delay models of ``[objective] delay_model`` (green-llm-model.md; docs/delay-model.md).
+DELAY_MODELS = ("letter", "per_query")
 
 
 @dataclass(frozen=True)
@@ -356,6 +359,10 @@ class Scenario:
         Water budget Z over the whole horizon in litres, or ``None`` (no cap).
     weights
         Default objective weights ``{"energy", "carbon", "delay"}``.
+    delay_model
+        ``"letter"`` (the Green-LLM letter's hour-total delay rows) or ``"per_query"`` (per-query
+        latency with congestion, ``docs/delay-model.md``); ``[objective] delay_model`` in
+        ``scenario.toml``, default ``"letter"``.
     ds
         Dataset with dims ``area, dc, query_type, hour, resource`` holding every table's values.
     coefficients
@@ -374,9 +381,15 @@ class Scenario:
     coefficients: xr.Dataset | None = None
     source: Path | None = None
     extra_meta: dict[str, Any] = field(default_factory=dict)
+    delay_model: str = "letter"
 
     def __post_init__(self) -> None:
         self.ds = canonical_dataset(self.ds)
+        if self.delay_model not in DELAY_MODELS:
+            raise ScenarioError(
+                f"delay_model {self.delay_model!r} is not known; expected one of {DELAY_MODELS}",
+                column="objective.delay_model",
+            )
 
     # -- convenient labels -------------------------------------------------------------------
     @property
@@ -416,6 +429,7 @@ class Scenario:
             coefficients=None if self.coefficients is None else self.coefficients.copy(deep=True),
             source=self.source,
             extra_meta=dict(self.extra_meta),
+            delay_model=self.delay_model,
         )
 
     def subset(
@@ -468,6 +482,7 @@ class Scenario:
             and self.start == other.start
             and self.water_budget_l == other.water_budget_l
             and self.weights == other.weights
+            and self.delay_model == other.delay_model
         )
         same_coef = (self.coefficients is None) == (other.coefficients is None) and (
             self.coefficients is None
@@ -514,6 +529,8 @@ class Scenario:
         lines.append("[objective]")
         for key in ("energy", "carbon", "delay"):
             lines.append(f"{key} = {_fmt_float(self.weights[key])}")
+        if self.delay_model != "letter":
+            lines.append(f"delay_model = {json.dumps(self.delay_model)}")
         return "\n".join(lines) + "\n"
 
     @staticmethod
@@ -714,6 +731,14 @@ def _parse_meta(path: Path) -> dict[str, Any]:
     objective = meta.get("objective", {"energy": 1 / 3, "carbon": 1 / 3, "delay": 1 / 3})
     if not isinstance(objective, dict):
         raise ScenarioError("[objective] must be a table", file=path, column="objective")
+    delay_model = objective.get("delay_model", "letter")
+    if delay_model not in DELAY_MODELS:
+        raise ScenarioError(
+            f"unknown delay model; expected one of {', '.join(DELAY_MODELS)}",
+            file=path,
+            column="objective.delay_model",
+            value=delay_model,
+        )
     weights = {}
     for key in ("energy", "carbon", "delay"):
         if key not in objective:
@@ -723,7 +748,7 @@ def _parse_meta(path: Path) -> dict[str, Any]:
                 column=f"objective.{key}",
             )
         weights[key] = _meta_number(objective, key, path)
-    unknown_w = set(objective) - {"energy", "carbon", "delay"}
+    unknown_w = set(objective) - {"energy", "carbon", "delay", "delay_model"}
     if unknown_w:
         raise ScenarioError(
             "unknown objective weight; expected energy, carbon, delay",
@@ -741,6 +766,7 @@ def _parse_meta(path: Path) -> dict[str, Any]:
         "start": start,
         "water_budget_l": water,
         "weights": weights,
+        "delay_model": str(delay_model),
         "extra_meta": extra,
     }
 
