@@ -467,11 +467,11 @@ def validate_outcomes(records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
         header_issue(dups[0], "each column once (features_json is another name of features)")
     unknown = [c for c in renamed if c not in _BY_NAME]
     if unknown and extra == "error":
-        header_issue(unknown[0], "only outcome fields (docs/outcomes.md): "
+        header_issue(unknown[0], "only the outcome fields (docs/outcomes.md): "
                      + ", ".join(FIELD_NAMES))
     for col in REQUIRED_FIELDS:
         if col not in raw_cols:
-            hint = _PRED_HINT if col in PREDICTION_FIELDS or col.startswith("pred_") else ""
+            hint = _PRED_HINT if col in PREDICTION_FIELDS else ""
             header_issue(col, "this required column" + hint)
     if "arrival_s" not in raw_cols and "hour" not in raw_cols:
         header_issue("arrival_s", "a column arrival_s (s since hour 0) or hour")
@@ -492,7 +492,8 @@ def validate_outcomes(records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
         for i, v in enumerate(raw):
             if is_missing(v):
                 if f.required:
-                    add(i, f.name, v, f.expected() + " (the column is required)")
+                    hint = _PRED_HINT if f.name in PREDICTION_FIELDS else ""
+                    add(i, f.name, v, f.expected() + " (the column is required)" + hint)
                 continue
             x = conv(v)
             if x is None or (numeric and (

@@ -87,7 +87,7 @@ def test_bad_values_are_located() -> None:
 
 
 def test_unknown_column_is_refused_unless_ignored() -> None:
-    with pytest.raises(OutcomeValidationError, match="only outcome fields"):
+    with pytest.raises(OutcomeValidationError, match="only the outcome fields"):
         validate_outcomes([_record(enrgy=1.0)])
     assert validate_outcomes([_record(enrgy=1.0)], extra="ignore").n_rows == 1
 

@@ -28,6 +28,7 @@ for every (job, DC) so that different policies see the same noise (common random
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-from greensched.eval.fleet import Fleet
-from greensched.eval.twin import JobArrays, NoiseSource, Twin, encode_jobs
 
 from greensched.errors import GreenSchedError, InfeasibleError
+from greensched.eval.fleet import Fleet
+from greensched.eval.twin import JobArrays, NoiseSource, Twin, encode_jobs
 from greensched.scenario import Scenario
 from greensched.state import dc_hour_state
 
 __all__ = [
     "DATASET_DC_FIELDS",
+    "MODEL_POLICY",
     "OUTCOME_COLUMNS",
     "POLICIES",
     "Simulation",
@@ -56,10 +58,21 @@ __all__ = [
 ]
 
 POLICIES = ("plan", "greedy", "nearest", "random")
+#: The policy placing jobs greedily on a trained predictor's predictions (``predictor=``).
+MODEL_POLICY = "model"
+#: Model version recorded for the greedy policy's predictions (the twin's expectation).
+TWIN_EXPECTED_VERSION = "twin-expected"
+#: Columns of the outcomes (the outcome record of :mod:`greensched.outcomes`, in its order;
+#: the prediction columns are empty for policies without predictions: plan, nearest, random).
 OUTCOME_COLUMNS = (
-    "job_id", "hour", "area", "query_type", "input_tokens", "output_tokens", "dc", "energy_kwh",
-    "service_s", "carbon_kg", "water_l", "cost_usd", "sla_met",
+    "job_id", "arrival_s", "hour", "area", "query_type", "input_tokens", "output_tokens",
+    "sla_s", "dc", "policy", "model_version", "pred_energy_kwh", "pred_service_s",
+    "pred_energy_kwh_p10", "pred_energy_kwh_p90", "pred_service_s_p10", "pred_service_s_p90",
+    "propensity", "energy_kwh", "service_s", "wait_s", "carbon_kg", "water_l", "cost_usd",
+    "sla_met", "measured_at",
 )
+_PRED_KEYS = ("energy_kwh", "service_s", "energy_kwh_p10", "energy_kwh_p90", "service_s_p10",
+              "service_s_p90")
 #: Per-DC columns of the dataset (``<field>__<dc>``), in docs/dataset-format.md order.
 DATASET_DC_FIELDS = (
     "price_usd_per_kwh", "carbon_kg_per_kwh", "renewable_share", "pue", "utilization", "rtt_s",
@@ -153,8 +166,9 @@ def _assign_plan(scenario: Scenario, jobs: JobArrays, rng: np.random.Generator,
     return choice
 
 
-def _assign_greedy(scenario: Scenario, twin: Twin, jobs: JobArrays) -> np.ndarray:
-    energy, service = twin.expected(jobs)
+def _assign_greedy(scenario: Scenario, twin: Twin, jobs: JobArrays,
+                   predicted: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    energy, service = twin.expected(jobs) if predicted is None else predicted
     score = _objective(scenario, jobs, energy, service)
     fallback = score.argmin(axis=1).astype(np.int64)
     try:
@@ -175,8 +189,15 @@ def _assign_greedy(scenario: Scenario, twin: Twin, jobs: JobArrays) -> np.ndarra
 
 
 def assign_policy(scenario: Scenario, twin: Twin, jobs: JobArrays, policy: str, seed: int,
-                  plan: Any = None) -> np.ndarray:
-    """DC position of every job under ``policy`` (see the module docstring)."""
+                  plan: Any = None, predicted: Mapping[str, np.ndarray] | None = None
+                  ) -> np.ndarray:
+    """DC position of every job under ``policy`` (see the module docstring); ``"model"``
+    places greedily on ``predicted`` (``energy_kwh``, ``service_s``, each (n, D))."""
+    if policy == MODEL_POLICY:
+        if predicted is None:
+            raise GreenSchedError("policy 'model' needs a predictor (--model DIR)")
+        return _assign_greedy(scenario, twin, jobs, (predicted["energy_kwh"],
+                                                     predicted["service_s"]))
     if policy not in POLICIES:
         raise GreenSchedError(f"policy {policy!r} is not known; expected one of "
                               f"{', '.join(POLICIES)}")
@@ -211,7 +232,7 @@ class Simulation:
 
 
 def _check_args(policy: str, seed: int) -> None:
-    if policy not in POLICIES:
+    if policy not in (*POLICIES, MODEL_POLICY):
         raise GreenSchedError(f"policy {policy!r} is not known; expected one of "
                               f"{', '.join(POLICIES)}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
@@ -230,16 +251,40 @@ def run_simulation(
     plan: Any = None,
     mode: str = "physics",
     all_dcs: bool = False,
+    predictor: Any = None,
+    model_version: str | None = None,
 ) -> Simulation:
-    """:func:`simulate` returning a :class:`Simulation` (with ``all_dcs``: every DC's values)."""
+    """:func:`simulate` returning a :class:`Simulation` (with ``all_dcs``: every DC's values).
+
+    ``predictor`` (a fitted :class:`~greensched.predictor.base.BasePredictor`) is what policy
+    ``"model"`` places with; its predictions at the chosen DC (and their p10/p90) go into the
+    outcomes under ``model_version`` (default: the predictor's kind).
+    """
     _check_args(policy, seed)
     tw = twin if twin is not None else Twin(scenario, fleet, mode=mode)
     ja = jobs if isinstance(jobs, JobArrays) else encode_jobs(scenario, jobs)
     if ja.n == 0:
         raise GreenSchedError("no jobs to simulate")
-    dc = assign_policy(scenario, tw, ja, policy, int(seed), plan)
+    predicted: dict[str, np.ndarray] | None = None
+    version: str | None = None
+    if policy == MODEL_POLICY:
+        if predictor is None:
+            raise GreenSchedError("policy 'model' needs a predictor (--model DIR)")
+        frame = ja.frame if ja.frame is not None else jobs
+        if not isinstance(frame, pd.DataFrame):
+            raise GreenSchedError("policy 'model' needs the jobs as a table")
+        pred = predictor.predict_jobs(frame, scenario)
+        predicted = {k: np.asarray(pred[k].values, dtype=np.float64) for k in _PRED_KEYS
+                     if k in pred}
+        version = model_version or str(getattr(predictor, "kind", "model"))
+    elif policy == "greedy":
+        e, sv = tw.expected(ja)
+        predicted, version = {"energy_kwh": e, "service_s": sv}, TWIN_EXPECTED_VERSION
+    dc = assign_policy(scenario, tw, ja, policy, int(seed), plan, predicted)
     res = tw.evaluate(ja, dc, noise=NoiseSource(int(seed)) if noise else None, all_dcs=all_dcs)
-    outcomes = _outcomes(scenario, ja, dc, res)
+    outcomes = _outcomes(scenario, ja, dc, res, policy=policy, predicted=predicted,
+                         model_version=version,
+                         propensity=_propensity(scenario, ja, dc, policy, plan))
     totals = _totals(scenario, tw, ja, dc, res, outcomes, policy, int(seed), noise)
     return Simulation(scenario, tw, ja, policy, int(seed), bool(noise), dc, res, outcomes, totals)
 
@@ -312,26 +357,72 @@ def _labels(codes: np.ndarray, labels: list[str]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object))
 
 
-def _outcomes(scenario: Scenario, jobs: JobArrays, dc: np.ndarray,
-              res: dict[str, Any]) -> pd.DataFrame:
+def _propensity(scenario: Scenario, jobs: JobArrays, dc: np.ndarray, policy: str,
+                plan: Any) -> np.ndarray:
+    """Probability the policy gave to the chosen DC (deterministic policies: 1)."""
+    n = jobs.n
+    if policy == "random":
+        return np.full(n, 1.0 / len(scenario.dcs))
+    if policy == "plan":
+        shares = _plan_allocation(scenario, plan)[jobs.hour, jobs.area, jobs.qtype]
+        total = shares.sum(axis=1)
+        chosen = shares[np.arange(n), dc]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(total > 0, chosen / np.where(total > 0, total, 1.0), 1.0)
+        return np.clip(p, 1e-12, 1.0)
+    return np.ones(n)
+
+
+def _outcomes(scenario: Scenario, jobs: JobArrays, dc: np.ndarray, res: dict[str, Any], *,
+              policy: str = "", predicted: Mapping[str, np.ndarray] | None = None,
+              model_version: str | None = None,
+              propensity: np.ndarray | None = None) -> pd.DataFrame:
+    """The outcome records (:mod:`greensched.outcomes`) of a simulation, columns
+    :data:`OUTCOME_COLUMNS`; ``measured_at`` is the scenario's ``start`` + arrival + service
+    time (empty without a start)."""
     _, carbon_per_it, water_per_it, usd_per_it = _per_kwh(scenario, res)
     e = res["energy_kwh"]
     h = jobs.hour
+    n = jobs.n
     service = res["service_s"]
+    rows = np.arange(n)
+    pred: dict[str, Any] = {}
+    for key in _PRED_KEYS:
+        arr = None if predicted is None else predicted.get(key)
+        pred[key] = np.full(n, np.nan) if arr is None else np.asarray(arr)[rows, dc]
+    if scenario.start is not None:
+        t0 = pd.Timestamp(scenario.start)
+        t0 = t0.tz_localize("UTC") if t0.tzinfo is None else t0.tz_convert("UTC")
+        measured = t0 + pd.to_timedelta(jobs.arrival_s + service, unit="s")
+    else:
+        measured = pd.DatetimeIndex([pd.NaT] * n, tz="UTC")
     return pd.DataFrame({
         "job_id": jobs.job_id,
+        "arrival_s": jobs.arrival_s.astype(np.float64),
         "hour": h,
         "area": _labels(jobs.area, scenario.areas),
         "query_type": _labels(jobs.qtype, scenario.query_types),
         "input_tokens": jobs.input_tokens.astype(np.int64),
         "output_tokens": jobs.output_tokens.astype(np.int64),
+        "sla_s": jobs.sla_s.astype(np.float64),
         "dc": _labels(dc, scenario.dcs),
+        "policy": policy,
+        "model_version": model_version,
+        "pred_energy_kwh": pred["energy_kwh"],
+        "pred_service_s": pred["service_s"],
+        "pred_energy_kwh_p10": pred["energy_kwh_p10"],
+        "pred_energy_kwh_p90": pred["energy_kwh_p90"],
+        "pred_service_s_p10": pred["service_s_p10"],
+        "pred_service_s_p90": pred["service_s_p90"],
+        "propensity": np.ones(n) if propensity is None else propensity,
         "energy_kwh": e,
         "service_s": service,
+        "wait_s": res["wait_s"],
         "carbon_kg": e * carbon_per_it[h, dc],
         "water_l": e * water_per_it[h, dc],
         "cost_usd": e * usd_per_it[h, dc],
         "sla_met": service <= jobs.sla_s,
+        "measured_at": measured,
     })
 
 

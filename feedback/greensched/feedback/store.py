@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import time
 import uuid
@@ -43,8 +44,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import math
 
 import pandas as pd
 import sqlalchemy as sa
@@ -447,6 +446,8 @@ class OutcomeStore:
                                                        "value": str(SCHEMA_VERSION)}])
                     version = conn.execute(sa.select(_META.c.value).where(
                         _META.c.key == "schema_version")).scalar_one_or_none()
+                    if version is not None and int(version) < SCHEMA_VERSION:
+                        version = _upgrade(conn, int(version))
                 break
             except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
                 # Another process created the tables at the same moment (PostgreSQL).
@@ -480,7 +481,8 @@ class OutcomeStore:
 
     # -- writing ---------------------------------------------------------------------------
     def ingest(self, records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
-               extra: str = "error", _lines: Sequence[int] | None = None,
+               extra: str = "error", labels: OutcomeLabels | None = None,
+               _lines: Sequence[int] | None = None,
                _file: str | Path | None = None) -> IngestReport:
         """Store a batch of outcomes in one transaction; see the module docstring.
 
@@ -490,6 +492,9 @@ class OutcomeStore:
             A DataFrame or a list of dicts with the outcome fields.
         extra
             ``"error"`` (default) rejects unknown columns, ``"ignore"`` drops them.
+        labels
+            A scenario's labels (:meth:`OutcomeLabels.from_scenario`): areas, query types, DCs
+            and hours outside them are refused.
 
         Returns
         -------
@@ -508,7 +513,7 @@ class OutcomeStore:
         if len(records) == 0:
             return IngestReport(0, 0, rows=0, elapsed_s=time.perf_counter() - t0)
         try:
-            batch = _validate(records, lines=_lines, extra=extra)
+            batch = _validate(records, lines=_lines, extra=extra, labels=labels)
         except OutcomeValidationError as exc:
             if _file is None:
                 raise
@@ -594,7 +599,8 @@ class OutcomeStore:
     def _insert_chunk(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(self.table.insert(), rows)
 
-    def ingest_file(self, path: str | Path, *, extra: str = "error") -> IngestReport:
+    def ingest_file(self, path: str | Path, *, extra: str = "error",
+                    labels: OutcomeLabels | None = None) -> IngestReport:
         """Ingest a CSV, JSON-lines (``.jsonl``/``.ndjson``) or Parquet file as one batch.
 
         Errors name the file, the line (CSV/JSON lines; Parquet: the 0-based row) and the column.
@@ -612,7 +618,7 @@ class OutcomeStore:
             df, lines = _read_csv(p)
         if len(df) == 0:
             raise LocatedError("no outcome rows in the file", file=p)
-        return self.ingest(df, extra=extra, _lines=lines, _file=p)
+        return self.ingest(df, extra=extra, labels=labels, _lines=lines, _file=p)
 
     # -- reading ---------------------------------------------------------------------------
     def count(self) -> int:
@@ -662,13 +668,29 @@ class OutcomeStore:
                 df[c] = pd.to_numeric(df[c]).astype("float64")
             elif c in _INT_COLUMNS:
                 df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")
-            elif c in ("measured_at", "created_at"):
+            elif c in _BOOL_COLUMNS:
+                df[c] = pd.array([None if v is None else bool(v) for v in df[c]],
+                                 dtype="boolean")
+            elif c in ("measured_at", "created_at", "assigned_at"):
                 df[c] = pd.to_datetime(df[c], utc=True)
         if df["output_tokens"].notna().all():
             df["output_tokens"] = df["output_tokens"].astype("int64")
         for c in ("hour", "input_tokens"):
             df[c] = df[c].astype("int64")
         return df
+
+
+def _upgrade(conn: Connection, version: int) -> str:
+    """Add the columns a version-``version`` store lacks (all nullable) and record the new
+    version, in the caller's write transaction."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns("outcomes")}
+    for col in _OUTCOMES.columns:
+        if col.name not in have:
+            kind = col.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE outcomes ADD COLUMN {col.name} {kind}")
+    conn.execute(_META.update().where(_META.c.key == "schema_version")
+                 .values(value=str(SCHEMA_VERSION)))
+    return str(SCHEMA_VERSION)
 
 
 class _WriteTx:
