@@ -8,6 +8,11 @@ Each constraint family has its own ``define_<family>_constraints`` function whos
 its equation and units.  Building, solving and reading results are separate steps: this module
 only builds (:func:`build_model`); :mod:`greensched.scheduler.planner` solves and reads.
 
+Two delay models (``[objective] delay_model``; :class:`~greensched.scheduler.per_query
+.DelayOptions`): ``"letter"`` carries the letter's hour-total delay rows and cost
+(:func:`define_delay_constraints`); ``"per_query"`` carries per-query latency, a utilisation
+cap and a piecewise-linear queueing wait (:mod:`greensched.scheduler.per_query`).
+
 With ``elastic=True`` every inequality family gets a non-negative slack variable
 ``slack_<family>`` (in the row's own unit), so that the model is always feasible; minimising the
 normalised slacks tells which family cannot be met, where and by how much.
@@ -21,6 +26,14 @@ import linopy
 import xarray as xr
 
 from greensched.scenario import Scenario
+from greensched.scheduler.per_query import (
+    DelayOptions,
+    define_latency_constraints,
+    define_queueing_constraints,
+    define_utilization_constraints,
+    per_query_latency_s,
+    pool_load_s,
+)
 
 __all__ = [
     "FAMILIES",
@@ -42,6 +55,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "water": ("l", ()),
     "resource": ("units", ("dc", "resource", "hour")),
     "delay": ("s", ("area", "query_type", "hour")),
+    "utilization": ("s", ("dc", "query_type", "hour")),
 }
 
 
@@ -64,7 +78,14 @@ class GreenLLMModel:
     water_l
         Water per (dc, hour) as a linear expression (litres).
     delay_s
-        Delay sum D^tran + D^prop + D^proc per (area, query_type, hour), as an expression.
+        ``letter``: the delay sum D^tran + D^prop + D^proc per (area, query_type, hour);
+        ``per_query``: the mean latency Σ_j ℓ x (s per query, queueing excluded).
+    delay_model
+        ``"letter"`` or ``"per_query"``.
+    queue_s, pool_load_s
+        ``per_query`` only: queueing seconds Q and busy seconds per (dc, query_type, hour).
+    slots
+        ``per_query`` only: pool slots c per (dc, query_type).
     slacks
         In elastic mode, slack variables per family.
     """
@@ -80,6 +101,10 @@ class GreenLLMModel:
     delay_s: linopy.LinearExpression
     elastic: bool = False
     slacks: dict[str, linopy.Variable] = field(default_factory=dict)
+    delay_model: str = "letter"
+    queue_s: linopy.Variable | None = None
+    pool_load_s: linopy.LinearExpression | None = None
+    slots: xr.DataArray | None = None
 
 
 def _order(da: xr.DataArray, *dims: str) -> xr.DataArray:
@@ -238,14 +263,19 @@ def objective_expressions(
     return {"energy": energy, "carbon": carbon, "delay": delay}
 
 
-def build_model(scen: Scenario, *, elastic: bool = False) -> GreenLLMModel:
-    """Build the Green-LLM LP for ``scen`` (no objective set; see the planner)."""
+def build_model(
+    scen: Scenario, *, elastic: bool = False, delay: DelayOptions | None = None
+) -> GreenLLMModel:
+    """Build the Green-LLM LP for ``scen`` (no objective set; see the planner).
+
+    ``delay`` chooses the delay model (default: the scenario's) and its congestion inputs.
+    """
+    opts = delay or DelayOptions()
+    delay_model = opts.model_of(scen)
     m = linopy.Model(force_dim_names=True)
     x, p_grid = define_allocation_variables(m, scen)
     it = it_energy_kwh(x, scen)
     facility = it * scen.ds["pue"]
-    delay_coef = delay_coefficients(scen)
-    delay = (x * delay_coef).sum("dc")
     water = water_litres(scen, facility)
 
     define_demand_constraints(m, x)
@@ -253,7 +283,35 @@ def build_model(scen: Scenario, *, elastic: bool = False) -> GreenLLMModel:
     define_no_export_constraints(m, facility, p_grid)
     define_water_constraints(m, scen, water, elastic)
     define_resource_constraints(m, scen, x, elastic)
-    define_delay_constraints(m, scen, delay, elastic)
+    queue = load = slots = None
+    if delay_model == "letter":
+        delay_coef = delay_coefficients(scen)
+        delay_expr = (x * delay_coef).sum("dc")
+        define_delay_constraints(m, scen, delay_expr, elastic)
+        objectives = objective_expressions(scen, x, p_grid, delay_coef)
+    else:
+        latency = per_query_latency_s(scen)
+        delay_expr = (x * latency).sum("dc")
+        ds = scen.ds
+        like = (
+            ds["delay_limit_s"].broadcast_like(ds["hour"]).transpose("area", "query_type", "hour")
+        )
+        define_latency_constraints(
+            m, scen, delay_expr, _slack(m, "delay", like) if elastic else None
+        )
+        load = pool_load_s(x, scen)
+        slots = opts.slots_of(scen)
+        like_u = slots.broadcast_like(ds["hour"]).transpose("dc", "query_type", "hour")
+        define_utilization_constraints(
+            m,
+            load,
+            slots,
+            opts.max_utilization,
+            _slack(m, "utilization", like_u) if elastic else None,
+        )
+        queue = define_queueing_constraints(m, scen, load, opts)
+        objectives = objective_expressions(scen, x, p_grid, latency * ds["queries"])
+        objectives["delay"] = objectives["delay"] + (queue * ds["delay_penalty_usd_per_s"]).sum()
 
     slacks = {
         name.removeprefix("slack_"): m.variables[name]
@@ -265,11 +323,15 @@ def build_model(scen: Scenario, *, elastic: bool = False) -> GreenLLMModel:
         model=m,
         x=x,
         p_grid=p_grid,
-        objectives=objective_expressions(scen, x, p_grid, delay_coef),
+        objectives=objectives,
         it_kwh=it,
         facility_kwh=facility,
         water_l=water,
-        delay_s=delay,
+        delay_s=delay_expr,
         elastic=elastic,
         slacks=slacks,
+        delay_model=delay_model,
+        queue_s=queue,
+        pool_load_s=load,
+        slots=slots,
     )

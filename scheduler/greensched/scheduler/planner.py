@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import linopy
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from greensched.errors import GreenSchedError
+from greensched.queueing import DEFAULT_MAX_UTILIZATION, DEFAULT_SERVICE_SCV
 from greensched.scenario import Scenario
-from greensched.scheduler.backends import BackendSolution, SolveStatus, make_backend
+from greensched.scheduler.backends import BackendSolution, SolveStatus
+from greensched.scheduler.compiled import _Compiled, _load_backend
 from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
+from greensched.scheduler.per_query import DelayOptions, delay_floor_usd
 from greensched.util import jsonable
 
 __all__ = [
@@ -77,6 +79,13 @@ class PlanConfig:
         On infeasibility, re-solve an elastic model to say which family fails where.
     threads
         Solver threads (``None`` = solver default).
+    delay_model
+        ``"letter"`` or ``"per_query"`` (``docs/delay-model.md``); ``None``: the scenario's
+        ``[objective] delay_model``.
+    pool_slots, service_scv, max_utilization
+        Congestion inputs of ``per_query`` (:class:`~greensched.scheduler.per_query
+        .DelayOptions`): slots per (dc, query_type) (``None``: the documented default),
+        service-time cs², utilisation cap.
     """
 
     mode: str = "weighted"
@@ -87,8 +96,13 @@ class PlanConfig:
     time_limit_s: float | None = None
     diagnose: bool = True
     threads: int | None = None
+    delay_model: str | None = None
+    pool_slots: xr.DataArray | None = None
+    service_scv: float = DEFAULT_SERVICE_SCV
+    max_utilization: float = DEFAULT_MAX_UTILIZATION
 
     def __post_init__(self) -> None:
+        self.delay_options()  # validates the delay fields
         if self.mode not in ("weighted", "lexicographic"):
             raise GreenSchedError(
                 f"mode {self.mode!r} is not known; expected 'weighted' or 'lexicographic'"
@@ -113,6 +127,15 @@ class PlanConfig:
         if not np.isfinite(self.epsilon) or self.epsilon < 0:
             raise GreenSchedError(f"epsilon {self.epsilon!r} must be a finite number >= 0")
 
+    def delay_options(self) -> DelayOptions:
+        """The delay model and congestion inputs as :class:`DelayOptions`."""
+        return DelayOptions(
+            delay_model=self.delay_model,
+            pool_slots=self.pool_slots,
+            service_scv=self.service_scv,
+            max_utilization=self.max_utilization,
+        )
+
     @classmethod
     def preset(cls, name: str, **kwargs: Any) -> PlanConfig:
         """Config of a named preset (m0, m1, m2)."""
@@ -131,7 +154,15 @@ class PlanResult:
     status
         Solver status; read the other fields only when :attr:`is_ok`.
     objective
-        ``energy_usd``, ``carbon_usd``, ``delay_usd`` and ``total_usd`` (unweighted sum).
+        ``energy_usd``, ``carbon_usd``, ``delay_usd`` (the delay cost) and ``total_usd``
+        (unweighted sum).
+    delay_model
+        ``"letter"`` or ``"per_query"``.
+    latency
+        ``per_query`` only: ``latency_s_per_query`` (demand-weighted mean, queueing included),
+        ``queueing_s`` (total queueing seconds), ``delay_floor_usd`` (the delay cost of every
+        query at its lowest-latency DC without queueing) and ``decision_share`` (share of the
+        delay cost above that floor).
     allocation
         Shares x, dims (area, dc, query_type, hour).
     dc_hourly
@@ -164,6 +195,8 @@ class PlanResult:
     duals: dict[str, xr.DataArray] = field(default_factory=dict)
     diagnosis: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    delay_model: str = "letter"
+    latency: dict[str, float] = field(default_factory=dict)
 
     @property
     def is_ok(self) -> bool:
@@ -173,6 +206,8 @@ class PlanResult:
     def to_dict(self) -> dict[str, Any]:
         """The ``plan.json`` content (scenario-format.md, Plan output)."""
         out: dict[str, Any] = {"status": self.status.value, "mode": self.mode}
+        if self.delay_model != "letter":
+            out["delay_model"] = self.delay_model
         if self.mode == "weighted":
             out["weights"] = self.weights
         else:
@@ -190,6 +225,8 @@ class PlanResult:
                 "phases": self.phases,
             }
         )
+        if self.latency:
+            out["latency"] = self.latency
         if self.diagnosis:
             out["diagnosis"] = self.diagnosis
         if self.message:
@@ -248,75 +285,6 @@ class PlanResult:
         return out
 
 
-
-
-# -- the compiled matrix form ---------------------------------------------------------------------
-
-
-class _Compiled:
-    """Matrix form of a GreenLLMModel with label ↔ column/row maps."""
-
-    def __init__(self, gm: GreenLLMModel) -> None:
-        self.gm = gm
-        m = gm.model
-        mat = m.matrices
-        self.A = mat.A
-        b = np.asarray(mat.b, dtype=float)
-        sense = np.asarray(mat.sense)
-        self.row_lower = np.where(sense == "<", -np.inf, b)
-        self.row_upper = np.where(sense == ">", np.inf, b)
-        self.lb = np.asarray(mat.lb, dtype=float)
-        self.ub = np.asarray(mat.ub, dtype=float)
-        vlabels = np.asarray(mat.vlabels)
-        clabels = np.asarray(mat.clabels)
-        self.n = len(vlabels)
-        self.col_of = np.full(int(m._xCounter), -1, dtype=np.int64)
-        self.col_of[vlabels] = np.arange(len(vlabels))
-        self.row_of = np.full(int(m._cCounter), -1, dtype=np.int64)
-        self.row_of[clabels] = np.arange(len(clabels))
-
-    def vector(self, expr: linopy.LinearExpression) -> tuple[np.ndarray, float]:
-        """Dense column-coefficient vector and constant of a scalar-summed expression."""
-        v = np.asarray(expr.vars).ravel()
-        c = np.asarray(expr.coeffs).ravel()
-        keep = v >= 0
-        out = np.zeros(self.n)
-        np.add.at(out, self.col_of[v[keep]], c[keep])
-        return out, float(np.asarray(expr.const).sum())
-
-    def values(self, var: linopy.Variable, x: np.ndarray) -> xr.DataArray:
-        labels = var.labels
-        arr = np.where(labels.values >= 0, x[self.col_of[np.maximum(labels.values, 0)]], np.nan)
-        return xr.DataArray(arr, coords=labels.coords, dims=labels.dims)
-
-    def evaluate(self, expr: linopy.LinearExpression, x: np.ndarray) -> xr.DataArray:
-        """Value of a (possibly labelled) linear expression at column values ``x``."""
-        vars_ = expr.vars
-        v = vars_.values
-        coeffs = expr.coeffs.values
-        vals = np.where(v >= 0, x[self.col_of[np.maximum(v, 0)]], 0.0) * coeffs
-        term_axis = vars_.dims.index("_term")
-        total = vals.sum(axis=term_axis) + np.asarray(expr.const.values)
-        dims = [d for d in vars_.dims if d != "_term"]
-        return xr.DataArray(total, coords={d: vars_.coords[d] for d in dims}, dims=dims)
-
-    def duals(self, row_duals: np.ndarray) -> dict[str, xr.DataArray]:
-        out = {}
-        for name in self.gm.model.constraints:
-            labels = self.gm.model.constraints[name].labels
-            arr = np.where(
-                labels.values >= 0, row_duals[self.row_of[np.maximum(labels.values, 0)]], np.nan
-            )
-            out[name] = xr.DataArray(arr, coords=labels.coords, dims=labels.dims)
-        return out
-
-
-def _load_backend(comp: _Compiled, solver: str, threads: int | None):  # type: ignore[no-untyped-def]
-    backend = make_backend(solver, threads)
-    backend.load(comp.A, comp.row_lower, comp.row_upper, comp.lb, comp.ub)
-    return backend
-
-
 def _components(
     comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray
 ) -> dict[str, float]:
@@ -332,11 +300,18 @@ class PlanSession:
     reuses the matrix and warm-starts the solver between solves.
     """
 
-    def __init__(self, scenario: Scenario, solver: str = "highs", threads: int | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        solver: str = "highs",
+        threads: int | None = None,
+        delay: DelayOptions | None = None,
+    ):
         t0 = time.perf_counter()
         self.scenario = scenario
         self.solver = solver
-        self.gm = build_model(scenario)
+        self.delay = delay or DelayOptions()
+        self.gm = build_model(scenario, delay=self.delay)
         self.comp = _Compiled(self.gm)
         self.vectors = {k: self.comp.vector(self.gm.objectives[k]) for k in OBJECTIVES}
         self.backend = _load_backend(self.comp, solver, threads)
@@ -345,7 +320,12 @@ class PlanSession:
     def solve(self, cfg: PlanConfig) -> PlanResult:
         """Solve under ``cfg`` (its solver and threads fields are ignored here)."""
         scenario, comp, vectors, backend = self.scenario, self.comp, self.vectors, self.backend
-        result = PlanResult(status=SolveStatus.ERROR, mode=cfg.mode, solver=self.solver)
+        result = PlanResult(
+            status=SolveStatus.ERROR,
+            mode=cfg.mode,
+            solver=self.solver,
+            delay_model=self.gm.delay_model,
+        )
         result.build_seconds = self.build_seconds
         solve_seconds = 0.0
         sol: BackendSolution | None = None
@@ -367,8 +347,13 @@ class PlanSession:
                 comps = _components(comp, vectors, sol.x)
                 weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
                 result.phases = [
-                    {"phase": 1, "objective": "weighted", "value_usd": weighted, **comps,
-                     "solve_seconds": sol.seconds}
+                    {
+                        "phase": 1,
+                        "objective": "weighted",
+                        "value_usd": weighted,
+                        **comps,
+                        "solve_seconds": sol.seconds,
+                    }
                 ]
         else:
             result.order = list(cfg.order)
@@ -386,8 +371,13 @@ class PlanSession:
                     best = float(vec @ sol.x + const)
                     comps = _components(comp, vectors, sol.x)
                     result.phases.append(
-                        {"phase": i + 1, "objective": name, "value_usd": best, **comps,
-                         "solve_seconds": sol.seconds}
+                        {
+                            "phase": i + 1,
+                            "objective": name,
+                            "value_usd": best,
+                            **comps,
+                            "solve_seconds": sol.seconds,
+                        }
                     )
                     if i < len(cfg.order) - 1:
                         # C_o ≤ C* + ε|C*|, with a hair of room for the solver's tolerances.
@@ -404,7 +394,7 @@ class PlanSession:
                 SolveStatus.INFEASIBLE,
                 SolveStatus.INFEASIBLE_OR_UNBOUNDED,
             ):
-                result.diagnosis = diagnose_infeasibility(scenario, self.solver)
+                result.diagnosis = diagnose_infeasibility(scenario, self.solver, delay=self.delay)
                 result.message = _diagnosis_message(result.diagnosis)
             return result
         _read_solution(result, comp, self.gm, vectors, sol)
@@ -420,7 +410,7 @@ def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
     be used (not installed, or the model is beyond its licence).
     """
     cfg = config or PlanConfig()
-    return PlanSession(scenario, cfg.solver, cfg.threads).solve(cfg)
+    return PlanSession(scenario, cfg.solver, cfg.threads, cfg.delay_options()).solve(cfg)
 
 
 def _read_solution(
@@ -471,6 +461,19 @@ def _read_solution(
     ]
     result.delay_s = comp.evaluate(gm.delay_s, x)
     result.duals = comp.duals(sol.row_duals)
+    if gm.delay_model == "per_query":
+        assert gm.queue_s is not None
+        lam = scen.ds["queries"]
+        queue = float(comp.values(gm.queue_s, x).sum())
+        query_s = float((result.delay_s * lam).sum()) + queue
+        delay_usd = result.objective["delay_usd"]
+        floor = delay_floor_usd(scen)
+        result.latency = {
+            "latency_s_per_query": query_s / max(float(lam.sum()), 1e-300),
+            "queueing_s": queue,
+            "delay_floor_usd": floor,
+            "decision_share": (delay_usd - floor) / delay_usd if delay_usd > 0 else 0.0,
+        }
 
 
 # -- infeasibility ------------------------------------------------------------------------------
@@ -480,11 +483,16 @@ _FAMILY_TEXT = {
     "water": "the water budget is exceeded",
     "resource": "resource capacity is exceeded",
     "delay": "the delay limit cannot be met",
+    "utilization": "a serving pool's utilisation cap is exceeded",
 }
 
 
-def _slack_scale(scen: Scenario, family: str) -> xr.DataArray | float:
+def _slack_scale(gm: GreenLLMModel, family: str) -> xr.DataArray | float:
+    scen = gm.scenario
     ds = scen.ds
+    if family == "utilization":
+        assert gm.slots is not None
+        return 3600.0 * gm.slots
     if family == "power_balance":
         return (ds["grid_cap_kw"] + ds["renewable_kw"]).transpose("dc", "hour")
     if family == "water":
@@ -497,7 +505,12 @@ def _slack_scale(scen: Scenario, family: str) -> xr.DataArray | float:
 
 
 def diagnose_infeasibility(
-    scenario: Scenario, solver: str = "highs", *, tolerance: float = 1e-6, limit: int = 20
+    scenario: Scenario,
+    solver: str = "highs",
+    *,
+    tolerance: float = 1e-6,
+    limit: int = 20,
+    delay: DelayOptions | None = None,
 ) -> list[dict[str, Any]]:
     """Which constraint rows cannot be met, where and by how much.
 
@@ -506,11 +519,11 @@ def diagnose_infeasibility(
     a positive slack, largest relative violation first.  Each entry has ``family``, ``where``
     (index labels), ``shortfall`` (in ``unit``), ``limit`` and ``relative``.
     """
-    gm = build_model(scenario, elastic=True)
+    gm = build_model(scenario, elastic=True, delay=delay)
     comp = _Compiled(gm)
     c = np.zeros(comp.n)
     for family, var in gm.slacks.items():
-        scale = _slack_scale(scenario, family)
+        scale = _slack_scale(gm, family)
         scale_da = xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
         weight = 1.0 / np.maximum(np.abs(scale_da.broadcast_like(var.labels)), 1e-6)
         vec, _ = comp.vector((var * weight).sum())
@@ -523,7 +536,7 @@ def diagnose_infeasibility(
     rows: list[dict[str, Any]] = []
     for family, var in gm.slacks.items():
         vals = comp.values(var, sol.x)
-        scale = _slack_scale(scenario, family)
+        scale = _slack_scale(gm, family)
         scale_da = (
             xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
         ).broadcast_like(vals)
