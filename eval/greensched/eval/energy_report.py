@@ -11,20 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from greensched.eval.energy_model import (
-    CITATION,
-    FORMS,
-    EnergyModel,
-    _datasheet_factors,
-    holdout_predictions,
-    prepare_fit_rows,
-    summarize_errors,
-)
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from greensched.data.energy_inference import read_energy_inference
 from greensched.data.mlenergy import read_mlenergy_configs
+from greensched.eval.energy_holdout import holdout_predictions, summarize_errors
+from greensched.eval.energy_model import (
+    CITATION,
+    FORMS,
+    EnergyModel,
+    prepare_fit_rows,
+)
+from greensched.eval.energy_terms import _datasheet_factors
 
 __all__ = ["write_energy_report", "write_energy_coefficients", "load_inputs"]
 

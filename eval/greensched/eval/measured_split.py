@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from greensched.data.energy_inference import gpu_of_system, read_energy_inference
-from greensched.eval.energy_model import holdout_predictions, prepare_fit_rows, summarize_errors
+from greensched.eval.energy_holdout import holdout_predictions, summarize_errors
+from greensched.eval.energy_terms import prepare_fit_rows
 
 __all__ = ["measured_split_errors", "write_measured_report"]
 
