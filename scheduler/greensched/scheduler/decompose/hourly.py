@@ -1,0 +1,412 @@
+"""Split a built Green-LLM model into independent hourly LPs and solve them with warm starts.
+
+Without its horizon-coupling rows (the water budget Σ_{j,t} W_{j,t} ≤ Z, the lexicographic
+ε-rows) every row of the Green-LLM LP touches the variables of one hour only, so the LP is
+block-diagonal by hour.  :func:`split_by_hour` checks that property on the model that
+:func:`greensched.scheduler.greenllm.build_model` builds for a block of hours and cuts it into
+one :class:`HourLP` per hour: its rows, columns, bounds, the per-hour parts of the linear
+*functionals* (energy, carbon and delay cost in USD, water in litres) and the maps that turn a
+column vector back into labelled outputs.
+
+:class:`HourWorker` owns a set of hours: it builds them (in blocks of a few hours, so that the
+linopy model of a block stays small), solves them under a priced objective ``Σ_f coef_f F_f``
+(warm-started from the same hour's last basis, or from the previous hour's basis on the first
+round) and keeps every hour solution as a column for the coordinator's master problem.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import linopy
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+
+from greensched.errors import GreenSchedError
+from greensched.scenario import Scenario
+from greensched.scheduler.greenllm import GreenLLMModel, build_model
+
+__all__ = [
+    "FUNCTIONALS",
+    "DecompositionError",
+    "HourLP",
+    "HourWorker",
+    "split_by_hour",
+]
+
+#: The per-hour additive linear functionals the coordinator prices: three costs (USD) and water
+#: (litres).  Every coupling row and every objective is a combination of them.
+FUNCTIONALS = ("energy", "carbon", "delay", "water")
+
+#: Report expressions of :class:`~greensched.scheduler.greenllm.GreenLLMModel` per hour.
+_REPORTS = ("it_kwh", "facility_kwh", "water_l", "delay_s")
+
+
+class DecompositionError(GreenSchedError):
+    """The model cannot be decomposed by hour (a row or variable spans several hours)."""
+
+
+@dataclass
+class HourLP:
+    """One hour of the Green-LLM LP in matrix form: min cᵀx, row_lower ≤ A x ≤ row_upper.
+
+    Attributes
+    ----------
+    hour
+        Hour index in the full horizon.
+    A, row_lower, row_upper, lb, ub
+        Rows and columns of this hour only (CSC matrix).
+    functionals, constants
+        ``functionals[f] @ x + constants[f]`` is the hour's part of functional ``FUNCTIONALS[f]``.
+    x_cols, grid_cols
+        Column of share x[area, dc, query_type] (shape I × J × K) and of p_grid[dc] (J).
+    reports
+        Per report expression: (sparse matrix cells × columns, constant per cell, cell shape).
+    dual_rows
+        Per constraint family: (row index per cell, dims of the cells without hour).
+    """
+
+    hour: int
+    A: sp.csc_array
+    row_lower: np.ndarray
+    row_upper: np.ndarray
+    lb: np.ndarray
+    ub: np.ndarray
+    functionals: np.ndarray
+    constants: np.ndarray
+    x_cols: np.ndarray
+    grid_cols: np.ndarray
+    reports: dict[str, tuple[sp.csr_array, np.ndarray, tuple[int, ...]]]
+    dual_rows: dict[str, tuple[np.ndarray, tuple[str, ...]]]
+
+
+def _hour_of_labels(labels: xr.DataArray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """(label, local hour) of every defined entry of a linopy label array."""
+    if "hour" not in labels.dims:
+        raise DecompositionError(
+            f"{what} has no 'hour' dimension (dims {tuple(labels.dims)!r}): it couples the "
+            "horizon, so the model cannot be decomposed by hour; plan it monolithically"
+        )
+    hours = labels.coords["hour"].broadcast_like(labels).transpose(*labels.dims).values
+    lab = labels.values
+    keep = lab >= 0
+    return lab[keep], hours[keep]
+
+
+def _expr_matrix(
+    expr: linopy.LinearExpression, col_of: np.ndarray, n: int
+) -> tuple[sp.csr_array, np.ndarray, tuple[str, ...], tuple[int, ...]]:
+    """Sparse matrix of a labelled expression: rows = cells ordered (hour, other dims...)."""
+    other = tuple(d for d in expr.vars.dims if d not in ("hour", "_term"))
+    vars_ = expr.vars.transpose("hour", *other, "_term").values
+    coeffs = expr.coeffs.transpose("hour", *other, "_term").values
+    const = np.broadcast_to(
+        expr.const.broadcast_like(expr.vars.isel(_term=0)).transpose("hour", *other).values,
+        vars_.shape[:-1],
+    )
+    cells = int(np.prod(vars_.shape[:-1]))
+    v = vars_.reshape(cells, -1)
+    c = coeffs.reshape(cells, -1)
+    rows = np.repeat(np.arange(cells), v.shape[1])
+    keep = v.ravel() >= 0
+    mat = sp.csr_array(
+        (c.ravel()[keep], (rows[keep], col_of[v.ravel()[keep]])), shape=(cells, n)
+    )
+    shape = tuple(int(s) for s in vars_.shape[1:-1])
+    return mat, np.asarray(const, dtype=float).ravel(), other, shape
+
+
+def _scalar_vector(
+    expr: linopy.LinearExpression, col_of: np.ndarray, n: int
+) -> tuple[np.ndarray, float]:
+    v = np.asarray(expr.vars).ravel()
+    c = np.asarray(expr.coeffs).ravel()
+    keep = v >= 0
+    out = np.zeros(n)
+    np.add.at(out, col_of[v[keep]], c[keep])
+    return out, float(np.asarray(expr.const).sum())
+
+
+def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
+    """Cut a built model without coupling rows into one :class:`HourLP` per hour.
+
+    Parameters
+    ----------
+    gm
+        A model of a block of hours built with no water budget (the coupling rows are priced by
+        the coordinator instead).
+    hour_offset
+        Full-horizon index of the block's hour 0.
+
+    Raises
+    ------
+    DecompositionError
+        When a variable or row has no hour dimension, or a row touches another hour's columns.
+    """
+    m = gm.model
+    mat = m.matrices
+    A = sp.csr_array(mat.A)
+    b = np.asarray(mat.b, dtype=float)
+    sense = np.asarray(mat.sense)
+    row_lower_all = np.where(sense == "<", -np.inf, b)
+    row_upper_all = np.where(sense == ">", np.inf, b)
+    lb_all = np.asarray(mat.lb, dtype=float)
+    ub_all = np.asarray(mat.ub, dtype=float)
+    vlabels = np.asarray(mat.vlabels)
+    clabels = np.asarray(mat.clabels)
+    n = len(vlabels)
+    col_of = np.full(int(m._xCounter), -1, dtype=np.int64)
+    col_of[vlabels] = np.arange(n)
+    row_of = np.full(int(m._cCounter), -1, dtype=np.int64)
+    row_of[clabels] = np.arange(len(clabels))
+
+    col_hour = np.full(n, -1, dtype=np.int64)
+    for name in m.variables:
+        lab, hrs = _hour_of_labels(m.variables[name].labels, f"variable {name!r}")
+        cols = col_of[lab]
+        col_hour[cols[cols >= 0]] = hrs[cols >= 0]
+    row_hour = np.full(A.shape[0], -1, dtype=np.int64)
+    for name in m.constraints:
+        lab, hrs = _hour_of_labels(m.constraints[name].labels, f"constraint family {name!r}")
+        rows = row_of[lab]
+        row_hour[rows[rows >= 0]] = hrs[rows >= 0]
+    coo = A.tocoo()
+    crossing = row_hour[coo.row] != col_hour[coo.col]
+    if crossing.any():
+        r = int(coo.row[np.flatnonzero(crossing)[0]])
+        raise DecompositionError(
+            f"row {r} of hour {int(row_hour[r])} touches a column of another hour: the model "
+            "has a horizon-coupling row the hour decomposition does not price"
+        )
+
+    vectors = [
+        _scalar_vector(gm.objectives[k], col_of, n) for k in ("energy", "carbon", "delay")
+    ]
+    vectors.append(_scalar_vector(gm.water_l.sum(), col_of, n))
+    reports = {name: _expr_matrix(getattr(gm, name), col_of, n) for name in _REPORTS}
+    x_lab = gm.x.labels.transpose("hour", "area", "dc", "query_type").values
+    g_lab = gm.p_grid.labels.transpose("hour", "dc").values
+
+    hours = np.asarray(gm.scenario.ds.indexes["hour"])
+    out = []
+    for t_local in hours:
+        t = int(t_local)
+        cols = np.flatnonzero(col_hour == t)
+        rows = np.flatnonzero(row_hour == t)
+        local = np.full(n, -1, dtype=np.int64)
+        local[cols] = np.arange(len(cols))
+        sub = sp.csc_array(A[rows][:, cols])
+        funcs = np.stack([vec[cols] for vec, _ in vectors])
+        consts = np.array([c if t == int(hours[0]) else 0.0 for _, c in vectors])
+        reps: dict[str, tuple[sp.csr_array, np.ndarray, tuple[int, ...]]] = {}
+        for name, (rmat, rconst, _dims, shape) in reports.items():
+            ncell = int(np.prod(shape))
+            sl = slice(t * ncell, (t + 1) * ncell)
+            reps[name] = (sp.csr_array(rmat[sl][:, cols]), rconst[sl].copy(), shape)
+        duals: dict[str, tuple[np.ndarray, tuple[str, ...]]] = {}
+        local_row = np.full(A.shape[0], -1, dtype=np.int64)
+        local_row[rows] = np.arange(len(rows))
+        for name in m.constraints:
+            labels = m.constraints[name].labels
+            other = tuple(d for d in labels.dims if d != "hour")
+            lab = labels.sel(hour=t_local).transpose(*other).values
+            duals[name] = (
+                np.where(lab >= 0, local_row[row_of[np.maximum(lab, 0)]], -1),
+                other,
+            )
+        out.append(
+            HourLP(
+                hour=hour_offset + t,
+                A=sub,
+                row_lower=row_lower_all[rows],
+                row_upper=row_upper_all[rows],
+                lb=lb_all[cols],
+                ub=ub_all[cols],
+                functionals=funcs,
+                constants=consts,
+                x_cols=local[col_of[x_lab[t]]],
+                grid_cols=local[col_of[g_lab[t]]],
+                reports=reps,
+                dual_rows=duals,
+            )
+        )
+    return out
+
+
+@dataclass
+class HourSolve:
+    """Outcome of one priced hour solve (sent back to the coordinator)."""
+
+    hour: int
+    ok: bool
+    status: str
+    value: float
+    functionals: np.ndarray
+    column: int
+    seconds: float
+    iterations: int
+    warm: str
+
+
+@dataclass
+class HourWorker:
+    """Owns some hours: builds them, solves them priced, keeps their solutions as columns.
+
+    The same class runs in the coordinator's process, in a child process or as a Ray actor.
+    """
+
+    threads: int = 1
+    presolve: bool = False
+    hours: list[HourLP] = field(default_factory=list)
+    columns: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    bases: dict[int, Any] = field(default_factory=dict)
+    row_duals: dict[int, np.ndarray] = field(default_factory=dict)
+    build_seconds: float = 0.0
+
+    def build(
+        self,
+        scenario: Scenario,
+        hours: Sequence[int],
+        block_hours: int = 4,
+        builder: Callable[[Scenario], GreenLLMModel] | None = None,
+    ) -> dict[str, Any]:
+        """Build the hourly LPs of ``hours`` (contiguous blocks of ``block_hours`` at a time)."""
+        t0 = time.perf_counter()
+        make = builder or build_model
+        hrs = [int(h) for h in hours]
+        for start in range(0, len(hrs), max(1, block_hours)):
+            block = hrs[start : start + max(1, block_hours)]
+            sub = scenario.subset(hours=block)
+            sub.water_budget_l = None
+            gm = make(sub)
+            parts = split_by_hour(gm, 0)
+            for hlp, h in zip(parts, block, strict=True):
+                hlp.hour = h
+                self.hours.append(hlp)
+                self.columns[h] = []
+            del gm, parts
+        self.build_seconds = time.perf_counter() - t0
+        return {"hours": hrs, "build_seconds": self.build_seconds}
+
+    def _highs(self) -> Any:
+        import highspy
+
+        h = highspy.Highs()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("solver", "simplex")
+        h.setOptionValue("presolve", "on" if self.presolve else "off")
+        return h
+
+    def _pass(self, h: Any, hlp: HourLP, cost: np.ndarray) -> None:
+        import highspy
+
+        lp = highspy.HighsLp()
+        lp.num_col_ = int(hlp.A.shape[1])
+        lp.num_row_ = int(hlp.A.shape[0])
+        lp.col_cost_ = cost
+        lp.col_lower_ = hlp.lb
+        lp.col_upper_ = hlp.ub
+        lp.row_lower_ = hlp.row_lower
+        lp.row_upper_ = hlp.row_upper
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = hlp.A.indptr.astype(np.int32)
+        lp.a_matrix_.index_ = hlp.A.indices.astype(np.int32)
+        lp.a_matrix_.value_ = hlp.A.data.astype(float)
+        h.passModel(lp)
+
+    def solve(self, coef: Sequence[float], keep: bool = True) -> list[HourSolve]:
+        """Solve every owned hour under min Σ_f coef_f F_f; returns one :class:`HourSolve` each.
+
+        Warm start: the hour's own basis from its last solve (only the objective changed, so it
+        is primal feasible: primal simplex), else the previous hour's basis (dual simplex).
+        """
+        import highspy
+
+        w = np.asarray(coef, dtype=float)
+        out = []
+        prev_basis = None
+        h = self._highs()
+        for hlp in self.hours:
+            cost = w @ hlp.functionals
+            self._pass(h, hlp, cost)
+            own = self.bases.get(hlp.hour)
+            warm = "cold"
+            if own is not None:
+                h.setBasis(own)
+                h.setOptionValue("simplex_strategy", 4)
+                warm = "own"
+            elif prev_basis is not None:
+                h.setBasis(prev_basis)
+                h.setOptionValue("simplex_strategy", 1)
+                warm = "previous_hour"
+            else:
+                h.setOptionValue("simplex_strategy", 1)
+            t0 = time.perf_counter()
+            h.run()
+            seconds = time.perf_counter() - t0
+            ms = h.getModelStatus()
+            iters = int(h.getInfo().simplex_iteration_count)
+            if ms != highspy.HighsModelStatus.kOptimal:
+                out.append(
+                    HourSolve(hlp.hour, False, h.modelStatusToString(ms), np.nan,
+                              np.full(len(FUNCTIONALS), np.nan), -1, seconds, iters, warm)
+                )
+                h = self._highs()
+                prev_basis = None
+                continue
+            sol = h.getSolution()
+            x = np.clip(np.asarray(sol.col_value, dtype=float), hlp.lb, hlp.ub)
+            basis = h.getBasis()
+            self.bases[hlp.hour] = basis
+            prev_basis = basis
+            self.row_duals[hlp.hour] = np.asarray(sol.row_dual, dtype=float)
+            fvals = hlp.functionals @ x + hlp.constants
+            col = -1
+            if keep:
+                self.columns[hlp.hour].append(x)
+                col = len(self.columns[hlp.hour]) - 1
+            out.append(
+                HourSolve(hlp.hour, True, "optimal", float(w @ fvals), fvals, col, seconds,
+                          iters, warm)
+            )
+        return out
+
+    def combine(self, weights: dict[int, list[tuple[int, float]]]) -> dict[int, dict[str, Any]]:
+        """Primal recovery: x_t = Σ_r λ_{t,r} x_{t,r}; returns per hour its labelled outputs."""
+        out: dict[int, dict[str, Any]] = {}
+        for hlp in self.hours:
+            pairs = weights[hlp.hour]
+            x = np.zeros(hlp.A.shape[1])
+            for col, lam in pairs:
+                x += lam * self.columns[hlp.hour][col]
+            x = np.clip(x, hlp.lb, hlp.ub)
+            res: dict[str, Any] = {
+                "functionals": hlp.functionals @ x + hlp.constants,
+                "x": x[hlp.x_cols],
+                "grid": x[hlp.grid_cols],
+            }
+            for name, (rmat, rconst, shape) in hlp.reports.items():
+                res[name] = (rmat @ x + rconst).reshape(shape)
+            rd = self.row_duals.get(hlp.hour)
+            duals = {}
+            if rd is not None:
+                for name, (rows, _dims) in hlp.dual_rows.items():
+                    duals[name] = np.where(rows >= 0, rd[np.maximum(rows, 0)], np.nan)
+            res["duals"] = duals
+            res["dual_dims"] = {name: dims for name, (_r, dims) in hlp.dual_rows.items()}
+            out[hlp.hour] = res
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes of the owned hours and the column pool."""
+        return {
+            "hours": [h.hour for h in self.hours],
+            "columns": sum(len(v) for v in self.columns.values()),
+            "rows_per_hour": int(self.hours[0].A.shape[0]) if self.hours else 0,
+            "cols_per_hour": int(self.hours[0].A.shape[1]) if self.hours else 0,
+            "build_seconds": self.build_seconds,
+        }
