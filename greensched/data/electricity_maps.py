@@ -24,16 +24,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from greensched.data._common import (
-    Gap,
-    RawTable,
-    carbon_factor,
-    check_unique_sorted,
-    fill_frame,
-    fill_gaps,
-    read_raw,
-    split_unit,
-)
+from greensched.data._common import RawTable, read_raw
+from greensched.data.gaps import Gap, check_unique_sorted, fill_frame, fill_gaps
+from greensched.data.units import carbon_factor, split_unit
 
 __all__ = [
     "ZONE_IDS",

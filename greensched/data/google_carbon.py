@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from greensched.data._common import RawTable, carbon_factor, read_raw, split_unit
+from greensched.data._common import RawTable, read_raw
+from greensched.data.units import carbon_factor, split_unit
 from greensched.errors import DataFileError
 
 __all__ = ["read_google_carbon", "read_google_carbon_dir"]

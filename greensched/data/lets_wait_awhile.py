@@ -24,14 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from greensched.data._common import (
-    AmbiguousPolicy,
-    NonexistentPolicy,
-    carbon_factor,
-    fill_frame,
-    read_raw,
-    split_unit,
-)
+from greensched.data._common import AmbiguousPolicy, NonexistentPolicy, read_raw
+from greensched.data.gaps import fill_frame
+from greensched.data.units import carbon_factor, split_unit
 
 __all__ = ["read_lets_wait_awhile"]
 

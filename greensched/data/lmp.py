@@ -18,14 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from greensched.data._common import (
-    Gap,
-    RawTable,
-    fill_frame,
-    price_factor,
-    read_raw,
-    split_unit,
-)
+from greensched.data._common import RawTable, read_raw
+from greensched.data.gaps import Gap, fill_frame
+from greensched.data.units import price_factor, split_unit
 
 __all__ = ["read_lmp", "read_lmp_dir"]
 

@@ -21,14 +21,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from greensched.data._common import (
-    AmbiguousPolicy,
-    NonexistentPolicy,
-    duration_factor,
-    fill_frame,
-    read_raw,
-    split_unit,
-)
+from greensched.data._common import AmbiguousPolicy, NonexistentPolicy, read_raw
+from greensched.data.gaps import fill_frame
+from greensched.data.units import duration_factor, split_unit
 
 __all__ = ["read_network_delay", "read_rtt_stats", "read_rtt_matrix", "pair_from_filename"]
 

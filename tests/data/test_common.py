@@ -8,16 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensched.data._common import (
-    Gap,
-    carbon_factor,
-    duration_factor,
-    fill_gaps,
-    gaps_frame,
-    price_factor,
-    read_raw,
-    split_unit,
-)
+from greensched.data._common import read_raw
+from greensched.data.gaps import Gap, fill_gaps, gaps_frame
+from greensched.data.units import carbon_factor, duration_factor, price_factor, split_unit
 from greensched.errors import DataFileError
 
 
