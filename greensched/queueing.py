@@ -56,7 +56,7 @@ DEFAULT_MAX_UTILIZATION = 0.9
 DEFAULT_SERVICE_SCV = 1.0
 #: Largest relative gap between W and its piecewise-linear under-estimator.
 DEFAULT_WAIT_TOLERANCE = 0.02
-#: Error floor of the under-estimator, as a share of (W(top) + top) (s).
+#: Error floor of the under-estimator, as a share of the fit range's busy seconds (s).
 DEFAULT_WAIT_FLOOR = 1e-3
 _GRID_POINTS = 2001
 _MAX_TANGENTS = 64
@@ -136,7 +136,7 @@ def _tangents_unit(
     top = u_top * 3600.0 * slots
     grid = top * np.linspace(0.0, 1.0, _GRID_POINTS)
     w = hourly_wait_s(grid, slots, 1.0)
-    floor = floor_frac * (float(w[-1]) + top)
+    floor = floor_frac * top
     if float(w[-1]) <= floor:
         return ()
     h = 1e-6 * top
@@ -170,7 +170,7 @@ def wait_tangents(
 
     Returns ``(slope, intercept)`` arrays (slope: s of queueing per busy second; intercept: s)
     such that ``Q(load) = max(0, max_m slope_m · load + intercept_m)`` satisfies
-    ``W(load) − tolerance · W(load) − floor · (W(top) + top) ≤ Q(load) ≤ W(load)`` on
+    ``W(load) − tolerance · W(load) − floor · top ≤ Q(load) ≤ W(load)`` on
     ``[0, top]``, ``top = min(u_max, load_max_s / 3600 c) · 3600 c`` (checked on a
     2001-point grid).  Tangents of a convex function lie below it, so Q never over-states W;
     points are added greedily where the gap is largest.  The floor term bounds the error in
