@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+
+from greensched.errors import GreenSchedError
+from greensched.queueing import default_pool_slots, hourly_wait_s, wait_tangents
+from greensched.scenario import Scenario, load_scenario
 from greensched.scheduler import PlanConfig, SolveStatus, build_model, plan
 from greensched.scheduler.per_query import (
     DelayOptions,
@@ -15,10 +19,6 @@ from greensched.scheduler.per_query import (
     per_query_latency_s,
     wait_segments,
 )
-
-from greensched.errors import GreenSchedError
-from greensched.queueing import default_pool_slots, hourly_wait_s, wait_tangents
-from greensched.scenario import Scenario, load_scenario
 from greensched.synth import synthesize
 
 RHO = 0.01  # USD per query-second
@@ -88,8 +88,9 @@ def test_interior_optimum_matches_hand_computed_mm1() -> None:
     assert lat["latency_s_per_query"] == pytest.approx(mean, rel=1e-9)
     # floor: every query at the near DC without queueing = ρ λ · 1 s
     assert lat["delay_floor_usd"] == pytest.approx(RHO * LAMBDA * 1.0)
-    assert lat["decision_share"] == pytest.approx(1 - lat["delay_floor_usd"] / result.objective[
-        "delay_usd"])
+    assert lat["decision_share"] == pytest.approx(
+        1 - lat["delay_floor_usd"] / result.objective["delay_usd"]
+    )
 
 
 def test_utilisation_cap_binds_at_the_congested_dc() -> None:
