@@ -135,7 +135,7 @@ def test_latency_limit_is_per_query_and_binds() -> None:
     scen.ds["delay_limit_s"][:] = 1.2
     scen.ds["price_usd_per_kwh"][:] = np.array([[1.0, 0.0]])  # near DC costly in energy
     result = plan(scen, PlanConfig(weights=(1.0, 0.0, 0.0), pool_slots=_slots(scen, 1e4, 1e4)))
-    assert result.is_ok
+    assert result.is_ok and result.allocation is not None and result.delay_s is not None
     assert float(result.allocation.sel(dc="dc000").sum()) == pytest.approx(0.6, abs=1e-7)
     assert float(result.delay_s.max()) == pytest.approx(1.2, abs=1e-9)
 
