@@ -503,7 +503,7 @@ def validate_outcomes(records: pd.DataFrame | Iterable[Mapping[str, Any]], *,
                 continue
             if allowed is not None and x not in allowed:
                 assert labels is not None
-                add(i, f.name, v, f"a {f.name} of scenario {labels.name!r} ("
+                add(i, f.name, v, f"one of scenario {labels.name!r}'s {f.name} labels ("
                     + ", ".join(sorted(allowed)[:8]) + (", ..." if len(allowed) > 8 else "")
                     + ")")
                 continue

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from greensched.cli._app import (
     console,
+    err_console,
     feedback_app,
 )
 from greensched.errors import GreenSchedError
@@ -38,11 +39,13 @@ from greensched.feedback.loop import (
     run_forever,
     run_once,
 )
+from greensched.feedback.models import require_current
 from greensched.feedback.retune import RetuneResult, RetuneStatus, retune
 from greensched.feedback.store import (
     DEFAULT_STORE,
     STORE_ENV,
     IngestReport,
+    OutcomeLabels,
     OutcomeStore,
     default_store,
 )
@@ -56,22 +59,39 @@ __all__ = [
     "status_command",
 ]
 
+#: Exit status of ``feedback status`` on a DRIFT verdict.
+EXIT_DRIFT = 1
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
 #: The reference drawn from the store itself spans this many windows before the recent one.
 REFERENCE_WINDOWS = 5
 _SHOW_CONFLICTS = 20
 
 
 def ingest_command(file: Path, store: str | None = None, *, console: Console | None = None,
-                   fail_on_conflict: bool = False) -> IngestReport:
+                   fail_on_conflict: bool = False,
+                   scenario: Path | None = None) -> IngestReport:
     """Ingest an outcomes file (CSV, JSON lines or Parquet) into the store, as one batch.
 
     Identical re-sends are no-ops; job_ids already stored with different values are listed and
     kept as stored. With ``fail_on_conflict`` such conflicts raise after the rest is stored.
+    With ``scenario`` (a scenario directory) areas, query types, DCs and hours must be that
+    scenario's, as ``POST /v1/outcomes`` checks them.
     """
     console = console or Console()
     store = store or default_store()
+    labels = None
+    if scenario is not None:
+        from greensched.scenario import load_scenario
+
+        labels = OutcomeLabels.from_scenario(load_scenario(scenario))
     with OutcomeStore.open(store) as s:
-        report = s.ingest_file(Path(file))
+        report = s.ingest_file(Path(file), labels=labels)
         total = s.count()
         where = s.url
     rate = report.rows / report.elapsed_s if report.elapsed_s > 0 else float("nan")
@@ -215,6 +235,7 @@ def retune_command(
     if not replay_path.is_file():
         raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
     reg = open_registry(registry)
+    require_current(reg)
     with OutcomeStore.open(store or default_store(), create=False) as s:
         res = retune(s, reg, replay_data=replay_path, window=window, val_fraction=val_fraction,
                      min_improvement=min_improvement, seed=seed, replay_rows=replay_rows,
@@ -261,8 +282,7 @@ def run_command(
     if not replay_path.is_file():
         raise GreenSchedError(f"replay dataset {str(replay_path)!r} does not exist")
     reg = open_registry(registry)
-    if reg.current() is None:
-        raise GreenSchedError(f"no model version has been promoted in {reg.root}")
+    require_current(reg)
     where = store or default_store()
 
     def show(cycle: LoopCycle) -> None:
@@ -308,27 +328,49 @@ def feedback_ingest(
     file: Annotated[Path, typer.Argument(help="Outcomes file: CSV, JSON lines or Parquet.")],
     store: StoreOption = None,
     fail_on_conflict: Annotated[bool, typer.Option(help="Exit non-zero on conflicts.")] = False,
+    scenario: Annotated[Path | None, typer.Option(
+        help="Scenario directory: refuse areas, query types, DCs and hours it lacks.")] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Store measured outcomes (idempotent: a job_id is stored once; conflicts are listed)."""
+    """Store measured outcomes (idempotent: a job_id is stored once; conflicts are listed).
 
-    ingest_command(file, store, console=console, fail_on_conflict=fail_on_conflict)
+    The file holds outcome records (docs/outcomes.md), e.g. the outcomes.csv of
+    greensched simulate --policy model|greedy: it is ingested as it is.
+    """
+    rep = ingest_command(file, store, console=err_console if json_out else console,
+                         fail_on_conflict=fail_on_conflict, scenario=scenario)
+    if json_out:
+        _print_json({"file": str(file), "rows": rep.rows, "inserted": rep.inserted,
+                     "duplicates_identical": rep.duplicates_identical,
+                     "conflicts": rep.conflicts, "ingest_id": rep.ingest_id})
 
 
 @feedback_app.command("status")
 def feedback_status(
     store: StoreOption = None,
-    reference: Annotated[Path | None, typer.Option(help="Reference outcomes for input drift.")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Reference outcomes for input drift.")
+    ] = None,
     validation_metrics: Annotated[
         Path | None, typer.Option(help="The model's metrics.json (validation error).")
     ] = None,
     window: Annotated[int, typer.Option(min=1, help="Latest outcomes to check.")] = 1000,
     min_samples: Annotated[int, typer.Option(min=1)] = 100,
     model_version: Annotated[str | None, typer.Option(help="Only this model version.")] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Prediction-error and input drift of the latest outcomes, with a verdict."""
+    """Prediction-error and input drift of the latest outcomes, with a verdict.
 
-    status_command(store, reference, validation_metrics, window, min_samples,
-                   model_version=model_version, console=console)
+    Exit status: 0 for OK, WATCH or INSUFFICIENT_DATA, 1 for DRIFT (so that cron or CI can act
+    on it), 2 for bad input.
+    """
+    report = status_command(store, reference, validation_metrics, window, min_samples,
+                            model_version=model_version,
+                            console=err_console if json_out else console)
+    if json_out:
+        _print_json(report.to_dict())
+    if report.verdict is Verdict.DRIFT:
+        raise typer.Exit(EXIT_DRIFT)
 
 
 RegistryOption = Annotated[

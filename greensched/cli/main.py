@@ -17,6 +17,7 @@ import typer
 from greensched.cli import (  # noqa: F401
     assign,
     feedback,
+    model,
     plan,
     predictor,
     scenario,

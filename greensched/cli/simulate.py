@@ -33,7 +33,13 @@ from greensched.cli._app import (
 )
 from greensched.errors import GreenSchedError
 from greensched.eval.fleet import fleet_for
-from greensched.eval.simulate import POLICIES, build_dataset, run_simulation, write_dataset
+from greensched.eval.simulate import (
+    MODEL_POLICY,
+    POLICIES,
+    build_dataset,
+    run_simulation,
+    write_dataset,
+)
 from greensched.eval.traces import jobs_from_demand, jobs_from_traces, load_traces
 from greensched.eval.twin import Twin
 from greensched.util import jsonable
@@ -63,6 +69,24 @@ def _is_jobs_table(path: Path) -> bool:
 
 
 
+def _load_model(path: Path) -> tuple[Any, str]:
+    """A saved predictor (or a registry's promoted version) and the version name to record."""
+    from greensched.predictor.base import load_predictor
+
+    path = Path(path)
+    if (path / "versions").is_dir() and not (path / "config.json").is_file():
+        from greensched.feedback.models import require_current
+        from greensched.feedback.registry import ModelRegistry
+
+        reg = ModelRegistry(path)
+        version = require_current(reg)
+        return load_predictor(reg.path(version)), version
+    info = path / "registry.json"
+    version = json.loads(info.read_text(encoding="utf-8"))["version"] if info.is_file() \
+        else path.name
+    return load_predictor(path), str(version)
+
+
 def simulate_command(
     scenario_dir: Path | None,
     jobs: int | None,
@@ -74,9 +98,14 @@ def simulate_command(
     noise: bool,
     fleet: Path | None,
     *,
+    model: Path | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Run ``greensched simulate``; returns the totals.
+
+    ``model`` (policy ``model``): a saved predictor directory or a model registry root (its
+    promoted version); the jobs are placed greedily on its predictions, which the outcomes
+    record with the version name.
 
     Raises
     ------
@@ -89,9 +118,13 @@ def simulate_command(
     console = console or Console()
     if (jobs is None) == (trace is None):
         raise GreenSchedError("give exactly one of --jobs N and --trace FILE")
-    if policy not in POLICIES:
+    if policy not in (*POLICIES, MODEL_POLICY):
         raise GreenSchedError(f"--policy {policy!r} is not known; expected one of "
-                              f"{', '.join(POLICIES)}")
+                              f"{', '.join((*POLICIES, MODEL_POLICY))}")
+    if (policy == MODEL_POLICY) != (model is not None):
+        raise GreenSchedError("--policy model places jobs on a trained predictor's predictions: "
+                              "give it with --model DIR (a saved model or a registry), and "
+                              "--model only with --policy model")
     if jobs is not None and (isinstance(jobs, bool) or jobs < 1):
         raise GreenSchedError(f"--jobs must be an integer >= 1, got {jobs!r}")
     if isinstance(seed, bool) or seed < 0:
@@ -114,7 +147,9 @@ def simulate_command(
             table = jobs_from_traces(scen, load_traces(trace), seed=seed)
             source = f"trace {trace}"
     t_jobs = time.perf_counter()
-    sim = run_simulation(scen, table, policy, seed, noise, twin=twin, all_dcs=dataset is not None)
+    predictor, version = _load_model(model) if model is not None else (None, None)
+    sim = run_simulation(scen, table, policy, seed, noise, twin=twin, all_dcs=dataset is not None,
+                         predictor=predictor, model_version=version)
     t_sim = time.perf_counter()
     totals = dict(sim.totals)
     written: list[Path] = []
@@ -179,7 +214,12 @@ def simulate(
     trace: Annotated[
         Path | None, typer.Option(help="Azure trace file or directory, or a jobs table.")
     ] = None,
-    policy: Annotated[str, typer.Option(help="plan | greedy | nearest | random")] = "plan",
+    policy: Annotated[str, typer.Option(
+        help="plan | greedy | nearest | random | model (greedy on --model's predictions)")
+    ] = "plan",
+    model: Annotated[Path | None, typer.Option(
+        help="For --policy model: a saved predictor or a model registry (its current version)."
+    )] = None,
     out: Annotated[Path | None, typer.Option(help="Write outcomes.csv and totals.json.")] = None,
     dataset: Annotated[
         Path | None, typer.Option(help="Also write the predictor's training set (Parquet).")
@@ -191,5 +231,5 @@ def simulate(
     """Run jobs through a policy on the digital twin; per-job outcomes and totals."""
 
     simulate_command(scenario_dir, jobs, trace, policy, out, dataset, seed, noise, fleet,
-                     console=console)
+                     model=model, console=console)
 
