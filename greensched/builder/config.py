@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from greensched.errors import ScenarioError
+from greensched.weights import OBJECTIVES
 
 #: Default of ``[scenario] data_dir``, relative to the configuration file.
 DEFAULT_DATA_DIR = "../shared/data"
@@ -19,7 +20,7 @@ _HOUR = pd.Timedelta(hours=1)
 _WEEK_H = 168
 _WRAP_H = 52 * _WEEK_H  # 364 days
 _MISSING: Any = object()
-_OBJECTIVES = ("energy", "carbon", "delay")
+_OBJECTIVES = OBJECTIVES
 
 
 # ================================================================================================

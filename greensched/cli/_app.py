@@ -18,6 +18,7 @@ from rich.console import Console
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
+from greensched.weights import Weights, WeightsError
 
 __all__ = [
     "EXIT_INFEASIBLE",
@@ -56,18 +57,11 @@ EXIT_SOLVER = 4
 
 
 def parse_weights(text: str) -> tuple[float, float, float]:
-    """``--weights E,C,D`` as three floats (the planner validates sign and sum)."""
-    parts = [p.strip() for p in text.split(",")]
+    """``--weights E,C,D`` as three floats, validated by :class:`~greensched.weights.Weights`."""
     try:
-        values = tuple(float(p) for p in parts)
-    except ValueError as exc:
-        raise GreenSchedError(
-            f"--weights {text!r}: expected three numbers E,C,D such as 0.6,0.2,0.2"
-        ) from exc
-    if len(values) != 3:
-        raise GreenSchedError(f"--weights {text!r}: expected three numbers E,C,D")
-    return values[0], values[1], values[2]
-
+        return Weights.parse(text).as_tuple()
+    except WeightsError as exc:
+        raise GreenSchedError(f"--{exc}") from exc
 
 
 def load_scenario_arg(path: Path | None, coefficients: Path | None = None) -> Scenario:

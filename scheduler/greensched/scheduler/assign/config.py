@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from greensched.errors import GreenSchedError
+from greensched.weights import OBJECTIVES, Weights, WeightsError
 
 #: Reasons a job could not be placed, in the order they are tested.
 REASONS = ("sovereignty", "sla", "capacity")
@@ -30,7 +31,7 @@ ASSIGNMENT_COLUMNS = (
 )
 
 _EXPLORE = (None, "epsilon", "softmax")
-_OBJECTIVES = ("energy", "carbon", "delay")
+_OBJECTIVES = OBJECTIVES
 
 
 class AssignError(GreenSchedError):
@@ -117,18 +118,7 @@ class AssignConfig:
 
 
 def _normalise_weights(w: Mapping[str, float] | Sequence[float]) -> dict[str, float]:
-    if isinstance(w, Mapping):
-        unknown = set(w) - set(_OBJECTIVES)
-        if unknown:
-            raise AssignError(
-                f"unknown weight(s) {sorted(unknown)!r}; expected energy, carbon, delay"
-            )
-        vals = [float(w.get(k, 0.0)) for k in _OBJECTIVES]
-    else:
-        vals = [float(v) for v in w]
-        if len(vals) != 3:
-            raise AssignError(f"weights {w!r} need three values: energy, carbon, delay")
-    if any(not math.isfinite(v) or v < 0 for v in vals) or sum(vals) <= 0:
-        raise AssignError(f"weights {w!r} must be finite, >= 0 and not all zero")
-    total = sum(vals)
-    return {k: v / total for k, v in zip(_OBJECTIVES, vals, strict=True)}
+    try:
+        return Weights.of(w).normalised()
+    except WeightsError as exc:
+        raise AssignError(str(exc)) from exc
