@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,50 +15,17 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 
+from greensched.feedback.ledger import LedgerError
 from greensched.service.auth import Gate
 from greensched.service.batcher import JobConflict
+from greensched.service.bodies import parse_json, unprocessable, validation_errors
 from greensched.service.config import API_KEY_HEADER, ServiceConfig, ServiceError
 from greensched.service.core import GreenSchedService
 from greensched.service.schemas import request_models
 
 __all__ = ["create_app"]
 
-def _validation_errors(exc: Any, prefix: tuple[Any, ...]) -> list[dict[str, Any]]:
-    """Pydantic errors in FastAPI's ``detail`` format, locations prefixed."""
-    out = []
-    for err in exc.errors(include_url=False):
-        item = {"type": err["type"], "loc": [*prefix, *err["loc"]], "msg": err["msg"],
-                "input": err.get("input")}
-        if err.get("ctx"):
-            item["ctx"] = {k: (v if isinstance(v, int | float | str | bool) or v is None
-                               else str(v)) for k, v in err["ctx"].items()}
-        out.append(item)
-    return out
-
-
-def _json_safe(value: Any) -> Any:
-    """Inputs echoed in errors may hold values json cannot write (NaN from a client's JSON)."""
-    try:
-        json.dumps(value, allow_nan=False)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _unprocessable(errors: list[dict[str, Any]]) -> Any:
-    for e in errors:
-        e["input"] = _json_safe(e.get("input"))
-    return JSONResponse({"detail": errors}, status_code=422)
-
-
-def _parse_json(body: bytes) -> tuple[Any, Any]:
-    """(payload, None) or (None, a 422 response)."""
-    try:
-        return json.loads(body), None
-    except (ValueError, UnicodeDecodeError) as exc:
-        pos = getattr(exc, "pos", 0)
-        return None, _unprocessable([{"type": "json_invalid", "loc": ["body", pos],
-                                      "msg": f"JSON decode error: {exc}", "input": {}}])
+log = logging.getLogger("greensched.service")
 
 
 def create_app(config: ServiceConfig) -> Any:
@@ -74,6 +41,7 @@ def create_app(config: ServiceConfig) -> Any:
     AssignJob, AssignBatch = models["AssignJob"], models["AssignBatch"]
     Outcome, OutcomeBatch = models["Outcome"], models["OutcomeBatch"]
     max_jobs = config.max_batch_jobs
+    max_depth = config.max_json_depth
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -98,10 +66,30 @@ def create_app(config: ServiceConfig) -> Any:
         return {"requestBody": {"required": True, "content": {
             "application/json": {"schema": {"oneOf": refs} if len(refs) > 1 else refs[0]}}}}
 
-    err: dict[int | str, dict[str, Any]] = {
+    retry = {"Retry-After": {"description": "seconds to wait before retrying",
+                             "schema": {"type": "integer"}}}
+    auth_err: dict[int | str, dict[str, Any]] = {
         401: {"model": models["Problem"], "description": "missing or wrong API key"},
-        413: {"model": models["Problem"], "description": "request too large"},
+        400: {"model": models["Problem"],
+              "description": "an API key in the query string (send it in the X-API-Key header)"},
+        429: {"model": models["Problem"], "headers": retry,
+              "description": "too many failed authentications from this address"},
     }
+    err: dict[int | str, dict[str, Any]] = {
+        **auth_err,
+        413: {"model": models["Problem"], "description": "request too large"},
+        422: {"model": models["ValidationProblem"],
+              "description": "malformed body: invalid JSON, nested too deep, or a field out of "
+                             "range; detail[].loc names the field"},
+        503: {"model": models["Problem"], "headers": retry,
+              "description": "the ledger or outcome store is busy (locked), or the service is "
+                             "shutting down; retry after Retry-After seconds"},
+    }
+
+    def busy(exc: Exception) -> JSONResponse:
+        wait = int(getattr(exc, "retry_after_s", 1))
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": str(wait)})
 
     def _parse_items(payload: Any, key: str, single: Any, many: Any) -> tuple[bool, Any]:
         """One item or ``{key: [...]}``: (is_batch, validated items or an error response)."""
@@ -118,7 +106,7 @@ def create_app(config: ServiceConfig) -> Any:
                 )
             return True, getattr(many.model_validate(payload), key)
         except pydantic.ValidationError as exc:
-            return batch, _unprocessable(_validation_errors(exc, ("body",)))
+            return batch, unprocessable(validation_errors(exc, ("body",)))
 
     @app.post(
         "/v1/assign",
@@ -127,12 +115,12 @@ def create_app(config: ServiceConfig) -> Any:
         responses={200: {"model": models["Assignment"] | models["AssignBatchResult"],
                          "description": "one assignment (single job) or "
                                         "{model_version, assignments} (batch)"},
-                   409: {"model": models["Problem"],
+                   409: {"model": models["JobConflictProblem"],
                          "description": "a job_id was already assigned with other content"},
                    **err},
     )
     async def assign(request: Request) -> Any:
-        payload, bad = _parse_json(await request.body())
+        payload, bad = parse_json(await request.body(), max_depth)
         if bad is not None:
             return bad
         batch, parsed = _parse_items(payload, "jobs", AssignJob, AssignBatch)
@@ -150,13 +138,13 @@ def create_app(config: ServiceConfig) -> Any:
                                  "input": j.job_id})
                 seen.setdefault(j.job_id, i)
             if dups:
-                return _unprocessable(dups)
+                return unprocessable(dups)
         try:
             results = await service.assign(service.encode(jobs))
         except JobConflict as exc:
             return JSONResponse({"detail": str(exc), "job_ids": exc.job_ids}, status_code=409)
-        except ServiceError as exc:
-            return JSONResponse({"detail": str(exc)}, status_code=503)
+        except (ServiceError, LedgerError) as exc:
+            return busy(exc)
         if not batch:
             return JSONResponse(results[0])
         return JSONResponse({"model_version": results[0]["model_version"],
@@ -175,7 +163,7 @@ def create_app(config: ServiceConfig) -> Any:
             return JSONResponse({"detail": "this service has no outcome store; start it with "
                                            "store=PATH_OR_URL (greensched serve --store)"},
                                 status_code=404)
-        payload, bad = _parse_json(await request.body())
+        payload, bad = parse_json(await request.body(), max_depth)
         if bad is not None:
             return bad
         batch, parsed = _parse_items(payload, "outcomes", Outcome, OutcomeBatch)
@@ -189,12 +177,19 @@ def create_app(config: ServiceConfig) -> Any:
             report = await run_in_threadpool(service.ingest, records)
         except OutcomeValidationError as exc:
             prefix = ["body", "outcomes"] if batch else ["body"]
-            return _unprocessable([
+            return unprocessable([
                 {"type": "value_error",
                  "loc": [*prefix, *([i.row] if batch and i.row >= 0 else []), i.column],
                  "msg": f"Value error, expected {i.expected}",
                  "input": None if i.value is exc._MISSING else i.value}
                 for i in exc.issues])
+        except (ServiceError, LedgerError) as exc:
+            return busy(exc)
+        stored = [r["job_id"] for r in records if r["job_id"] not in set(report.conflicts)]
+        try:
+            await run_in_threadpool(service.release_jobs, stored)
+        except LedgerError as exc:  # stored, but the reservation stays until its hour passes
+            log.warning("outcomes stored; releasing their reservations failed: %s", exc)
         return JSONResponse({
             "rows": report.rows,
             "inserted": report.inserted,
@@ -205,7 +200,8 @@ def create_app(config: ServiceConfig) -> Any:
         })
 
     @app.get("/v1/plan", summary="The plan the service follows",
-             responses={404: {"model": models["Problem"], "description": "no plan"}, **err})
+             responses={404: {"model": models["Problem"], "description": "no plan"},
+                        **auth_err})
     async def plan() -> Any:
         if service.plan_meta is None:
             return JSONResponse({"detail": "this service runs without a plan; start it with "
@@ -220,16 +216,20 @@ def create_app(config: ServiceConfig) -> Any:
         })
 
     @app.get("/v1/ledger", summary="Reserved capacity (exact ticks per hour, dc, resource)",
-             responses=err)
+             responses={**auth_err, 503: err[503]})
     async def ledger() -> Any:
-        return JSONResponse(service.ledger_report())
+        try:
+            return JSONResponse(await run_in_threadpool(service.ledger_report))
+        except LedgerError as exc:
+            return busy(exc)
 
     @app.get("/healthz", summary="Liveness and what is being served",
              responses={200: {"model": models["Health"]}})
     async def healthz() -> Any:
         version, _ = service.model_version()
         return JSONResponse({"status": "ok", "scenario": service.scenario.name,
-                             "model_version": version, "mode": service.mode,
+                             "model_version": version, **service.model_status(),
+                             "mode": service.mode, "ledger": service.ledger_kind(),
                              "uptime_s": round(time.monotonic() - service.started_monotonic, 3)})
 
     @app.get("/metrics", summary="Prometheus metrics (text exposition format)",
@@ -245,7 +245,8 @@ def create_app(config: ServiceConfig) -> Any:
                              routes=app.routes)
         comps = schema.setdefault("components", {})
         schemas = comps.setdefault("schemas", {})
-        for name in ("AssignJob", "AssignBatch", "Outcome", "OutcomeBatch"):
+        for name in ("AssignJob", "AssignBatch", "Outcome", "OutcomeBatch",
+                     "ValidationProblem"):
             s = models[name].model_json_schema(ref_template="#/components/schemas/{model}")
             schemas.update(s.pop("$defs", {}))
             schemas[name] = s

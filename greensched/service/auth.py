@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.exceptions import HTTPException
 
@@ -14,7 +18,10 @@ from greensched.service.config import API_KEY_HEADER
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from greensched.service.core import GreenSchedService
 
-__all__ = ["ENDPOINTS", "Gate", "send_json"]
+__all__ = ["ENDPOINTS", "FailureLimiter", "Gate", "key_in_query", "redact_query", "send_json"]
+
+#: Query parameter names taken for an API key (refused, and redacted before logging).
+_KEY_NAMES = re.compile(r"(?i)(api[-_]?key|apikey|x-api-key|^key$|token|secret)")
 
 #: Paths with their own label in the request metrics (anything else is "other").
 ENDPOINTS = ("/v1/assign", "/v1/outcomes", "/v1/plan", "/v1/ledger", "/healthz", "/metrics",
@@ -31,8 +38,71 @@ async def send_json(send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
     await send({"type": "http.response.body", "body": body})
 
 
+def key_in_query(query_string: bytes) -> bool:
+    """Whether a query string carries something named like an API key."""
+    if not query_string:
+        return False
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if _KEY_NAMES.search(name):
+            return True
+    return False
+
+
+def redact_query(query_string: bytes) -> bytes:
+    """The query string with the values of key-like parameters replaced by ``REDACTED``."""
+    parts = []
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        parts.append((name, "REDACTED" if _KEY_NAMES.search(name) else value))
+    return urlencode(parts).encode("latin-1")
+
+
+class FailureLimiter:
+    """Failed authentications per client address in a sliding window (429 above the limit)."""
+
+    def __init__(self, per_minute: int, window_s: float = 60.0, max_clients: int = 10_000
+                 ) -> None:
+        self.limit = int(per_minute)
+        self.window_s = float(window_s)
+        self.max_clients = int(max_clients)
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, client: str, now: float) -> deque[float] | None:
+        q = self._failures.get(client)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        if not q:
+            del self._failures[client]
+            return None
+        return q
+
+    def blocked_for_s(self, client: str) -> int:
+        """Seconds until ``client`` may try again (0: not blocked)."""
+        if self.limit <= 0:
+            return 0
+        now = time.monotonic()
+        q = self._recent(client, now)
+        if q is None or len(q) < self.limit:
+            return 0
+        return max(1, math.ceil(q[0] + self.window_s - now))
+
+    def fail(self, client: str) -> None:
+        """Count one failed authentication of ``client``."""
+        if self.limit <= 0:
+            return
+        now = time.monotonic()
+        q = self._recent(client, now)
+        if q is None:
+            q = self._failures[client] = deque(maxlen=self.limit)
+            while len(self._failures) > self.max_clients:  # forget the oldest clients
+                self._failures.popitem(last=False)
+        q.append(now)
+
+
 class Gate:
-    """Pure ASGI middleware: API key on ``/v1/*``, body size limit, request metrics."""
+    """Pure ASGI middleware: API key on ``/v1/*`` (header only; 429 after repeated failures),
+    body size limit, request metrics."""
 
     def __init__(self, app: Any, service: GreenSchedService) -> None:
         self.app = app
@@ -40,6 +110,7 @@ class Gate:
         self.max_bytes = service.config.max_request_bytes
         self.metrics_auth = service.config.metrics_auth
         self.header = API_KEY_HEADER.lower().encode("latin-1")
+        self.limiter = FailureLimiter(service.config.auth_failures_per_min)
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -57,9 +128,27 @@ class Gate:
 
         try:
             headers = scope.get("headers") or []
+            query = scope.get("query_string") or b""
+            if key_in_query(query):
+                # never let the key reach a log: uvicorn's access log reads this same scope
+                scope["query_string"] = redact_query(query)
+                await send_json(send_tracked, 400, {
+                    "detail": f"API keys in the URL are refused (URLs end up in logs and "
+                              f"histories); send the key in the {API_KEY_HEADER} header"})
+                return
             if path.startswith("/v1/") or (self.metrics_auth and path == "/metrics"):
+                client = (scope.get("client") or ("?", 0))[0]
+                wait = self.limiter.blocked_for_s(client)
+                if wait:
+                    self.service.metrics.rate_limited.inc()
+                    await send_json(send_tracked, 429, {
+                        "detail": f"too many failed authentications from {client}; retry in "
+                                  f"{wait} s"}, [(b"retry-after", str(wait).encode())])
+                    return
                 key = next((v for k, v in headers if k == self.header), None)
                 if not self.service.check_key(key):
+                    self.limiter.fail(client)
+                    self.service.metrics.auth_failures.inc()
                     what = "missing" if key is None else "invalid"
                     await send_json(send_tracked, 401, {
                         "detail": f"{what} API key: send the service's key in the "

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_JOB_ID",
     "MAX_TOKENS",
     "MODES",
+    "ServiceBusy",
     "ServiceConfig",
     "ServiceError",
 ]
@@ -38,6 +39,12 @@ _MODES = MODES
 
 class ServiceError(GreenSchedError):
     """The service cannot start or serve with the given configuration."""
+
+
+class ServiceBusy(ServiceError):
+    """A store is locked or unreachable right now: 503 with ``Retry-After``."""
+
+    retry_after_s = 1
 
 
 @dataclass
@@ -79,6 +86,23 @@ class ServiceConfig:
         Require the API key on ``/metrics`` too.
     assign
         Scoring and masking options of the assigner.
+    ledger
+        Durable capacity ledger (``sqlite:///file`` for one node, ``postgresql://...`` for
+        replicas sharing capacity; see :mod:`greensched.feedback.ledger`); ``None`` keeps the
+        ledger in memory only (lost on restart).
+    ledger_retries
+        Re-assignments of a batch after another replica took the capacity it wanted.
+    hour0_unix_s
+        Unix time of the scenario's hour 0; when set, reservations of hours that have passed
+        expire (durable ledger).
+    release_on_outcome
+        End a job's reservation when its outcome is stored (durable ledger).
+    store_busy_timeout_s
+        How long a write waits for a locked store or ledger before answering 503.
+    max_json_depth
+        Deepest nesting of arrays/objects accepted in a request body (422 beyond).
+    auth_failures_per_min
+        Failed authentications per client address and minute before 429 (0: no limit).
     """
 
     scenario: str | Path | Scenario | None = None
@@ -98,6 +122,13 @@ class ServiceConfig:
     remember_jobs: int = 20_000
     metrics_auth: bool = False
     assign: AssignConfig = field(default_factory=AssignConfig)
+    ledger: str | Path | None = None
+    ledger_retries: int = 8
+    hour0_unix_s: float | None = None
+    release_on_outcome: bool = True
+    store_busy_timeout_s: float = 5.0
+    max_json_depth: int = 32
+    auth_failures_per_min: int = 30
 
     def __post_init__(self) -> None:
         sources = {"model": self.model, "registry": self.registry,
@@ -119,7 +150,8 @@ class ServiceConfig:
             if mode in ("plan", "follow") and self.plan is None:
                 raise ServiceError(f"mode {mode!r} needs a plan directory (plan=...)")
             self.mode = mode
-        for name in ("max_batch_jobs", "max_request_bytes", "max_predict_jobs"):
+        for name in ("max_batch_jobs", "max_request_bytes", "max_predict_jobs",
+                     "max_json_depth"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ServiceError(f"{name} must be a positive integer, got {v!r}")
@@ -133,6 +165,17 @@ class ServiceConfig:
         ):
             raise ServiceError(f"remember_jobs must be an integer >= 0, got "
                                f"{self.remember_jobs!r}")
+        for name in ("ledger_retries", "auth_failures_per_min"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ServiceError(f"{name} must be an integer >= 0, got {v!r}")
+        v = float(self.store_busy_timeout_s)
+        if not math.isfinite(v) or v <= 0:
+            raise ServiceError(f"store_busy_timeout_s must be a finite number > 0, got "
+                               f"{self.store_busy_timeout_s!r}")
+        if self.hour0_unix_s is not None and not math.isfinite(float(self.hour0_unix_s)):
+            raise ServiceError(f"hour0_unix_s must be a finite Unix time, got "
+                               f"{self.hour0_unix_s!r}")
         for name in ("batch_window_s", "poll_interval_s"):
             v = float(getattr(self, name))
             if not math.isfinite(v) or v < 0 or (name == "poll_interval_s" and v == 0):

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from greensched.feedback.ledger import CapacityConflict, JobIdRace, LedgerBusy, Reservation
 from greensched.jobs import DEFAULT_SLA_S
 from greensched.scenario import Scenario, load_coefficients, load_scenario
 from greensched.scheduler.assign import (
@@ -26,11 +27,16 @@ from greensched.scheduler.assign import (
     PreparedBatch,
 )
 from greensched.service.batcher import JobConflict, MicroBatcher, Pending
-from greensched.service.config import ServiceConfig, ServiceError
+from greensched.service.config import ServiceBusy, ServiceConfig, ServiceError
 from greensched.service.metrics import Metrics
 from greensched.service.predict import CoefficientPredictor, JobArrays, load_model, model_version
 
 __all__ = ["GreenSchedService", "allocation_summary"]
+
+
+def _fingerprint(jobs: JobArrays, i: int) -> str:
+    """Job ``i``'s content as text (what a re-sent job id must match)."""
+    return json.dumps(jobs.fingerprint(i), separators=(",", ":"))
 
 log = logging.getLogger("greensched.service")
 
@@ -61,6 +67,16 @@ class GreenSchedService:
             guide = PlanGuide(allocation=guide.allocation, weights=guide.weights,
                               source=guide.source)
         self.ledger = CapacityLedger.from_scenario(scen)
+        # the durable ledger: reservations and job ids survive restarts, replicas share it
+        self.durable: Any = None
+        self._expired_before = 0
+        if config.ledger is not None:
+            from greensched.feedback.ledger import DurableLedger
+
+            self.durable = DurableLedger.open(config.ledger, self.ledger, scenario=scen.name,
+                                              busy_timeout_s=config.store_busy_timeout_s)
+            self.durable.load_into(self.ledger)
+            log.info("capacity ledger %s: %s", self.durable.url, self.durable.counts())
         self.assigner = GreedyAssigner(scen, config.assign, guide=guide, ledger=self.ledger)
         ds = scen.ds
         self._units_per_token = ds["units_per_token"].transpose("query_type", "resource").values
@@ -99,7 +115,7 @@ class GreenSchedService:
             from greensched.feedback.store import OutcomeStore
 
             self.store = OutcomeStore.open(config.store)
-        self._recent: OrderedDict[str, tuple[tuple[Any, ...], dict[str, Any]]] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.assigned_counts = np.zeros(len(scen.dcs), dtype=np.int64)
         self.started_monotonic = time.monotonic()
         self.metrics = Metrics(self)
@@ -147,6 +163,8 @@ class GreenSchedService:
             self._hot.stop()
         if self.store is not None:
             self.store.close()
+        if self.durable is not None:
+            self.durable.close()
 
     def check_key(self, provided: str | bytes | None) -> bool:
         """Whether ``provided`` is the API key (constant time in the key's content)."""
@@ -203,13 +221,20 @@ class GreenSchedService:
     # -- the batch step (micro-batcher thread) -----------------------------------------------------
     def _process(self, items: list[Pending]) -> None:
         """Predict and assign the jobs of ``items`` (arrival order) and resolve their futures."""
-        remember = self.config.remember_jobs
+        track = self.config.remember_jobs > 0 or self.durable is not None
         self.metrics.batch_requests.observe(len(items))
+        try:
+            self._expire()
+            stored = self._stored_answers(items) if self.durable is not None else {}
+        except BaseException as exc:
+            for it in items:
+                it.future.set_exception(exc)
+            return
         accepted: list[Pending] = []
         # replays and conflicts, decided before anything is reserved
         answers: list[list[Any]] = []  # per item: per job a dict (replay) or an int (fresh)
         fresh_ids: dict[str, int] = {}
-        pending_fp: list[tuple[Any, ...]] = []  # fingerprints of the fresh jobs, in order
+        pending_fp: list[str] = []  # fingerprints of the fresh jobs, in order
         fresh_jobs: list[JobArrays] = []
         n_fresh = 0
         for it in items:
@@ -218,14 +243,14 @@ class GreenSchedService:
             conflicts: list[str] = []
             local: list[int] = []
             for i, jid in enumerate(jobs.job_id):
-                fp = jobs.fingerprint(i) if remember else ()
-                known = self._recent.get(jid) if remember else None
+                fp = _fingerprint(jobs, i) if track else ""
+                known = (self._recent.get(jid) or stored.get(jid)) if track else None
                 if known is not None:
                     if known[0] != fp:
                         conflicts.append(jid)
                     plan.append(known[1])
                     continue
-                pos = fresh_ids.get(jid) if remember else None
+                pos = fresh_ids.get(jid) if track else None
                 if pos is not None:
                     if pending_fp[pos] != fp:
                         conflicts.append(jid)
@@ -233,14 +258,14 @@ class GreenSchedService:
                     continue
                 plan.append(n_fresh + len(local))
                 local.append(i)
-                if remember:
+                if track:
                     fresh_ids[jid] = n_fresh + len(local) - 1
                     pending_fp.append(fp)
             if conflicts:
                 # nothing of this request is assigned; forget its fresh jobs
                 for i in local:
                     fresh_ids.pop(jobs.job_id[i], None)
-                if remember and local:
+                if track and local:
                     del pending_fp[len(pending_fp) - len(local):]
                 it.future.set_exception(JobConflict(conflicts))
                 continue
@@ -253,7 +278,8 @@ class GreenSchedService:
         try:
             results = self._assign_fresh(JobArrays.concat(fresh_jobs)) if fresh_jobs else []
         except BaseException as exc:
-            log.exception("assigning a batch of %d job(s) failed", n_fresh)
+            if not isinstance(exc, LedgerBusy | JobIdRace):
+                log.exception("assigning a batch of %d job(s) failed", n_fresh)
             for it in accepted:
                 it.future.set_exception(exc)
             return
@@ -269,6 +295,35 @@ class GreenSchedService:
             it.future.set_result(out)
         if replays:
             self.metrics.replayed.inc(replays)
+
+    def _stored_answers(self, items: list[Pending]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The durable ledger's answers for job ids not in the in-memory cache."""
+        unknown = [jid for it in items for jid in it.jobs.job_id if jid not in self._recent]
+        return self.durable.lookup(unknown) if unknown else {}
+
+    def _expire(self) -> None:
+        """End the reservations of hours that have passed (``hour0_unix_s`` set)."""
+        h0 = self.config.hour0_unix_s
+        if h0 is None or self.durable is None:
+            return
+        now_hour = min(int((time.time() - h0) // 3600.0), self.ledger.hours)
+        if now_hour <= self._expired_before:
+            return
+        self._give_back(self.durable.expire_before(now_hour))
+        self._expired_before = now_hour
+
+    def _give_back(self, ended: list[tuple[int, int, np.ndarray]]) -> None:
+        """Return ended reservations' ticks to the in-memory ledger."""
+        for h, d, ticks in ended:
+            self.ledger.release_ticks(h, d, ticks)
+
+    def release_jobs(self, job_ids: list[str]) -> int:
+        """End the reservations of jobs whose outcome arrived; how many were active."""
+        if self.durable is None or not self.config.release_on_outcome:
+            return 0
+        ended = self.durable.release(job_ids)
+        self._give_back(ended)
+        return len(ended)
 
     def _assign_fresh(self, jobs: JobArrays) -> list[dict[str, Any]]:
         predictor, version = self.predictor()
@@ -302,28 +357,74 @@ class GreenSchedService:
         ticks = self.ledger.to_ticks(self._units_per_token[k] * tokens[:, None])
         a = self.assigner
         follow = self.mode == "follow"
-        choice, propensity, score = a.assign_arrays(
-            hour=jobs.hour, area=jobs.area, qtype=k, tokens=tokens, sla=jobs.sla_s,
-            energy=energy, service=service, usage_ticks=ticks, arrival=None, follow=follow)
+        durable = self.durable
+        hours = np.unique(jobs.hour).tolist()
+        for attempt in range(self.config.ledger_retries + 1):
+            if durable is not None and (durable.shared or attempt > 0):
+                durable.load_into(self.ledger, hours)  # other replicas' reservations
+            choice, propensity, score = a.assign_arrays(
+                hour=jobs.hour, area=jobs.area, qtype=k, tokens=tokens, sla=jobs.sla_s,
+                energy=energy, service=service, usage_ticks=ticks, arrival=None,
+                follow=follow)
+            out, reason = self._answers(jobs, version, choice, propensity, score, ticks, tokens,
+                                        energy, service, energy_mean, service_mean)
+            if durable is None:
+                break
+            try:
+                durable.commit([
+                    Reservation(r["job_id"], _fingerprint(jobs, i), int(jobs.hour[i]), r["dc"],
+                                ticks[i].tolist() if r["dc"] is not None else None, r)
+                    for i, r in enumerate(out)])
+                break
+            except CapacityConflict:
+                self._undo(jobs.hour, choice, ticks)
+                m.ledger_conflicts.inc()
+                if attempt == self.config.ledger_retries:
+                    raise LedgerBusy(f"capacity of hour(s) {hours} kept changing under "
+                                     f"{attempt + 1} attempts; retry the request") from None
+            except BaseException:
+                self._undo(jobs.hour, choice, ticks)
+                raise
         m.assign_s.observe(time.perf_counter() - t1)
-        # the scheduler's per-job table: costs at the mean predictions, why unplaced
-        codes = {"area": jobs.area, "qtype": k, "hour": jobs.hour, "tokens": tokens,
-                 "sla": jobs.sla_s, "arrival": jobs.arrival_s}
-        batch = PreparedBatch(jobs=pd.DataFrame({"job_id": jobs.job_id}), codes=codes,
-                              preds={"energy_kwh": energy_mean, "service_s": service_mean},
-                              usage_ticks=ticks, energy=energy, service=service)
-        frame = a.result(batch, choice, score, propensity,
-                         "follow" if follow else a.mode).frame
-        reason = frame["reason"].astype(str).to_numpy(dtype=object)
         unplaced = reason[choice < 0]
         if unplaced.size:
             for r, cnt in zip(*np.unique(unplaced, return_counts=True), strict=True):
                 m.unplaced.labels(str(r)).inc(int(cnt))
-        cc = choice[choice >= 0]
-        counts = np.bincount(cc, minlength=len(self.scenario.dcs))
+        counts = np.bincount(choice[choice >= 0], minlength=len(self.scenario.dcs))
         self.assigned_counts += counts
         for dpos in np.flatnonzero(counts).tolist():
             m.assigned.labels(self.scenario.dcs[dpos]).inc(int(counts[dpos]))
+        remember = self.config.remember_jobs
+        if remember:
+            recent = self._recent
+            for i, res in enumerate(out):
+                recent[res["job_id"]] = (_fingerprint(jobs, i), res)
+            while len(recent) > remember:
+                recent.popitem(last=False)
+        return out
+
+    def _undo(self, hour: np.ndarray, choice: np.ndarray, ticks: np.ndarray) -> None:
+        """Give back what :meth:`GreedyAssigner.assign_arrays` reserved in memory."""
+        placed = np.flatnonzero(choice >= 0)
+        with self.ledger.lock:
+            np.subtract.at(self.ledger.used_ticks, (hour[placed], choice[placed]),
+                           ticks[placed])
+
+    def _answers(self, jobs: JobArrays, version: str, choice: np.ndarray,
+                 propensity: np.ndarray, score: np.ndarray, ticks: np.ndarray,
+                 tokens: np.ndarray, energy: np.ndarray, service: np.ndarray,
+                 energy_mean: np.ndarray, service_mean: np.ndarray
+                 ) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Answer dicts per job from the scheduler's per-job table (costs at the mean
+        predictions, why unplaced), and the reasons."""
+        a = self.assigner
+        codes = {"area": jobs.area, "qtype": jobs.qtype, "hour": jobs.hour, "tokens": tokens,
+                 "sla": jobs.sla_s, "arrival": jobs.arrival_s}
+        batch = PreparedBatch(jobs=pd.DataFrame({"job_id": jobs.job_id}), codes=codes,
+                              preds={"energy_kwh": energy_mean, "service_s": service_mean},
+                              usage_ticks=ticks, energy=energy, service=service)
+        frame = a.result(batch, choice, score, propensity, a.mode).frame
+        reason = frame["reason"].astype(str).to_numpy(dtype=object)
 
         def clean(arr: np.ndarray) -> list[float | None]:
             return [None if math.isnan(x) else x for x in arr.tolist()]
@@ -340,20 +441,36 @@ class GreenSchedService:
                 jobs.job_id, dc_names, jobs.hour.tolist(), *cols, clean(score),
                 clean(propensity), reason.tolist(), strict=True)
         ]
-        remember = self.config.remember_jobs
-        if remember:
-            recent = self._recent
-            for i, res in enumerate(out):
-                recent[res["job_id"]] = (jobs.fingerprint(i), res)
-            while len(recent) > remember:
-                recent.popitem(last=False)
-        return out
+        return out, reason
 
     # -- other endpoints' work ---------------------------------------------------------------------
     def ingest(self, records: list[dict[str, Any]]) -> Any:
-        """Store outcomes (one transaction); returns the store's IngestReport."""
+        """Store outcomes (one transaction); returns the store's IngestReport.
+
+        A locked or unreachable store raises :class:`ServiceBusy` (503 with Retry-After).
+        """
+        import sqlalchemy as sa
+
         with self._store_lock:
-            return self.store.ingest(records)
+            try:
+                return self.store.ingest(records)
+            except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+                why = getattr(exc, "orig", None) or exc
+                raise ServiceBusy(f"the outcome store is busy ({why}); retry shortly") from exc
+
+    def model_status(self) -> dict[str, str | None]:
+        """``promoted_version``, ``serving_version`` and ``last_load_error``."""
+        if self._hot is not None:
+            return dict(self._hot.status())
+        version = self.model_version()[0]
+        return {"promoted_version": version, "serving_version": version,
+                "last_load_error": None}
+
+    def ledger_kind(self) -> dict[str, str | None]:
+        """Where reservations are kept: ``{"kind": memory|sqlite|postgresql, "url"}``."""
+        if self.durable is None:
+            return {"kind": "memory", "url": None}
+        return {"kind": self.durable.dialect, "url": self.durable.url}
 
     def ledger_report(self) -> dict[str, Any]:
         """Reserved and total capacity; exact ticks per (hour, dc, resource)."""
@@ -378,6 +495,8 @@ class GreenSchedService:
                             for i, d in enumerate(L.dcs)},
             "assigned_jobs": {d: int(c) for d, c in zip(L.dcs, self.assigned_counts.tolist(),
                                                         strict=True)},
+            "ledger": self.ledger_kind(),
+            "jobs_by_status": self.durable.counts() if self.durable is not None else None,
         }
 
 

@@ -34,8 +34,16 @@ class Metrics:
                                 registry=r)
         self.unplaced = Counter("greensched_unplaced_jobs", "Jobs no DC could take, by reason",
                                 ["reason"], registry=r)
-        self.replayed = Counter("greensched_replayed_jobs", "Re-sent jobs answered from memory",
-                                registry=r)
+        self.replayed = Counter("greensched_replayed_jobs", "Re-sent jobs answered from memory "
+                                "or the ledger", registry=r)
+        self.ledger_conflicts = Counter("greensched_ledger_conflicts",
+                                        "Batches re-assigned because another replica took the "
+                                        "capacity", registry=r)
+        self.auth_failures = Counter("greensched_auth_failures", "Failed authentications",
+                                     registry=r)
+        self.rate_limited = Counter("greensched_rate_limited_requests",
+                                    "Requests refused with 429 after failed authentications",
+                                    registry=r)
         self.batch_jobs = Histogram("greensched_prediction_batch_jobs",
                                     "Jobs per predictor call (micro-batch size)",
                                     buckets=_BATCH_BUCKETS, registry=r)
@@ -97,6 +105,15 @@ class _StateCollector:
         info.add_metric([], {"version": version, "kind": kind, "scenario": s.scenario.name,
                              "mode": s.mode})
         yield info
+        st = s.model_status()
+        reg = InfoMetricFamily("greensched_model_registry",
+                               "Promoted and serving model versions, and the last load error")
+        reg.add_metric([], {k: (v or "") for k, v in st.items()})
+        yield reg
+        bad = GaugeMetricFamily("greensched_model_load_failing",
+                                "1 when the promoted version is not the one serving")
+        bad.add_metric([], float(st["promoted_version"] != st["serving_version"]))
+        yield bad
         swaps = GaugeMetricFamily("greensched_model_versions_served",
                                   "Distinct model versions served since start")
         swaps.add_metric([], float(len(s.versions_served)))

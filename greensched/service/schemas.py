@@ -38,6 +38,15 @@ def request_models(scenario: Scenario, max_batch_jobs: int) -> dict[str, Any]:
         for key, labels in (("area", areas), ("query_type", types), ("dc", dcs)):
             if key in props and len(labels) <= 64:
                 props[key]["enum"] = list(labels)
+        if "hour" in props and "arrival_s" in props:
+            # the hour-or-arrival_s rule: at least one of them, non-null
+            schema["anyOf"] = [
+                {"required": ["hour"], "properties": {"hour": {"type": "integer"}}},
+                {"required": ["arrival_s"], "properties": {"arrival_s": {"type": "number"}}},
+            ]
+            schema["description"] = (schema.get("description", "") + " Give hour or "
+                                     "arrival_s (or both: arrival_s must fall in that hour, "
+                                     "i.e. floor(arrival_s / 3600) == hour).").strip()
 
     def known(kind: str, labels: list[str], allowed: frozenset[str]) -> Callable[[str], str]:
         def check(v: str) -> str:
@@ -175,17 +184,44 @@ def request_models(scenario: Scenario, max_batch_jobs: int) -> dict[str, Any]:
         conflicts: list[OutcomeConflict]
         ingest_id: str | None
 
+    class LedgerInfo(BaseModel):
+        kind: str = Field(description="memory, sqlite or postgresql")
+        url: str | None = Field(description="where the durable ledger lives (no password)")
+
     class Health(BaseModel):
         status: str
         scenario: str
         model_version: str
+        promoted_version: str | None = Field(
+            description="the registry's promoted version (CURRENT), or the served model")
+        serving_version: str = Field(description="the version answering requests")
+        last_load_error: str | None = Field(
+            description="why the last model version that failed to load failed")
         mode: str
+        ledger: LedgerInfo
         uptime_s: float
 
     class Problem(BaseModel):
         detail: Any
 
+    class JobConflictProblem(BaseModel):
+        detail: str
+        job_ids: list[str]
+
+    class ValidationIssue(BaseModel):
+        type: str
+        loc: list[str | int] = Field(description="where: 'body', then keys and indices")
+        msg: str
+        input: Any = None
+        ctx: dict[str, Any] | None = None
+
+    class ValidationProblem(BaseModel):
+        """422: the request body does not fit; one issue per bad field."""
+
+        detail: list[ValidationIssue]
+
     return {m.__name__: m for m in (AssignJob, AssignBatch, Assignment, AssignBatchResult,
                                     Outcome, OutcomeBatch, OutcomeConflict, OutcomeResult,
-                                    Health, Problem)}
+                                    LedgerInfo, Health, Problem, JobConflictProblem,
+                                    ValidationIssue, ValidationProblem)}
 

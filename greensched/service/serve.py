@@ -1,18 +1,102 @@
-"""``serve_command``: run the service with uvicorn (the ``greensched serve`` entry)."""
+"""``serve_command``: run the service with uvicorn (the ``greensched serve`` entry).
+
+Server hygiene (loopback or behind a TLS proxy, but never trusting clients):
+
+* a request must arrive whole (headers and body) within ``request_timeout_s`` of the
+  connection opening or of the previous response, else the connection is closed (slow clients
+  cannot hold connections open); idle keep-alive connections close after ``keep_alive_s``;
+* at most ``max_connections`` connections are open at once (more are closed on accept), and
+  at most ``limit_concurrency`` requests are in flight (uvicorn answers 503 above);
+* the access log never shows an API key: keys are accepted in the ``X-API-Key`` header only,
+  a key-like query parameter is refused with 400 and redacted before the request line is
+  logged (:class:`RedactKeys` also filters uvicorn's access log).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from greensched.service.app import create_app
+from greensched.service.auth import redact_query
 from greensched.service.config import ServiceConfig, ServiceError
 
-__all__ = ["serve_command"]
+__all__ = ["RedactKeys", "serve_command", "timed_protocol"]
 
 log = logging.getLogger("greensched.service")
+
+
+class RedactKeys(logging.Filter):
+    """Replace key-like query parameters in uvicorn access-log lines by ``REDACTED``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and (
+            "?" in args[2]
+        ):
+            path, _, query = args[2].partition("?")
+            safe = redact_query(query.encode("latin-1", "replace")).decode("latin-1")
+            record.args = (*args[:2], f"{path}?{safe}", *args[3:])
+        return True
+
+
+def timed_protocol(request_timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol with a deadline to receive each request and a connection bound.
+
+    The deadline starts when the connection opens and again after each response; it is
+    cancelled once the request (headers and body) has been received.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning("more than %d connections open; closing a new one",
+                            max_connections)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(request_timeout_s, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
+                log.info("closing a connection that did not send a whole request within %g s",
+                         request_timeout_s)
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.conn.their_state is h11.DONE:
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
+
 
 def _is_registry(path: Path) -> bool:
     return (path / "versions").is_dir() and not (path / "config.json").is_file()
@@ -30,12 +114,18 @@ def serve_command(
     workers: int = 1,
     *,
     mode: str | None = None,
+    ledger: str | None = None,
     poll_interval_s: float = 1.0,
     batch_window_s: float = 0.002,
     max_batch_jobs: int = 1000,
     max_request_bytes: int = 1 << 20,
+    request_timeout_s: float = 10.0,
+    keep_alive_s: float = 5.0,
+    max_connections: int = 1000,
+    limit_concurrency: int = 2000,
     log_level: str = "info",
     access_log: bool = True,
+    config_overrides: dict[str, Any] | None = None,
 ) -> None:
     """Run the service with uvicorn until interrupted (``greensched serve``).
 
@@ -56,20 +146,34 @@ def serve_command(
         File holding the API key; without it, ``$GREENSCHED_API_KEY``.  The service refuses to
         start without a key.
     workers
-        Must be 1: the capacity ledger lives in the process, and several workers would each
-        hand out the full capacity.
+        Must be 1: one process holds one in-memory ledger.  To scale out, run several
+        services sharing a PostgreSQL ``ledger``.
+    ledger
+        Durable capacity ledger: ``sqlite:///file`` (one node) or ``postgresql://...`` (shared
+        by replicas); ``None`` keeps reservations in memory only.
     mode, poll_interval_s, batch_window_s, max_batch_jobs, max_request_bytes
         See :class:`ServiceConfig`.
+    request_timeout_s, keep_alive_s, max_connections, limit_concurrency
+        Server hygiene, see the module docstring.
     log_level, access_log
         uvicorn's log level and whether it logs one line per request (headers, and so the
         API key, are never logged).
+    config_overrides
+        Further :class:`ServiceConfig` fields (benchmarks, tests).
     """
     if workers != 1:
         raise ServiceError(
-            f"workers={workers!r}: the capacity ledger is kept in one process, so the service "
-            "runs with one worker (requests are batched inside it); run several services with "
-            "separate scenarios/capacity shares to scale out"
+            f"workers={workers!r}: the service runs one worker (one process holds one "
+            "in-memory view of the ledger and batches requests inside it); to scale out, run "
+            "several services sharing one durable ledger (--ledger postgresql://...)"
         )
+    for name, v in (("request_timeout_s", request_timeout_s), ("keep_alive_s", keep_alive_s)):
+        if not float(v) > 0:
+            raise ServiceError(f"{name} must be > 0, got {v!r}")
+    for name, n in (("max_connections", max_connections),
+                    ("limit_concurrency", limit_concurrency)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ServiceError(f"{name} must be a positive integer, got {n!r}")
     # OpenMP workers that spin while waiting cost more than they save on small batches.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     registry = None
@@ -77,9 +181,10 @@ def serve_command(
         registry, model = model, None
     config = ServiceConfig(
         scenario=scenario, model=model, registry=registry, coefficients=coefficients,
-        plan=plan, store=store, api_key_file=api_key_file, mode=mode,
+        plan=plan, store=store, api_key_file=api_key_file, mode=mode, ledger=ledger,
         poll_interval_s=poll_interval_s, batch_window_s=batch_window_s,
         max_batch_jobs=max_batch_jobs, max_request_bytes=max_request_bytes,
+        **(config_overrides or {}),
     )
     config.resolve_api_key()  # fail before loading anything
     app = create_app(config)
@@ -88,8 +193,11 @@ def serve_command(
                     "clear text unless a TLS proxy is in front", host)
     import uvicorn
 
+    logging.getLogger("uvicorn.access").addFilter(RedactKeys())
     uvicorn.run(app, host=host, port=int(port), log_level=log_level, access_log=access_log,
-                server_header=False)
+                server_header=False, http=timed_protocol(request_timeout_s, max_connections),
+                timeout_keep_alive=int(max(1, round(keep_alive_s))),
+                limit_concurrency=limit_concurrency, backlog=min(2048, max_connections))
 
 
 def _is_loopback(host: str) -> bool:

@@ -8,6 +8,10 @@ Layout of a registry root::
       CURRENT                the promoted version's name (replaced atomically)
       history.jsonl          one JSON line per promotion or rollback
 
+Version names are checked (:func:`check_version_name`): letters, digits, ``.``, ``_`` and
+``-`` only, no ``..``, no separators, so a ``CURRENT`` file or a ``promote`` argument can never
+point outside ``versions/``.
+
 Registration copies the model into a temporary directory inside ``versions/`` and renames it into
 place, so a version either exists completely or not at all.  Promotion writes ``CURRENT`` through
 a temporary file and :func:`os.replace`, which is atomic on POSIX: a reader sees the old or the
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -32,7 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from greensched.errors import GreenSchedError
 
-__all__ = ["HotModel", "ModelRegistry", "RegistryError", "VersionInfo"]
+__all__ = ["HotModel", "ModelRegistry", "RegistryError", "VersionInfo", "check_version_name"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,6 +45,23 @@ T = TypeVar("T")
 
 class RegistryError(GreenSchedError):
     """A registry operation cannot be done (unknown version, nothing to roll back to ...)."""
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_version_name(name: object) -> str:
+    """``name`` if it is a plain version name, else :class:`RegistryError` saying why.
+
+    A version name is 1-128 letters, digits, ``.``, ``_`` or ``-``, starting with a letter or
+    digit, without ``..``: no path separators, no absolute paths, nothing that leaves
+    ``versions/``.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise RegistryError(
+            f"invalid model version name {name!r}: expected 1-128 letters, digits, '.', '_' or "
+            "'-' (no path separators, no '..', not an absolute path), e.g. 'v0003'")
+    return name
 
 
 @dataclass
@@ -101,8 +123,11 @@ class ModelRegistry:
         return VersionInfo(**json.loads(path.read_text(encoding="utf-8")))
 
     def path(self, version: str) -> Path:
-        """Directory of ``version``; raises :class:`RegistryError` if unknown."""
-        p = self.versions_dir / version
+        """Directory of ``version``; raises :class:`RegistryError` if invalid or unknown."""
+        p = self.versions_dir / check_version_name(version)
+        if p.resolve().parent != self.versions_dir.resolve():
+            raise RegistryError(f"model version {version!r} resolves outside "
+                                f"{self.versions_dir} (a symbolic link?)")
         if not (p / "registry.json").is_file():
             known = ", ".join(self.versions()) or "none"
             raise RegistryError(f"unknown model version {version!r} (registered: {known})")
@@ -239,22 +264,69 @@ class HotModel(Generic[T]):
     """The object a service uses, reloaded when the registry's ``CURRENT`` changes.
 
     ``loader(path)`` builds the object from a version directory.  :meth:`get` always returns a
-    fully loaded object: a new version is loaded first and swapped in with one assignment.  A
-    version that fails to load is logged and skipped; the old one keeps serving.
+    fully loaded object: a new version is loaded first and swapped in with one assignment.
+
+    A version that fails to load (or a ``CURRENT`` naming an invalid or unknown version) is
+    logged and skipped: at start-up the last version that loads is served instead (the
+    promotion history backwards, then the other versions newest first), and on a hot swap the
+    version being served stays.  :meth:`status` says what is promoted, what is served and the
+    last load error.
     """
 
     def __init__(self, registry: ModelRegistry, loader: Callable[[Path], T]) -> None:
         self.registry = registry
         self.loader = loader
         self._lock = threading.Lock()
-        version = registry.current()
-        if version is None:
-            raise RegistryError(f"no model version has been promoted in {registry.root}")
-        self._version = version
-        self._obj = loader(registry.path(version))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failed: dict[str, str] = {}
+        self.last_load_error: str | None = None
+        promoted = self._read_current()
+        if promoted is None:
+            raise RegistryError(f"no model version has been promoted in {registry.root}")
+        self.promoted_version: str | None = promoted
+        for version in self._candidates(promoted):
+            obj = self._try_load(version)
+            if obj is not None:
+                self._obj, self._version = obj, version
+                break
+        else:
+            errors = "; ".join(f"{v}: {e}" for v, e in self.failed.items())
+            raise RegistryError(f"no model version of {registry.root} loads ({errors})")
+        if self._version != promoted:
+            log.warning("promoted model version %r does not load; serving %s, the last version "
+                        "that loads", promoted, self._version)
+
+    def _read_current(self) -> str | None:
+        try:
+            return self.registry.current()
+        except OSError as exc:  # pragma: no cover - unreadable CURRENT
+            self.last_load_error = f"cannot read CURRENT: {exc}"
+            return None
+
+    def _candidates(self, promoted: str) -> list[str]:
+        order = [promoted]
+        try:
+            events = self.registry.history()
+        except (OSError, ValueError):
+            events = []
+        for e in reversed(events):
+            for key in ("version", "previous"):
+                v = e.get(key)
+                if isinstance(v, str) and v not in order:
+                    order.append(v)
+        order += [v for v in reversed(self.registry.versions()) if v not in order]
+        return order
+
+    def _try_load(self, version: str) -> T | None:
+        try:
+            return self.loader(self.registry.path(version))
+        except Exception as exc:  # noqa: BLE001 - any failure means "does not load"
+            msg = f"{type(exc).__name__}: {exc}"
+            self.failed[version] = msg
+            self.last_load_error = f"{version}: {msg}"
+            log.error("model version %r failed to load: %s", version, msg)
+            return None
 
     @property
     def version(self) -> str:
@@ -265,21 +337,23 @@ class HotModel(Generic[T]):
         """The current object and its version."""
         return self._obj, self._version
 
+    def status(self) -> dict[str, str | None]:
+        """``promoted_version`` (``CURRENT``), ``serving_version``, ``last_load_error``."""
+        return {"promoted_version": self.promoted_version, "serving_version": self._version,
+                "last_load_error": self.last_load_error}
+
     def refresh(self) -> bool:
         """Load and swap in the promoted version if it changed; True when swapped."""
-        target = self.registry.current()
+        target = self._read_current()
+        self.promoted_version = target
         if target is None or target == self._version or target in self.failed:
             return False
         with self._lock:
             if target == self._version:
                 return False
-            try:
-                obj = self.loader(self.registry.path(target))
-            except Exception as exc:  # keep serving the old version
-                self.failed[target] = str(exc)
-                log.error(
-                    "model version %s failed to load, keeping %s: %s", target, self._version, exc
-                )
+            obj = self._try_load(target)
+            if obj is None:  # keep serving the old version
+                log.error("keeping model version %s", self._version)
                 return False
             self._obj, self._version = obj, target
             log.info("now serving model version %s", target)
