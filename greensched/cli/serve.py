@@ -14,9 +14,9 @@ from greensched.cli._app import (
 
 @app.command()
 def serve(
-    scenario: Annotated[Path | None, typer.Option(help="Scenario directory (default: embedded).")] = (
-        None
-    ),
+    scenario: Annotated[
+        Path | None, typer.Option(help="Scenario directory (default: embedded).")
+    ] = None,
     model: Annotated[
         Path | None, typer.Option(help="Predictor directory or model registry root (hot swap).")
     ] = None,
@@ -31,10 +31,20 @@ def serve(
         Path | None, typer.Option(help="File holding the API key (else $GREENSCHED_API_KEY).")
     ] = None,
     mode: Annotated[str | None, typer.Option(help="greedy | plan | follow")] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(help="Durable capacity ledger: sqlite:///FILE (one node) or "
+                     "postgresql://... (shared by replicas); default: in memory."),
+    ] = None,
+    request_timeout_s: Annotated[
+        float, typer.Option(help="Seconds a client has to send a whole request.")
+    ] = 10.0,
+    max_connections: Annotated[int, typer.Option(help="Most open connections.")] = 1000,
 ) -> None:
     """Serve online assignment over HTTP (FastAPI): /v1/assign, /v1/outcomes, /metrics ..."""
     from greensched.service import serve_command
 
     serve_command(scenario, model, coefficients, plan, store, host, port, api_key_file,
-                  mode=mode)
+                  mode=mode, ledger=ledger, request_timeout_s=request_timeout_s,
+                  max_connections=max_connections)
 
