@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,8 +33,28 @@ def _summary_table(result: PlanResult, scen: Scenario) -> Table:
         table.add_row("water budget (l)", f"{scen.water_budget_l:,.1f}")
     table.add_row("grid energy (kWh)", f"{result.grid_kwh:,.1f}")
     table.add_row("IT energy (kWh)", f"{result.it_kwh:,.1f}")
+    if result.latency:
+        lat = result.latency
+        table.add_row("delay model", result.delay_model)
+        table.add_row("latency (s per query)", f"{lat['latency_s_per_query']:,.4f}")
+        table.add_row("queueing (s, total)", f"{lat['queueing_s']:,.1f}")
+        table.add_row("decision-dependent share of delay cost", f"{lat['decision_share']:.2%}")
     table.add_row("solve time (s)", f"{result.solve_seconds:.3f}")
     return table
+
+
+def _delay_config(
+    delay_model: str | None, scenario_dir: Path | None, scen: Scenario
+) -> dict[str, Any]:
+    """PlanConfig fields of ``--delay-model``; pool slots from a ``fleet.csv`` beside it."""
+    fields: dict[str, Any] = {"delay_model": delay_model}
+    model = delay_model if delay_model is not None else scen.delay_model
+    if model == "per_query" and scenario_dir is not None and (scenario_dir / "fleet.csv").is_file():
+        from greensched.eval.twin import Twin
+        from greensched.eval.twin_plan import twin_pool_slots
+
+        fields["pool_slots"] = twin_pool_slots(Twin(scen))
+    return fields
 
 
 @app.command()
@@ -63,6 +83,14 @@ def plan(
     ] = None,
     plot: Annotated[bool, typer.Option(help="Also write PNG figures into --out.")] = False,
     time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
+    delay_model: Annotated[
+        str | None,
+        typer.Option(
+            "--delay-model",
+            help="letter (hour-total delay of the letter) or per_query (latency with congestion);"
+            " default: the scenario's [objective] delay_model.",
+        ),
+    ] = None,
 ) -> None:
     """Solve the Green-LLM allocation of a scenario and print a summary."""
     from greensched.scheduler import PlanConfig
@@ -74,8 +102,9 @@ def plan(
     if plot and out is None:
         raise GreenSchedError("--plot needs --out DIR to write the figures into")
     scen = load_scenario_arg(scenario_dir, coefficients)
+    delay = _delay_config(delay_model, scenario_dir, scen)
     if preset is not None:
-        cfg = PlanConfig.preset(preset, solver=solver, time_limit_s=time_limit)
+        cfg = PlanConfig.preset(preset, solver=solver, time_limit_s=time_limit, **delay)
     elif lexicographic is not None:
         cfg = PlanConfig(
             mode="lexicographic",
@@ -83,10 +112,17 @@ def plan(
             epsilon=epsilon,
             solver=solver,
             time_limit_s=time_limit,
+            **delay,
         )
     else:
         w = parse_weights(weights) if weights is not None else None
-        cfg = PlanConfig(mode="weighted", weights=w, solver=solver, time_limit_s=time_limit)
+        cfg = PlanConfig(
+            mode="weighted",
+            weights=w,
+            solver=solver,
+            time_limit_s=time_limit,
+            **delay,
+        )
     result = run_plan(scen, cfg)
     if out is not None:
         result.write(out)
@@ -138,11 +174,22 @@ def sweep(
     solver: str = "highs",
     workers: Annotated[int, typer.Option(help="Parallel worker processes (1 = in-process).")] = 1,
     plot: Annotated[bool, typer.Option(help="Write the figures.")] = True,
+    delay_model: Annotated[
+        str | None,
+        typer.Option("--delay-model", help="letter or per_query; default: the scenario's."),
+    ] = None,
 ) -> None:
     """Sensitivity sweeps and the letter's tables (Section III of Green-LLM)."""
+    from greensched.scenario import DELAY_MODELS
     from greensched.scheduler import sweep as sw
 
     scen = load_scenario_arg(scenario_dir)
+    if delay_model is not None:
+        if delay_model not in DELAY_MODELS:
+            raise GreenSchedError(
+                f"--delay-model {delay_model!r} is not known; expected one of {DELAY_MODELS}"
+            )
+        scen.delay_model = delay_model
     out.mkdir(parents=True, exist_ok=True)
     if table is not None:
         frame = sw.run_table(scen, table, solver=solver)
@@ -166,4 +213,3 @@ def sweep(
     console.print(f"wrote {path} ({len(frame)} rows)")
     if plot:
         console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
-

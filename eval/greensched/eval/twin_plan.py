@@ -12,12 +12,13 @@ import xarray as xr
 
 from greensched.errors import GreenSchedError
 from greensched.eval.twin_accounting import JobArrays
-from greensched.scenario import Scenario
+from greensched.queueing import DEFAULT_SERVICE_SCV, default_pool_slots, hourly_wait_s
+from greensched.scenario import DELAY_MODELS, Scenario
 
 if TYPE_CHECKING:
     from greensched.eval.twin import Twin
 
-__all__ = ["evaluate_allocation"]
+__all__ = ["evaluate_allocation", "twin_pool_slots"]
 
 
 def evaluate_allocation(
@@ -26,6 +27,9 @@ def evaluate_allocation(
     *,
     twin: Twin | None = None,
     mode: str = "coefficients",
+    delay_model: str | None = None,
+    pool_slots: xr.DataArray | None = None,
+    service_scv: float = DEFAULT_SERVICE_SCV,
 ) -> dict[str, Any]:
     """Expected (noise-free) totals of a planner allocation served by the twin.
 
@@ -37,11 +41,27 @@ def evaluate_allocation(
     the planner's ``plan.json`` (when the plan buys no more grid power than it needs, which holds
     at every optimum with positive energy or carbon weight and prices).
 
-    ``planner_delay_usd`` re-computes the planner's delay term Σ ρ_k (D^tran + D^prop + D^proc),
-    whose transmission and processing parts are hour totals (they scale with λ), for comparison
-    with ``delay_usd``, the twin's per-query delay cost Σ ρ_k λ x · delay.
+    Vocabulary (as in the planner): ``latency_s_per_query`` — the demand-weighted mean latency
+    (s per query, queueing included); ``delay_cost_usd`` — the planner's delay cost of this plan
+    under ``delay_model`` (default: the scenario's), as the twin measures it; ``sla_penalty_usd``
+    — Σ ρ_k λ x · max(0, latency − Δ_{i,k}), the excess over the SLA (meaningful where Δ is a
+    per-query SLO, i.e. under ``per_query``).
+
+    ``delay_model="letter"``: ``delay_cost_usd`` (also ``planner_delay_usd``) re-computes the
+    letter's Σ ρ_k (D^tran + D^prop + D^proc), whose transmission and processing parts are hour
+    totals (they scale with λ).  ``delay_model="per_query"``: ``delay_cost_usd`` = Σ ρ_k λ x ·
+    latency = ρ (λ ℓ x + queueing seconds).  In ``mode="coefficients"`` the queueing seconds of
+    each (hour, dc, query_type) pool are the exact M/G/c wait
+    (:func:`greensched.queueing.hourly_wait_s`) of the pool's load Σ λ x s with ``pool_slots``
+    (default :func:`greensched.queueing.default_pool_slots`) and ``service_scv`` — what the
+    planner's tangents under-estimate; in ``mode="physics"`` they are the twin's own queues.
+    ``queueing_s`` is their total.
     """
     from greensched.eval.twin import Twin  # the twin module re-exports this function
+
+    dm = delay_model if delay_model is not None else scenario.delay_model
+    if dm not in DELAY_MODELS:
+        raise GreenSchedError(f"delay_model {dm!r} is not known; expected one of {DELAY_MODELS}")
 
     tw = twin if twin is not None else Twin(scenario, mode=mode)
     if twin is not None and twin.mode != mode:
@@ -88,13 +108,62 @@ def evaluate_allocation(
     alpha = rho_k[kk]
     rtt = tw._rtt[aa, dd]
     per_query = res["service_s"] - rtt
-    excess = np.maximum(res["service_s"] - jobs.sla_s, 0.0)
-    totals["delay_usd"] = float((alpha * weight * excess).sum())
-    totals["delay_linear_usd"] = float((alpha * weight * res["service_s"]).sum())
-    totals["planner_delay_usd"] = float(
-        (alpha * (weight * per_query + x[hh, aa, kk, dd] * rtt)).sum()
-    )
+    letter_usd = float((alpha * (weight * per_query + x[hh, aa, kk, dd] * rtt)).sum())
+    wait = np.asarray(res["wait_s"], dtype=np.float64)
+    if tw.mode == "coefficients" and dm == "per_query":
+        wait = _pool_wait_s(scenario, jobs, dd, tw, pool_slots, service_scv)
+    latency = res["service_s"] - res["wait_s"] + wait
+    excess = np.maximum(latency - jobs.sla_s, 0.0)
+    n_queries = float(weight.sum())
+    totals["delay_model"] = dm
+    totals["latency_s_per_query"] = float((weight * latency).sum()) / max(n_queries, 1e-300)
+    totals["queueing_s"] = float((weight * wait).sum())
+    totals["sla_penalty_usd"] = float((alpha * weight * excess).sum())
+    per_query_usd = float((alpha * weight * latency).sum())
+    totals["delay_cost_usd"] = letter_usd if dm == "letter" else per_query_usd
+    totals["planner_delay_usd"] = totals["delay_cost_usd"]
     totals["queries"] = float(weight.sum())
     totals["types"] = K
     totals["dc_hourly"] = res["account"].frame(scenario)
     return totals
+
+
+def _pool_wait_s(
+    scenario: Scenario,
+    jobs: JobArrays,
+    dc: np.ndarray,
+    twin: Twin,
+    pool_slots: xr.DataArray | None,
+    service_scv: float,
+) -> np.ndarray:
+    """Mean wait per job of coefficient-mode pools: W(load) / queries of its (hour, dc, type)."""
+    H, D, K = scenario.hours, len(scenario.dcs), len(scenario.query_types)
+    slots_da = default_pool_slots(scenario) if pool_slots is None else pool_slots
+    slots = np.asarray(
+        slots_da.reindex(dc=scenario.ds.indexes["dc"], query_type=scenario.ds.indexes["query_type"])
+        .transpose("dc", "query_type")
+        .values,
+        dtype=np.float64,
+    )
+    proc = twin._coef_proc_s[jobs.hour, dc, jobs.qtype]
+    cell = (jobs.hour * D + dc) * K + jobs.qtype
+    n = np.bincount(cell, weights=jobs.weight, minlength=H * D * K)
+    load = np.bincount(cell, weights=jobs.weight * proc, minlength=H * D * K)
+    c = np.broadcast_to(slots[None, :, :], (H, D, K)).ravel()
+    total = hourly_wait_s(load, c, service_scv)
+    per = np.where(n > 0, total / np.where(n > 0, n, 1.0), 0.0)
+    return np.asarray(per[cell], dtype=np.float64)
+
+
+def twin_pool_slots(twin: Twin) -> xr.DataArray:
+    """The twin fleet's slots per (dc, query_type): replicas × batch size (``auto`` resolved).
+
+    Pass it as ``PlanConfig(pool_slots=...)`` so the planner's queueing rows see the twin's fleet.
+    """
+    ds = twin.scenario.ds
+    return xr.DataArray(
+        np.asarray(twin.replicas_ * twin.batch_size_, dtype=np.float64),
+        coords={"dc": ds.indexes["dc"], "query_type": ds.indexes["query_type"]},
+        dims=("dc", "query_type"),
+        name="slots",
+    )
