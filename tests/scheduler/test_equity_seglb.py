@@ -236,3 +236,22 @@ def test_input_errors_name_the_field() -> None:
         tiny(1, 1, 1, route_mask=np.zeros((1, 1), bool))
     with pytest.raises(GreenSchedError, match="solver='highs' solves q in"):
         solve_seglb(env_case(), env_cfg(2), solver="highs")
+
+
+@pytest.mark.parametrize(("q", "expected"), [(1, 15.0), (math.inf, 17.5)])
+def test_mean_scaled_is_average_and_max(q: float, expected: float) -> None:
+    cfg = env_cfg(q)
+    cfg.mean_scaled = True
+    # q = 1: y1 + 1.5 y2 + (y1 + y2) / 2 → all at DC 1: 15; q = ∞ is unchanged: 17.5.
+    res = solve_seglb(env_case(), cfg, solver="highs")
+    assert res.objective_usd == pytest.approx(expected, rel=TOL)
+
+
+def test_general_q_social_term_along_hours() -> None:
+    # q = 3 on the social case: minimise (0.05³a³ + 0.025³b³)^(1/3), a + b = 20.
+    # Stationarity: 0.05³ a² = 0.025³ b² → b = a·(0.05/0.025)^(3/2) = 2√2 a.
+    res = solve_seglb(social_case(), social_cfg(3))
+    a = 20.0 / (1.0 + 2.0 * math.sqrt(2.0))
+    b = 20.0 - a
+    expected = ((0.05 * a) ** 3 + (0.025 * b) ** 3) ** (1 / 3)
+    assert res.objective_usd == pytest.approx(expected, rel=TOL)

@@ -92,6 +92,10 @@ class EquityConfig:
         :class:`EnvForm` (``combined`` = eq. 3; ``separate`` = eGLB's two norms).
     include_moving
         Add the moving cost Σ y m_{ij}.
+    mean_scaled
+        Divide each Lq term by n^{1/q} (n = regions or DCs): a power mean, so q = 1 is the
+        average and q = ∞ the maximum, the AVG / MAX of the eGLB code, and raising q never
+        lowers the term (False = the spec's plain norms, eqs. 2-3).
     """
 
     q_social: float = 2.0
@@ -101,6 +105,7 @@ class EquityConfig:
     mu_w_usd_per_m3: float = DEFAULT_MU_W_USD_PER_M3
     env_form: EnvForm = EnvForm.COMBINED
     include_moving: bool = True
+    mean_scaled: bool = False
     name: str = "SE-GLB"
 
     def __post_init__(self) -> None:
@@ -119,6 +124,14 @@ class EquityConfig:
             raise GreenSchedError(
                 f"EquityConfig.env_form={self.env_form!r}: expected 'combined' or 'separate'"
             ) from None
+
+    def social_scale(self, n_regions: int) -> float:
+        """μ_s times the power-mean factor n^{-1/q_s} (1 without ``mean_scaled``)."""
+        return self.mu_s_usd * _mean_factor(n_regions, self.q_social, self.mean_scaled)
+
+    def env_scale(self, n_dcs: int) -> float:
+        """Power-mean factor n^{-1/q_e} of the environmental term (1 without ``mean_scaled``)."""
+        return _mean_factor(n_dcs, self.q_env, self.mean_scaled)
 
     @property
     def is_lp(self) -> bool:
@@ -140,7 +153,14 @@ class EquityConfig:
             "mu_w_usd_per_m3": self.mu_w_usd_per_m3,
             "env_form": str(self.env_form),
             "include_moving": self.include_moving,
+            "mean_scaled": self.mean_scaled,
         }
+
+
+def _mean_factor(n: int, q: float, on: bool) -> float:
+    if not on or math.isinf(q):
+        return 1.0
+    return float(n) ** (-1.0 / q)
 
 
 def _arr(name: str, value: Any, shape: tuple[int, ...], *, dtype: Any = float) -> np.ndarray:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -85,8 +85,9 @@ class EquityMatrices:
 
     def env_groups(self, cfg: EquityConfig) -> list[sp.csr_array]:
         """Environmental rows in USD per DC: one group (combined) or two (separate)."""
-        c = self.carbon_kg * (cfg.mu_c_usd_per_t / 1000.0)
-        w = self.water_l * (cfg.mu_w_usd_per_m3 / 1000.0)
+        scale = cfg.env_scale(self.carbon_kg.shape[0])
+        c = self.carbon_kg * (scale * cfg.mu_c_usd_per_t / 1000.0)
+        w = self.water_l * (scale * cfg.mu_w_usd_per_m3 / 1000.0)
         if cfg.env_form is EnvForm.SEPARATE:
             return [sp.csr_array(c), sp.csr_array(w)]
         return [sp.csr_array(c + w)]
@@ -159,7 +160,7 @@ def evaluate_objective(
 ) -> dict[str, float]:
     """Objective components (USD) of the column vector ``y`` under ``cfg``."""
     social_rows = (mats.social @ y).reshape(mats.n_hours, n_regions)
-    social = cfg.mu_s_usd * float(lq_norm(social_rows, cfg.q_social, axis=1).sum())
+    social = cfg.social_scale(n_regions) * float(lq_norm(social_rows, cfg.q_social, axis=1).sum())
     env = float(sum(float(lq_norm(g @ y, cfg.q_env)) for g in mats.env_groups(cfg)))
     energy = float(mats.energy_usd @ y)
     moving = float(mats.move_usd @ y) if cfg.include_moving else 0.0
@@ -236,8 +237,9 @@ def _solve_lp(
     up = [mats.demand_rhs, mats.capacity_rhs]
     extra_cols = 0
     social_on = cfg.mu_s_usd > 0
+    mu_s = cfg.social_scale(nj)
     if social_on and cfg.q_social == 1.0:
-        c = c + cfg.mu_s_usd * np.asarray(mats.social.sum(axis=0)).ravel()
+        c = c + mu_s * np.asarray(mats.social.sum(axis=0)).ravel()
     if cfg.q_env == 1.0:
         for g in groups:
             c = c + np.asarray(g.sum(axis=0)).ravel()
@@ -247,7 +249,7 @@ def _solve_lp(
         # u_t ≥ social_{t,j}: S y − kron(I_T, 1_J) u ≤ 0
         sel = sp.csr_array(sp.kron(sp.eye(nt), np.ones((nj, 1))))
         aux_rows.append((mats.social, sel))
-        aux_costs.append(np.full(nt, cfg.mu_s_usd))
+        aux_costs.append(np.full(nt, mu_s))
         extra_cols += nt
     if math.isinf(cfg.q_env):
         for g in groups:
@@ -290,6 +292,22 @@ def _solve_lp(
     return sol.status, np.maximum(sol.x[:n], 0.0), sol.seconds, ""
 
 
+def _lq_epigraph(cp: Any, v: Any, rows: int, width: int, q: float) -> tuple[Any, list[Any]]:
+    """Epigraph e_r ≥ ‖v_r‖_q of each row r of the non-negative vector ``v`` (row-major blocks).
+
+    Power-cone form: Σ_j ρ_{r,j} = e_r and ρ^{1/q} e^{1-1/q} ≥ |v_{r,j}|, so that
+    Σ_j |v_{r,j}|^q ≤ e_r^{q-1} Σ_j ρ_{r,j} = e_r^q (Clarabel supports 3-d power cones).
+    """
+    epi = cp.Variable(rows, nonneg=True)
+    rho = cp.Variable(rows * width, nonneg=True)
+    spread = sp.csr_array(sp.kron(sp.eye(rows), np.ones((width, 1))))  # (rows*width, rows)
+    cons = [
+        spread.T @ rho == epi,
+        cp.PowCone3D(rho, spread @ epi, v, 1.0 / q),
+    ]
+    return epi, cons
+
+
 def _solve_conic(
     problem: EquityProblem,
     mats: EquityMatrices,
@@ -316,31 +334,39 @@ def _solve_conic(
     s_obj = max(rough, 1.0)
     x = cp.Variable(mats.n_cols, nonneg=True)
     terms = [(lin * (s_y / s_obj)) @ x]
+    cons: list[Any] = []
     if cfg.mu_s_usd > 0:
-        soc = cp.reshape((mats.social * (s_y * cfg.mu_s_usd / s_obj)) @ x, (nt, nj), order="C")
+        mu_s = cfg.social_scale(nj)
+        soc = (mats.social * (s_y * mu_s / s_obj)) @ x  # rows (hour, region), C order
         if cfg.q_social == 1.0:
             terms.append(cp.sum(soc))
         elif math.isinf(cfg.q_social):
-            terms.append(cp.sum(cp.max(soc, axis=1)))
+            terms.append(cp.sum(cp.max(cp.reshape(soc, (nt, nj), order="C"), axis=1)))
+        elif cfg.q_social == 2.0:
+            terms.append(cp.sum(cp.norm(cp.reshape(soc, (nt, nj), order="C"), 2, axis=1)))
         else:
-            terms.append(
-                cp.sum(cp.pnorm(soc, p=cast(Any, cfg.q_social), axis=1, approx=cfg.q_social == 2.0))
-            )
+            epi, more = _lq_epigraph(cp, soc, nt, nj, cfg.q_social)
+            terms.append(cp.sum(epi))
+            cons += more
     for g in groups:
         ge = (g * (s_y / s_obj)) @ x
         if cfg.q_env == 1.0:
             terms.append(cp.sum(ge))
         elif math.isinf(cfg.q_env):
             terms.append(cp.max(ge))
+        elif cfg.q_env == 2.0:
+            terms.append(cp.norm(ge, 2))
         else:
-            terms.append(cp.pnorm(ge, p=cast(Any, cfg.q_env), approx=cfg.q_env == 2.0))
+            epi, more = _lq_epigraph(cp, ge, 1, g.shape[0], cfg.q_env)
+            terms.append(cp.sum(epi))
+            cons += more
     dem_scale = np.where(mats.demand_rhs > 0, 1.0 / np.maximum(mats.demand_rhs, 1e-300), 1.0 / s_y)
     cap_scale = np.where(
         mats.capacity_rhs > 0, 1.0 / np.maximum(mats.capacity_rhs, 1e-300), 1.0 / s_y
     )
     a_dem = sp.csr_array(sp.diags(dem_scale * s_y) @ mats.demand)
     a_cap = sp.csr_array(sp.diags(cap_scale * s_y) @ mats.capacity)
-    cons = [a_dem @ x == mats.demand_rhs * dem_scale, a_cap @ x <= mats.capacity_rhs * cap_scale]
+    cons += [a_dem @ x == mats.demand_rhs * dem_scale, a_cap @ x <= mats.capacity_rhs * cap_scale]
     prob = cp.Problem(cp.Minimize(cp.sum(terms) if len(terms) > 1 else terms[0]), cons)
     t0 = time.perf_counter()
     try:
