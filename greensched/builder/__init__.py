@@ -63,9 +63,11 @@ Network
     bandwidth-delay-product limit of one TCP connection); token_size = ``token_size_bits``.
 
 Delay limits
-    ``latency_limit_s`` is a per-query target L; because the model's delay sums over the hour's
-    queries, it becomes Δ[i, k] = L × max(1, max_t queries[t, i, k]) (the target at the busiest
-    hour; looser in quieter hours). ``delay_limit_s`` gives Δ directly.
+    Built scenarios use the per-query delay model (``[objective] delay_model = "per_query"``,
+    ``docs/delay-model.md``): ``latency_limit_s`` is the per-query SLO Δ[i, k] = L (s) on the
+    mean latency of each (area, type, hour); ``delay_limit_s`` gives Δ per area directly.  Every
+    (area, type) must have a DC whose per-query latency (RTT + transmission + processing) meets
+    it.
 
 Sizing (``"auto"``)
     capacity[j, r] = ceil(capacity_headroom × peak_t Σ use / J); grid_cap_kw[j] =

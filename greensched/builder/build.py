@@ -148,12 +148,11 @@ class _Builder(_DemandNetworkMixin, _DCFamiliesMixin):
         # -- network and delays
         rtt, bandwidth, token_bits = self.network(meta, areas, dcs)
         token_size = np.full((T, NA, K), token_bits)
-        # delay of serving (i,k,t) entirely at j: (T, NA, J, K)
+        # per-query latency of serving (i,k,t) at j (delay_model "per_query"): (T, NA, J, K)
         per_q_tran = token_bits * (h + f)[None, None, :] / bandwidth[:, :, None]  # (NA,J,K)
         s_jk = v * (h + f)[None, :]  # (J,K)
-        lam = queries[:, :, None, :]
-        full_delay = lam * (per_q_tran[None] + s_jk[None, None]) + rtt[None, :, :, None]
-        best = full_delay.min(axis=2)  # (T, NA, K)
+        latency = per_q_tran[None] + s_jk[None, None] + rtt[None, :, :, None]
+        best = np.broadcast_to(latency.min(axis=2), (T, NA, K))  # (T, NA, K)
         delay_limit = np.empty((NA, K))
         for k, q in enumerate(qts):
             delay_limit[:, k] = self.delay_limit(q, area_ids, queries[:, :, k])
@@ -165,7 +164,7 @@ class _Builder(_DemandNetworkMixin, _DCFamiliesMixin):
             raise qts[k].node.error(
                 key,
                 f"no data center meets the delay limit of area {area_ids[i]!r} at hour {t}: "
-                f"limit {delay_limit[i, k]:.6g} s (hour total), best {best[t, i, k]:.6g} s; raise "
+                f"limit {delay_limit[i, k]:.6g} s per query, best {best[t, i, k]:.6g} s; raise "
                 "the limit",
                 qts[k].node.raw(key),
             )
@@ -266,6 +265,7 @@ class _Builder(_DemandNetworkMixin, _DCFamiliesMixin):
             weights=meta.weights,
             ds=ds,
             extra_meta={"build_config": self.file.name},
+            delay_model="per_query",
         )
 
     # -- per-DC pieces ---------------------------------------------------------------------------

@@ -176,10 +176,10 @@ class _DCFamiliesMixin(_InputsMixin):
         node = q.node
         if node.has("latency_limit_s") == node.has("delay_limit_s"):
             raise node.error("latency_limit_s", "give exactly one of latency_limit_s (per query) "
-                             "or delay_limit_s (the model's hour total)")
+                             "or delay_limit_s (the same, per area)")
         if node.has("latency_limit_s"):
             per_query = node.number("latency_limit_s", lo=0.0, lo_open=True)
-            return per_query * np.maximum(1.0, lam.max(axis=0))
+            return np.full(len(area_ids), per_query)
         value = node.raw("delay_limit_s")
         if isinstance(value, dict):
             table = node.table("delay_limit_s")
