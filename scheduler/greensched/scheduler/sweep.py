@@ -99,6 +99,7 @@ def _row(result: Any, **labels: Any) -> dict[str, Any]:
             grid_kwh=result.grid_kwh,
             it_kwh=result.it_kwh,
         )
+        row.update(result.latency)  # per_query: latency_s_per_query, queueing_s, ...
     return row
 
 
