@@ -242,6 +242,61 @@ class _Coordinator:
                 out[c.worker][c.hour].append((c.index, float(lv)))
         return out
 
+    def _bracket_water(
+        self,
+        obj: np.ndarray,
+        rows: list[tuple[np.ndarray, float]],
+        sols: list[HourSolve],
+        name: str,
+        max_steps: int = 16,
+    ) -> _Phase:
+        """Raise the water price until the hour solutions meet the budget (a feasible master).
+
+        μ₀ = 0 used W₀ > Z litres.  The next price extrapolates the slope of W(μ) to W = Z
+        (at least ×2, at most ×16 the last price; the first guess is 5 % of the cost per litre
+        at μ₀).  After ``max_steps``, or when a higher price saves no more water, the hours are solved for the
+        least water they can use: above Z, the budget is infeasible (certified).
+        """
+        k = next(i for i, (a, _) in enumerate(rows) if a[_WATER] > 0)
+        a_w, z = rows[k]
+        water = np.zeros(len(FUNCTIONALS))
+        water[_WATER] = 1.0
+        w_prev = float(sum(s.functionals[_WATER] for s in sols))
+        value0 = abs(float(sum(s.value for s in sols)))
+        mu_prev = 0.0
+        mu = 0.05 * max(value0, 1e-9) / max(w_prev, 1e-12)
+        lower = -math.inf
+        steps = 0
+        for _ in range(max_steps):
+            coef = obj + mu * a_w
+            got = self.price(coef, name + ":bracket")
+            steps += 1
+            if any(not s.ok for s in got):  # pragma: no cover - hours were feasible at μ₀
+                s = next(s for s in got if not s.ok)
+                return _Phase(False, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps,
+                              SolveStatus.ERROR, f"hour {s.hour} ended {s.status} in pricing")
+            w_now = float(sum(s.functionals[_WATER] for s in got))
+            if len(rows) == 1:
+                lower = max(lower, float(sum(s.value for s in got)) - mu * z)
+            self.log[-1].update(mu=[mu], water_l=w_now)
+            if w_now <= z + 1e-9 * max(1.0, abs(z)):
+                return _Phase(True, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps)
+            if w_prev - w_now <= 1e-7 * max(1.0, abs(w_prev)):
+                break  # the price no longer buys water: check the least water instead
+            slope = (w_prev - w_now) / (mu - mu_prev)
+            guess = mu + (w_now - z) / slope if slope > 0 else 16 * mu
+            mu_prev, w_prev = mu, w_now
+            mu = min(max(guess, 2 * mu), 16 * mu)
+        got = self.price(water, name + ":min-water")
+        steps += 1
+        w_min = float(sum(s.functionals[_WATER] for s in got))
+        if w_min > z + 1e-9 * max(1.0, abs(z)):
+            return _Phase(False, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps,
+                          SolveStatus.INFEASIBLE,
+                          f"water budget {z:.6g} l is below the least water any plan uses, "
+                          f"{w_min:.6g} l")
+        return _Phase(True, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps)
+
     def solve_phase(
         self,
         name: str,
@@ -268,18 +323,11 @@ class _Coordinator:
                 lam[len(self.cols) - len(sols) :] = 1.0
                 self.log[-1].update(upper=lower, lower=lower)
                 return _Phase(True, lower, lower, lam, np.zeros(len(rows)), rounds)
-            # Feasibility columns: the least water each hour can use.
-            water = np.zeros(len(FUNCTIONALS))
-            water[_WATER] = 1.0
-            sols = self.price(water, name + ":min-water")
-            rounds += 1
-            w_min = float(sum(s.functionals[_WATER] for s in sols))
-            for a, bk in rows:
-                if a[_WATER] > 0 and w_min > bk + 1e-9 * max(1.0, abs(bk)):
-                    return _Phase(False, math.nan, lower, np.zeros(0), np.zeros(len(rows)),
-                                  rounds, SolveStatus.INFEASIBLE,
-                                  f"water budget {bk:.6g} l is below the least water any "
-                                  f"plan uses, {w_min:.6g} l")
+            bracket = self._bracket_water(obj, rows, sols, name)
+            rounds += bracket.rounds
+            lower = max(lower, bracket.lower)
+            if not bracket.ok:
+                return bracket
         while True:
             ok, upper, lam, mu = self.master(obj, rows)
             if not ok:
@@ -386,7 +434,9 @@ def plan_decomposed(
     try:
         split = [list(map(int, a)) for a in np.array_split(np.arange(T), pool.workers)]
         t0 = time.perf_counter()
-        pool.call("build", [(scenario, hrs, dcfg.block_hours) for hrs in split])
+        delay = cfg.delay_options()
+        result.delay_model = delay.model_of(scenario)
+        pool.call("build", [(scenario, hrs, dcfg.block_hours, delay) for hrs in split])
         result.build_seconds = time.perf_counter() - t0
         coord = _Coordinator(pool, T, result.rounds_log)
         rows: list[tuple[np.ndarray, float]] = []

@@ -29,6 +29,7 @@ import xarray as xr
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
 from greensched.scheduler.greenllm import GreenLLMModel, build_model
+from greensched.scheduler.per_query import DelayOptions
 
 __all__ = [
     "FUNCTIONALS",
@@ -261,22 +262,33 @@ class HourWorker:
 
     threads: int = 1
     presolve: bool = False
+    keep_solvers: bool = True
     hours: list[HourLP] = field(default_factory=list)
     columns: dict[int, list[np.ndarray]] = field(default_factory=dict)
     bases: dict[int, Any] = field(default_factory=dict)
     row_duals: dict[int, np.ndarray] = field(default_factory=dict)
+    solvers: dict[int, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
+    _last_basis: Any = None
 
     def build(
         self,
         scenario: Scenario,
         hours: Sequence[int],
         block_hours: int = 4,
+        delay: DelayOptions | None = None,
         builder: Callable[[Scenario], GreenLLMModel] | None = None,
     ) -> dict[str, Any]:
-        """Build the hourly LPs of ``hours`` (contiguous blocks of ``block_hours`` at a time)."""
+        """Build the hourly LPs of ``hours`` (contiguous blocks of ``block_hours`` at a time).
+
+        ``delay`` is passed to :func:`~greensched.scheduler.greenllm.build_model` (the delay model
+        and its congestion inputs); ``builder`` replaces that function.
+        """
         t0 = time.perf_counter()
-        make = builder or build_model
+
+        def make(sub: Scenario) -> GreenLLMModel:
+            return builder(sub) if builder is not None else build_model(sub, delay=delay)
+
         hrs = [int(h) for h in hours]
         for start in range(0, len(hrs), max(1, block_hours)):
             block = hrs[start : start + max(1, block_hours)]
@@ -321,48 +333,64 @@ class HourWorker:
     def solve(self, coef: Sequence[float], keep: bool = True) -> list[HourSolve]:
         """Solve every owned hour under min Σ_f coef_f F_f; returns one :class:`HourSolve` each.
 
-        Warm start: the hour's own basis from its last solve (only the objective changed, so it
-        is primal feasible: primal simplex), else the previous hour's basis (dual simplex).
+        Warm start: with ``keep_solvers`` each hour keeps its HiGHS instance, so a later round
+        changes only the costs and primal simplex continues from the last (still primal
+        feasible) basis; otherwise the saved basis is set on a fresh instance.  An hour's first
+        solve starts from the previous hour's basis (dual simplex): neighbouring hours share
+        most of their optimal basis (measured 6-8x fewer iterations than a cold start).
         """
         import highspy
 
         w = np.asarray(coef, dtype=float)
         out = []
-        prev_basis = None
-        h = self._highs()
+        prev_basis = self._last_basis
+        shared = None if self.keep_solvers else self._highs()
         for hlp in self.hours:
+            t0 = time.perf_counter()
             cost = w @ hlp.functionals
-            self._pass(h, hlp, cost)
-            own = self.bases.get(hlp.hour)
-            warm = "cold"
-            if own is not None:
-                h.setBasis(own)
+            h = self.solvers.get(hlp.hour) if self.keep_solvers else shared
+            own = hlp.hour in self.bases
+            if h is not None and self.keep_solvers and own:
+                h.changeColsCost(len(cost), np.arange(len(cost), dtype=np.int32), cost)
                 h.setOptionValue("simplex_strategy", 4)
                 warm = "own"
-            elif prev_basis is not None:
-                h.setBasis(prev_basis)
-                h.setOptionValue("simplex_strategy", 1)
-                warm = "previous_hour"
             else:
-                h.setOptionValue("simplex_strategy", 1)
-            t0 = time.perf_counter()
+                if h is None:
+                    h = self._highs()
+                    if self.keep_solvers:
+                        self.solvers[hlp.hour] = h
+                self._pass(h, hlp, cost)
+                warm = "cold"
+                if own:
+                    h.setBasis(self.bases[hlp.hour])
+                    h.setOptionValue("simplex_strategy", 4)
+                    warm = "own"
+                elif prev_basis is not None:
+                    h.setBasis(prev_basis)
+                    h.setOptionValue("simplex_strategy", 1)
+                    warm = "previous_hour"
+                else:
+                    h.setOptionValue("simplex_strategy", 1)
             h.run()
-            seconds = time.perf_counter() - t0
             ms = h.getModelStatus()
             iters = int(h.getInfo().simplex_iteration_count)
             if ms != highspy.HighsModelStatus.kOptimal:
                 out.append(
                     HourSolve(hlp.hour, False, h.modelStatusToString(ms), np.nan,
-                              np.full(len(FUNCTIONALS), np.nan), -1, seconds, iters, warm)
+                              np.full(len(FUNCTIONALS), np.nan), -1,
+                              time.perf_counter() - t0, iters, warm)
                 )
-                h = self._highs()
+                self.solvers.pop(hlp.hour, None)
+                self.bases.pop(hlp.hour, None)
                 prev_basis = None
                 continue
             sol = h.getSolution()
             x = np.clip(np.asarray(sol.col_value, dtype=float), hlp.lb, hlp.ub)
-            basis = h.getBasis()
-            self.bases[hlp.hour] = basis
-            prev_basis = basis
+            if not self.keep_solvers or not own:
+                basis = h.getBasis()
+                self.bases[hlp.hour] = basis if not self.keep_solvers else True
+                prev_basis = basis
+                self._last_basis = basis
             self.row_duals[hlp.hour] = np.asarray(sol.row_dual, dtype=float)
             fvals = hlp.functionals @ x + hlp.constants
             col = -1
@@ -370,8 +398,8 @@ class HourWorker:
                 self.columns[hlp.hour].append(x)
                 col = len(self.columns[hlp.hour]) - 1
             out.append(
-                HourSolve(hlp.hour, True, "optimal", float(w @ fvals), fvals, col, seconds,
-                          iters, warm)
+                HourSolve(hlp.hour, True, "optimal", float(w @ fvals), fvals, col,
+                          time.perf_counter() - t0, iters, warm)
             )
         return out
 
