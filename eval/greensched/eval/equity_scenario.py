@@ -13,6 +13,7 @@ request = GPUs × runtime / batch.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DEFAULT_TOKENS = (1155.0, 211.0)
 _PARAMS_B = {"7B": 7.0, "13B": 13.0, "70B": 70.0}
 
 
+@functools.lru_cache(maxsize=4)
 def mean_trace_tokens(data_dir: str | Path) -> tuple[float, float]:
     """Mean (input, output) tokens of ``azure_llm_inference/AzureLLMInferenceTrace_conv.csv``."""
     path = Path(data_dir) / "azure_llm_inference" / "AzureLLMInferenceTrace_conv.csv"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -61,7 +61,9 @@ def auxiliary_step(gamma: np.ndarray, z_max: np.ndarray, q: float, scale: float)
     import cvxpy as cp
 
     z = cp.Variable(len(zm), nonneg=True)
-    prob = cp.Problem(cp.Minimize(scale * cp.pnorm(z, p=q, approx=q == 2.0) - g @ z), [z <= zm])
+    prob = cp.Problem(
+        cp.Minimize(scale * cp.pnorm(z, p=cast(Any, q), approx=q == 2.0) - g @ z), [z <= zm]
+    )
     prob.solve(solver=cp.CLARABEL)
     if z.value is None:  # pragma: no cover - a box-constrained convex problem always solves
         raise GreenSchedError(f"auxiliary step failed: {prob.status}")

@@ -45,6 +45,7 @@ illustrative resource-constrained site, assumption).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,9 +179,16 @@ def _great_circle_km(a: Location, b: Location) -> float:
     return 6371.0 * math.acos(max(-1.0, min(1.0, c)))
 
 
+@functools.lru_cache(maxsize=32)
+def _read_carbon(kind: str, path: str) -> pd.Series:
+    """Carbon series of one file, read once per process (the files are large and immutable)."""
+    reader = read_electricity_maps if kind == "em" else read_lets_wait_awhile
+    return reader(path)["carbon_kg_per_kwh"]
+
+
 def _em(data: Path, zone: str, times: pd.DatetimeIndex) -> np.ndarray:
-    df = read_electricity_maps(data / "green_llm" / "Carbon" / f"{zone}_2024_hourly.csv")
-    s = df["carbon_kg_per_kwh"].reindex(times)
+    series = _read_carbon("em", str(data / "green_llm" / "Carbon" / f"{zone}_2024_hourly.csv"))
+    s = series.reindex(times)
     if s.isna().any():
         raise GreenSchedError(
             f"Electricity Maps zone {zone}: no carbon value at {s.index[s.isna()][0]} "
@@ -190,9 +198,9 @@ def _em(data: Path, zone: str, times: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _lwa(data: Path, name: str, times: pd.DatetimeIndex) -> np.ndarray:
-    df = read_lets_wait_awhile(data / "lets_wait_awhile" / name)
+    series = _read_carbon("lwa", str(data / "lets_wait_awhile" / name))
     shifted = times.map(lambda ts: ts.replace(year=2020))
-    s = df["carbon_kg_per_kwh"].reindex(shifted).interpolate(limit_direction="both")
+    s = series.reindex(shifted).interpolate(limit_direction="both")
     return s.to_numpy(dtype=float)
 
 
