@@ -184,10 +184,7 @@ def _predictions(scen: Scenario, jobs: pd.DataFrame, model: Path | None) -> xr.D
     if model is None:
         return predictions_from_coefficients(scen, jobs)
     try:
-        try:
-            from greensched.predictor import load_predictor  # type: ignore[attr-defined]
-        except ImportError:
-            from greensched.predictor.base import load_predictor
+        from greensched.predictor.base import load_predictor
     except ImportError as exc:
         raise GreenSchedError(
             f"--model {str(model)!r} needs greensched.predictor.load_predictor, which cannot be "

@@ -25,7 +25,7 @@ import xarray as xr
 from greensched.jobs import DEFAULT_SLA_S
 from greensched.scenario import Scenario
 from greensched.scheduler import PlanConfig, PlanSession
-from greensched.scheduler.planner import OBJECTIVES
+from greensched.weights import Weights
 
 __all__ = ["PlanGap", "plan_gap", "true_coefficients"]
 
@@ -101,9 +101,9 @@ def _price_allocation(scen: Scenario, allocation: xr.DataArray, weights: dict[st
     x = allocation.transpose(*session.gm.x.labels.dims).values
     cols = comp.col_of[session.gm.x.labels.values.ravel()]
     vals = np.clip(x.ravel(), 0.0, 1.0)
-    h = session.backend.h  # type: ignore[attr-defined]
+    h = session.backend.h
     h.changeColsBounds(len(cols), cols.astype(np.int32), vals, vals)
-    result = session.solve(PlanConfig(weights=tuple(weights[k] for k in OBJECTIVES),
+    result = session.solve(PlanConfig(weights=Weights.of(weights).as_tuple(),
                                       diagnose=False))
     if not result.is_ok:
         return float("nan"), {}

@@ -119,7 +119,7 @@ def make_predictor(model: str, *, base_model: str | None = None, epochs: int | N
     if model == "lora":
         from greensched.predictor.lora import LoraConfig, LoraPredictor
 
-        extra = {"epochs": epochs} if epochs is not None else {}
+        extra: dict[str, Any] = {"epochs": epochs} if epochs is not None else {}
         return LoraPredictor(LoraConfig(base_model=base_model, seed=seed, **extra, **options))
     if model == "xgboost":
         from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor

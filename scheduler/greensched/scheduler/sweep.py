@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from greensched.scheduler.planner import OBJECTIVES, PRESETS, PlanConfig, PlanSession
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
+from greensched.scheduler.planner import OBJECTIVES, PRESETS, PlanConfig, PlanSession
 
 __all__ = [
     "PARAMS",
@@ -163,9 +163,9 @@ def run_table(scen: Scenario, table: str, *, solver: str = "highs") -> pd.DataFr
             rows.append(_row(result, w_energy=w[0], w_carbon=w[1], w_delay=w[2]))
         for name in ("m1", "m2"):
             result = session.solve(PlanConfig.preset(name))
-            w = PRESETS[name]
-            assert w is not None
-            rows.append(_row(result, w_energy=w[0], w_carbon=w[1], w_delay=w[2]))
+            pw = PRESETS[name]
+            assert pw is not None
+            rows.append(_row(result, w_energy=pw[0], w_carbon=pw[1], w_delay=pw[2]))
     else:
         raise GreenSchedError(f"--table {table!r}: expected 'lexicographic' or 'weights'")
     return pd.DataFrame(rows)
