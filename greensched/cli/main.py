@@ -16,10 +16,12 @@ import typer
 # Every command module registers its commands on the shared app when imported.
 from greensched.cli import (  # noqa: F401
     assign,
+    experiment,
     feedback,
     model,
     plan,
     predictor,
+    relocation,
     scenario,
     serve,
     simulate,

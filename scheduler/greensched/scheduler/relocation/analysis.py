@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,13 @@ def analyse(
     *,
     service_s: xr.DataArray | None = None,
     threads: int | None = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RelocationReport:
     """Run the relocation analysis (module docstring).
+
+    ``service_s`` (predicted service seconds) is passed to
+    :func:`~greensched.scheduler.relocation.masks.class_inputs`; ``progress(done, total)`` is
+    called after every frontier solve.
 
     Raises
     ------
@@ -145,7 +151,7 @@ def analyse(
     place = x.where(x > 1e-9).to_dataframe(name="share").dropna().reset_index()
     place = place[["workload", "area", "dc", "hour", "share"]]
     t_sweep = time.perf_counter()
-    points = frontier(model, config, inputs)
+    points = frontier(model, config, inputs, progress=progress)
     sweep_s = time.perf_counter() - t_sweep
     feas = masks["feasible"]
     table = metric_table(model, points, res.by_class, feas)

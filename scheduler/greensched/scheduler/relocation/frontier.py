@@ -16,6 +16,8 @@ energy cost and carbon.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -73,6 +75,7 @@ def frontier(
     *,
     workloads: list[str] | None = None,
     budgets_ms: dict[str, np.ndarray] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
     """Sweep each class's budget over its breakpoints and solve the placement at each.
 
@@ -86,6 +89,8 @@ def frontier(
         Classes to sweep (default: all).
     budgets_ms
         Budgets per class replacing the breakpoints (for custom sweeps).
+    progress
+        Called as ``progress(done, total)`` after every solve.
 
     Returns
     -------
@@ -98,13 +103,16 @@ def frontier(
     """
     rows = []
     declared = {c.id: c.latency_budget_ms for c in config.classes}
+    grids = {}
     for w in workloads or config.class_ids:
         if budgets_ms is not None and w in budgets_ms:
-            grid = np.asarray(budgets_ms[w], dtype=float)
+            grids[w] = np.asarray(budgets_ms[w], dtype=float)
         else:
-            grid = budget_breakpoints(
+            grids[w] = budget_breakpoints(
                 inputs, w, max_points=config.max_sweep_points, extra=(declared[w],)
             )
+    total = sum(len(g) for g in grids.values())
+    for w, grid in grids.items():
         tight = float(grid.min()) if len(grid) else np.nan
         for b in grid:
             masks = feasibility_masks(model.scenario, config, inputs=inputs, budgets_ms={w: b})
@@ -132,6 +140,8 @@ def frontier(
                 row["fleet_objective_usd"] = float(res.by_class["objective_usd"].sum())
                 row["fleet_carbon_kg"] = float(res.by_class["carbon_kg"].sum())
             rows.append(row)
+            if progress is not None:
+                progress(len(rows), total)
     cols = [
         "workload",
         "budget_ms",

@@ -241,8 +241,13 @@ def metric_table(
             full = base_c - float(ok["carbon_kg"].iloc[-1])
             row["full_saving_kg"] = full
             row["full_saving_usd"] = base_e - float(ok["energy_usd"].iloc[-1])
-            row["budget_50pct_carbon_ms"] = _first_budget_reaching(ok, 0.5 * full, base_c)
-            row["budget_80pct_carbon_ms"] = _first_budget_reaching(ok, 0.8 * full, base_c)
+            b50 = _first_budget_reaching(ok, 0.5 * full, base_c)
+            b80 = _first_budget_reaching(ok, 0.8 * full, base_c)
+            t0 = float(ok["budget_ms"].iloc[0])
+            row["budget_50pct_carbon_ms"] = b50
+            row["budget_80pct_carbon_ms"] = b80
+            row["relax_50pct_carbon_ms"] = b50 - t0
+            row["relax_80pct_carbon_ms"] = b80 - t0
         bw = be[be["workload"] == w]
         inm = bw[bw["in_mask"]]
         row["break_even_state_gb"] = (
