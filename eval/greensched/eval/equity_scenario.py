@@ -66,12 +66,25 @@ def ten_location_problem(
     start: str = "2024-03-24",
     hours: int = 24,
     base_requests_per_h: float = 100_000.0,
+    masks: bool = True,
+    models: tuple[str, ...] = ("7B", "13B", "70B"),
+    site_models: bool = True,
 ) -> EquityProblem:
-    """The paper's 10 locations with twin-derived per-request energy (see ten_locations)."""
+    """The paper's 10 locations with twin-derived per-request energy (see ten_locations).
+
+    ``models`` selects a subset of Llama-2 7B/13B/70B (e.g. ``("70B",)``: one model, so that
+    only the geography of the load can change, as in the eGLB paper).
+    """
     tin, tout = mean_trace_tokens(data_dir)
-    specs = llama2_specs(tin, tout)
+    specs = tuple(s for s in llama2_specs(tin, tout) if s.name in models)
     prob = build_ten_locations(
-        data_dir, specs, start=start, hours=hours, base_requests_per_h=base_requests_per_h
+        data_dir,
+        specs,
+        start=start,
+        hours=hours,
+        base_requests_per_h=base_requests_per_h,
+        masks=masks,
+        site_models=site_models,
     )
     prob.notes["energy"] = (
         f"twin EnergyModel, A100, mean Azure conv request ({tin:.0f} in, {tout:.0f} out tokens): "

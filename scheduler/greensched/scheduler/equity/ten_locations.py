@@ -259,6 +259,8 @@ def build_ten_locations(
     pue: float = 1.1,
     rtt_limit_ms: float = 100.0,
     move_usd_per_request_per_1000km: float = 1e-5,
+    masks: bool = True,
+    site_models: bool = True,
 ) -> EquityProblem:
     """Build the 10-location SE-GLB problem (see the module docstring for every assumption).
 
@@ -271,6 +273,12 @@ def build_ten_locations(
         :data:`LLAMA2_SCORES` (``7B``, ``13B``, ``70B``).
     start, hours
         First hour (UTC, inside 2024) and length of the horizon.
+    masks
+        Apply the latency, sovereignty and model-availability masks (False: every region may use
+        every model at every DC, the full 10 × 10 × 3 problem).
+    site_models
+        Apply the per-site model lists of :data:`LOCATIONS` (Singapore: 7B, 13B); False hosts
+        every model everywhere.
 
     Raises
     ------
@@ -305,6 +313,10 @@ def build_ten_locations(
     europe = np.array([loc.europe for loc in locs])
     route = (rtt_ms <= rtt_limit_ms) & ~(europe[None, :] & ~europe[:, None])
     model_mask = np.array([[m.name in loc.models for m in models] for loc in locs])
+    if not masks:
+        route = np.ones_like(route)
+    if not masks or not site_models:
+        model_mask = np.ones_like(model_mask)
     energy = np.array([[m.energy_kwh for m in models]] * n)
     gpu_s = np.array([m.gpu_s for m in models])
     resource = np.stack([np.tile(gpu_s, (n, 1)), energy], axis=2)  # [dc, model, (gpu_s, it_kwh)]
@@ -318,7 +330,11 @@ def build_ten_locations(
         "price": "; ".join(f"{loc.name}: {loc.price}" for loc in locs),
         "water": "WUE/PUE + EWIF per location (assumed constants)",
         "demand": f"{base_requests_per_h:g} req/h per region, ±40% diurnal, peak 14:00 local",
-        "masks": f"RTT <= {rtt_limit_ms:g} ms; Europe stays in Europe; Singapore: 7B, 13B",
+        "masks": (
+            f"RTT <= {rtt_limit_ms:g} ms; Europe stays in Europe; Singapore: 7B, 13B"
+            if masks
+            else "none (every region, model and DC)"
+        ),
         "scores": "Open LLM Leaderboard v1: mean of ARC, HellaSwag, TruthfulQA",
     }
     return EquityProblem(
