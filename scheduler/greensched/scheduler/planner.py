@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,12 @@ from greensched.scheduler.compiled import _Compiled, _load_backend
 from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
 from greensched.scheduler.per_query import DelayOptions, delay_floor_usd
 from greensched.util import jsonable
+from greensched.weights import OBJECTIVES, Weights
 
 __all__ = [
     "OBJECTIVES",
     "PRESETS",
+    "PlanMode",
     "PlanConfig",
     "PlanResult",
     "PlanSession",
@@ -46,7 +49,14 @@ __all__ = [
     "plan",
 ]
 
-OBJECTIVES = ("energy", "carbon", "delay")
+
+
+class PlanMode(StrEnum):
+    """How the three objectives are combined."""
+
+    WEIGHTED = "weighted"
+    LEXICOGRAPHIC = "lexicographic"
+
 
 #: Named presets: m0 uses the scenario's weights; m1 and m2 are the letter's baselines.
 PRESETS: dict[str, tuple[float, float, float] | None] = {
@@ -88,7 +98,7 @@ class PlanConfig:
         service-time cs², utilisation cap.
     """
 
-    mode: str = "weighted"
+    mode: PlanMode | str = PlanMode.WEIGHTED
     weights: tuple[float, float, float] | None = None
     order: tuple[str, ...] = ("energy", "carbon", "delay")
     epsilon: float = 0.001
@@ -103,21 +113,14 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         self.delay_options()  # validates the delay fields
-        if self.mode not in ("weighted", "lexicographic"):
+        try:
+            self.mode = PlanMode(self.mode)
+        except ValueError:
             raise GreenSchedError(
                 f"mode {self.mode!r} is not known; expected 'weighted' or 'lexicographic'"
-            )
+            ) from None
         if self.weights is not None:
-            w = tuple(float(v) for v in self.weights)
-            if len(w) != 3:
-                raise GreenSchedError(
-                    f"weights {self.weights!r} must have three values: energy, carbon, delay"
-                )
-            if any(not np.isfinite(v) or v < 0 for v in w) or sum(w) <= 0:
-                raise GreenSchedError(
-                    f"weights {self.weights!r} must be finite, >= 0 and not all zero"
-                )
-            self.weights = (w[0], w[1], w[2])
+            self.weights = Weights.of(self.weights).as_tuple()
         order = tuple(str(o).strip().lower() for o in self.order)
         if len(order) != 3 or sorted(order) != sorted(OBJECTIVES):
             raise GreenSchedError(
