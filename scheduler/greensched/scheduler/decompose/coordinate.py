@@ -62,7 +62,8 @@ class DecomposeConfig:
     max_rounds
         Pricing rounds per phase at most (≥ 1); the gap reached is reported either way.
     block_hours
-        Hours built together by one linopy model before being split (memory vs build time).
+        Hours built together by one linopy model before being split (memory vs build time);
+        ``None`` sizes blocks automatically (about 300k allocation variables each).
     """
 
     method: str = "hours"
@@ -70,7 +71,7 @@ class DecomposeConfig:
     ray_address: str | None = None
     gap_tol: float = 1e-7
     max_rounds: int = 60
-    block_hours: int = 4
+    block_hours: int | None = None
 
     def __post_init__(self) -> None:
         if self.method != "hours":
@@ -82,7 +83,7 @@ class DecomposeConfig:
             raise GreenSchedError(f"gap_tol {self.gap_tol!r} must be a finite number >= 0")
         if int(self.max_rounds) < 1:
             raise GreenSchedError(f"max_rounds {self.max_rounds!r} must be >= 1")
-        if int(self.block_hours) < 1:
+        if self.block_hours is not None and int(self.block_hours) < 1:
             raise GreenSchedError(f"block_hours {self.block_hours!r} must be >= 1")
 
 
@@ -398,11 +399,11 @@ def _assemble(
                 "hour": ds.indexes["hour"]},
     )
     duals: dict[str, xr.DataArray] = {}
-    for name, dims in hours[0]["dual_dims"].items():
+    for name, (dims, dim_coords) in hours[0]["dual_dims"].items():
         if name not in hours[0]["duals"]:
             continue
         arr = np.stack([p["duals"][name] for p in hours], axis=-1)
-        coords = {d: ds.indexes[d] for d in dims}
+        coords: dict[str, Any] = dict(dim_coords)
         coords["hour"] = ds.indexes["hour"]
         duals[name] = xr.DataArray(arr, dims=(*dims, "hour"), coords=coords)
     result.duals = duals

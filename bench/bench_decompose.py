@@ -1,0 +1,224 @@
+"""Decomposed vs monolithic planning, measured in one run (run on demand, once, with timeout).
+
+    python bench/bench_decompose.py --size 100 --workers 2            # 100 DCs x 100 areas x 5 x 24
+    python bench/bench_decompose.py --size 50 --ray-scaling           # + Ray with 1 and 2 actors
+    python bench/bench_decompose.py --letter-days 7 --skip-synthetic  # letter regions, one week
+
+Each plan runs in its own child process; this process samples the resident memory of the
+child's whole process tree (/proc, every 20 ms) and reports the peak, the wall time inside the
+child (load + build + solve, imports excluded) and the whole-process wall time.  The water
+budget is made binding: 95 % of the water of the plan without a budget.  Prints one JSON
+document (and writes it with ``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _tree_rss_bytes(root_pid: int) -> int:
+    """Resident memory of ``root_pid`` and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                parts = fh.read().rsplit(")", 1)[1].split()
+            ppid = int(parts[1])
+            pages = int(parts[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        pid = int(entry)
+        children.setdefault(ppid, []).append(pid)
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run this script as a child with ``args``; its JSON result plus peak tree memory."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_bytes(proc.pid))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        stop.set()
+        return {"status": "timeout", "args": args, "stderr": err[-2000:]}
+    stop.set()
+    th.join()
+    wall = time.perf_counter() - t0
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"status": "failed", "args": args, "stderr": err[-3000:]}
+    res: dict[str, Any] = json.loads(lines[-1])
+    res["process_wall_s"] = wall
+    res["peak_tree_rss_gib"] = peak / 2**30
+    return res
+
+
+def child(argv: list[str]) -> None:
+    """Child side: plan one scenario directory and print a JSON line."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("scenario")
+    ap.add_argument("--mode", choices=["mono", "dec"], required=True)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ray", default=None)
+    ap.add_argument("--no-budget", action="store_true")
+    ap.add_argument("--block-hours", type=int, default=6)
+    a = ap.parse_args(argv)
+    from greensched.scenario import load_scenario
+    from greensched.scheduler import PlanConfig, plan
+    from greensched.scheduler.decompose import DecomposeConfig, plan_decomposed
+
+    t0 = time.perf_counter()
+    scen = load_scenario(a.scenario)
+    if a.no_budget:
+        scen.water_budget_l = None
+    cfg = PlanConfig()
+    if a.mode == "mono":
+        r = plan(scen, cfg)
+        extra: dict[str, Any] = {}
+    else:
+        d = DecomposeConfig(workers=a.workers, ray_address=a.ray, block_hours=a.block_hours)
+        r = plan_decomposed(scen, cfg, d)
+        extra = {
+            "rounds": r.rounds,
+            "gap_relative": r.gap_relative,
+            "gap_usd": r.gap_usd,
+            "water_price_usd_per_l": r.water_price_usd_per_l,
+            "engine": r.engine,
+            "rounds_log": [
+                {k: v for k, v in row.items() if k != "mu"} for row in r.rounds_log
+            ],
+        }
+    wall = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "status": r.status.value,
+                "mode": a.mode,
+                "sizes": scen.sizes(),
+                "value_usd": r.phases[-1]["value_usd"] if r.phases else None,
+                "water_l": r.water_l,
+                "budget_l": scen.water_budget_l,
+                "build_s": r.build_seconds,
+                "solve_s": r.solve_seconds,
+                "in_process_wall_s": wall,
+                **extra,
+            }
+        )
+    )
+
+
+def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict[str, Any]:
+    """Monolithic and decomposed plans of one scenario directory (budget made binding)."""
+    free = run_child([str(directory), "--mode", "dec", "--workers", str(workers), "--no-budget"],
+                     timeout_s)
+    if free.get("status") != "optimal":
+        return {"label": label, "error": free}
+    from greensched.scenario import load_scenario
+
+    scen = load_scenario(directory)
+    scen.water_budget_l = 0.95 * float(free["water_l"])
+    scen.save(directory)
+    dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers)], timeout_s)
+    mono = run_child([str(directory), "--mode", "mono"], timeout_s)
+    out: dict[str, Any] = {"label": label, "unconstrained_water_l": free["water_l"],
+                           "decomposed": dec, "monolithic": mono}
+    if dec.get("status") == "optimal" and mono.get("status") == "optimal":
+        out["speedup_in_process"] = mono["in_process_wall_s"] / dec["in_process_wall_s"]
+        out["speedup_whole_process"] = mono["process_wall_s"] / dec["process_wall_s"]
+        out["memory_ratio"] = dec["peak_tree_rss_gib"] / mono["peak_tree_rss_gib"]
+        out["objective_rel_diff"] = abs(dec["value_usd"] - mono["value_usd"]) / max(
+            1.0, abs(mono["value_usd"])
+        )
+        out["budget_rel_diff"] = abs(dec["water_l"] - dec["budget_l"]) / dec["budget_l"]
+    return out
+
+
+def ray_scaling(directory: Path, timeout_s: float) -> dict[str, Any]:
+    """Decomposed plan on a local Ray cluster with 1 and 2 actors (budget as saved)."""
+    rows = {}
+    for n in (1, 2):
+        rows[str(n)] = run_child(
+            [str(directory), "--mode", "dec", "--workers", str(n), "--ray", "local"], timeout_s
+        )
+    return rows
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=100, help="DCs = areas = SIZE, 5 types, 24 h")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=600.0, help="per child process (s)")
+    ap.add_argument("--ray-scaling", action="store_true")
+    ap.add_argument("--letter-days", type=int, default=0)
+    ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.skip_synthetic:
+            from greensched.synth import synthesize
+
+            d = Path(tmp) / f"synth{args.size}"
+            synthesize(args.size, args.size, 5, 24, seed=1).save(d)
+            report["synthetic"] = compare(d, args.workers, args.timeout,
+                                          f"{args.size}x{args.size}x5x24")
+            if args.ray_scaling:
+                report["ray"] = ray_scaling(d, args.timeout)
+        if args.letter_days:
+            config = ROOT / "examples" / "letter-regions.toml"
+            if not DATA.exists():
+                report["letter"] = {"skipped": f"{DATA} not found"}
+            else:
+                from greensched.builder import build_from_config
+
+                d = Path(tmp) / "letter"
+                build_from_config(config, d, days=args.letter_days)
+                report["letter"] = compare(d, args.workers, args.timeout,
+                                           f"letter-regions {args.letter_days} days")
+    report["load_avg_end"] = os.getloadavg()
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json is not None:
+        args.json.write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
