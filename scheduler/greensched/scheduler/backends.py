@@ -26,6 +26,7 @@ __all__ = [
     "LPBackend",
     "SolveStatus",
     "available_solvers",
+    "label_maps",
     "load_highs_model",
     "make_backend",
 ]
@@ -348,3 +349,27 @@ def make_backend(name: str, threads: int | None = None) -> LPBackend:
     if key == "gurobi":
         return GurobiBackend(threads)
     raise SolverUnavailableError(f"unknown solver {name!r}; expected 'highs' or 'gurobi'")
+
+
+def label_maps(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Maps from a linopy model's variable and constraint labels to matrix columns and rows.
+
+    ``col_of[label]`` is the column of variable ``label`` in ``model.matrices`` (``-1`` for a
+    label without a column, e.g. a masked entry); ``row_of`` likewise for constraint rows.  Only
+    linopy's public API is used (``Model.matrices``, ``Variable.labels``,
+    ``Constraint.labels``).
+    """
+    mat = model.matrices
+    vlabels = np.asarray(mat.vlabels, dtype=np.int64)
+    clabels = np.asarray(mat.clabels, dtype=np.int64)
+
+    def size(container: Any, used: np.ndarray) -> int:
+        top = max((int(np.max(container[k].labels.values, initial=-1)) for k in container),
+                  default=-1)
+        return max(top, int(used.max(initial=-1))) + 1
+
+    col_of = np.full(size(model.variables, vlabels), -1, dtype=np.int64)
+    col_of[vlabels] = np.arange(len(vlabels))
+    row_of = np.full(size(model.constraints, clabels), -1, dtype=np.int64)
+    row_of[clabels] = np.arange(len(clabels))
+    return col_of, row_of

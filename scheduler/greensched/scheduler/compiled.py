@@ -6,7 +6,7 @@ import linopy
 import numpy as np
 import xarray as xr
 
-from greensched.scheduler.backends import make_backend
+from greensched.scheduler.backends import label_maps, make_backend
 from greensched.scheduler.greenllm import GreenLLMModel
 
 __all__ = ["_Compiled", "_load_backend"]
@@ -27,12 +27,8 @@ class _Compiled:
         self.lb = np.asarray(mat.lb, dtype=float)
         self.ub = np.asarray(mat.ub, dtype=float)
         vlabels = np.asarray(mat.vlabels)
-        clabels = np.asarray(mat.clabels)
         self.n = len(vlabels)
-        self.col_of = np.full(int(m._xCounter), -1, dtype=np.int64)
-        self.col_of[vlabels] = np.arange(len(vlabels))
-        self.row_of = np.full(int(m._cCounter), -1, dtype=np.int64)
-        self.row_of[clabels] = np.arange(len(clabels))
+        self.col_of, self.row_of = label_maps(m)
 
     def vector(self, expr: linopy.LinearExpression) -> tuple[np.ndarray, float]:
         """Dense column-coefficient vector and constant of a scalar-summed expression."""
