@@ -47,7 +47,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ _PSI_FLOOR = 1e-4
 _HOUR_BLOCKS = (24, 12, 8, 6, 4, 3, 2)
 
 
-class Verdict(Enum):
+class Verdict(StrEnum):
     """Outcome of a drift check, in increasing order of concern (INSUFFICIENT_DATA aside)."""
 
     OK = "ok"

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def parse_interval(text: str | float | int) -> float:
     return value
 
 
-class CycleAction(Enum):
+class CycleAction(StrEnum):
     """What a loop cycle did."""
 
     NO_DRIFT = "no_drift"

@@ -98,7 +98,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ _JOB_COLUMNS = ("job_id", "arrival_s", "hour", "area", "query_type", "input_toke
 _HOUR_FIELDS = tuple(f for f in DC_FIELDS if f != "rtt_s")
 
 
-class RetuneStatus(Enum):
+class RetuneStatus(StrEnum):
     """What :func:`retune` did."""
 
     PROMOTED = "promoted"
