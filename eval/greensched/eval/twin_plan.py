@@ -18,7 +18,7 @@ from greensched.scenario import DELAY_MODELS, Scenario
 if TYPE_CHECKING:
     from greensched.eval.twin import Twin
 
-__all__ = ["evaluate_allocation", "twin_pool_slots"]
+__all__ = ["evaluate_allocation", "loaded_coefficients", "twin_pool_slots"]
 
 
 def evaluate_allocation(
@@ -125,6 +125,7 @@ def evaluate_allocation(
     totals["queries"] = float(weight.sum())
     totals["types"] = K
     totals["dc_hourly"] = res["account"].frame(scenario)
+    totals["queue"] = res["queue"]
     return totals
 
 
@@ -166,4 +167,36 @@ def twin_pool_slots(twin: Twin) -> xr.DataArray:
         coords={"dc": ds.indexes["dc"], "query_type": ds.indexes["query_type"]},
         dims=("dc", "query_type"),
         name="slots",
+    )
+
+
+def loaded_coefficients(twin: Twin, queue: Any) -> xr.Dataset:
+    """Per-query coefficients of a physics twin at the batches of a loaded state.
+
+    For every (hour, dc, query_type), a job with the type's mean tokens at the effective batch of
+    ``queue`` (a :class:`~greensched.eval.twin_accounting.QueueState`, e.g. the ``queue`` that
+    :func:`evaluate_allocation` returns): ``energy_kwh_per_query`` = (fixed + decode · energy
+    factor) / 3.6e6 and ``proc_delay_s_per_query`` = prefill + decode · latency factor (GPU time;
+    network and queueing are the planner's own terms).  Unloaded cells are at batch 1.
+    """
+    if twin.mode != "physics" or queue is None:
+        raise GreenSchedError("loaded_coefficients needs a physics twin and its queue state")
+    scen = twin.scenario
+    ds = scen.ds
+    D, K = len(scen.dcs), len(scen.query_types)
+    jj, kk = np.meshgrid(np.arange(D), np.arange(K), indexing="ij")
+    h = np.broadcast_to(np.asarray(ds["input_tokens"].values, dtype=float), (D, K))
+    f = np.broadcast_to(np.asarray(ds["output_tokens"].values, dtype=float), (D, K))
+    c = twin._costs((jj, kk), h, np.round(f))
+    energy = (c.energy_fixed_j[None] + c.energy_decode_j[None] * queue.energy_factor) / 3.6e6
+    proc = c.time_fixed_s[None] + c.time_decode_s[None] * queue.latency_factor
+    coords = {
+        "hour": ds.indexes["hour"],
+        "dc": ds.indexes["dc"],
+        "query_type": ds.indexes["query_type"],
+    }
+    dims = ("hour", "dc", "query_type")
+    return xr.Dataset(
+        {"energy_kwh_per_query": (dims, energy), "proc_delay_s_per_query": (dims, proc)},
+        coords=coords,
     )
