@@ -41,6 +41,7 @@ from greensched.scheduler.relocation import (
     load_classes,
     query_type_mask,
     rid,
+    route_mask,
 )
 
 DCS = ["home", "near", "far"]
@@ -159,6 +160,9 @@ def test_query_type_mask_all_and_any() -> None:
     any_ = query_type_mask(m, qt, "any").sel(area="city", query_type="q").values
     assert all_.tolist() == [True, False, False]
     assert any_.tolist() == [True, True, True]
+    route = route_mask(m, "all")
+    assert route.dims == ("dc", "area") and route.values[:, 0].tolist() == [True, False, False]
+    assert route_mask(m, "any").values[:, 0].tolist() == [True, True, True]
 
 
 # -- placement, frontier, slopes -------------------------------------------------------------

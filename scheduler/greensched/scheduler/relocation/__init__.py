@@ -7,7 +7,8 @@ The relocation framework of ``../shared/spec/equity-relocation.md`` (second half
 * :func:`feasibility_masks` gives the mask F[workload, area, dc] (latency, law, capacity) as a
   labelled :class:`xarray.Dataset`; :func:`allow_lists` turns one class's mask into the
   assigner's ``sovereignty`` map and :func:`query_type_mask` into an (area, query_type, dc)
-  mask for models indexed by query type;
+  mask for models indexed by query type, :func:`route_mask` into the equity model's
+  (dc, region) ``route_mask``;
 * :class:`PlacementModel` is the placement LP (energy + carbon cost + migration friction) over
   the masks, solved with HiGHS;
 * :func:`frontier` sweeps a class's budget (exact at the mask's breakpoints) with its slopes
@@ -33,6 +34,7 @@ from greensched.scheduler.relocation.masks import (
     feasibility_masks,
     home_dcs,
     query_type_mask,
+    route_mask,
 )
 from greensched.scheduler.relocation.metrics import (
     LAYERS,
@@ -71,6 +73,7 @@ __all__ = [
     "metric_table",
     "query_type_mask",
     "rid",
+    "route_mask",
     "slopes",
     "unit_costs",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "feasibility_masks",
     "home_dcs",
     "query_type_mask",
+    "route_mask",
 ]
 
 
@@ -255,3 +256,17 @@ def query_type_mask(masks: xr.Dataset, query_types: xr.DataArray, how: str = "al
         parts.append(sel.all("workload") if how == "all" else sel.any("workload"))
     out = xr.concat(parts, dim="query_type").assign_coords(query_type=types)
     return out.transpose("area", "query_type", "dc")
+
+
+def route_mask(masks: xr.Dataset, how: str = "all") -> xr.DataArray:
+    """Mask by (dc, area) over all classes: the equity model's ``route_mask`` layout.
+
+    ``how="all"``: DC d may serve area a when every class may use it there; ``"any"``: when
+    one class may. ``route_mask(m).values`` is the ``[dc, region]`` array of
+    :class:`greensched.scheduler.equity.problem.EquityProblem` when its regions are the areas.
+    """
+    if how not in ("all", "any"):
+        raise RelocationError(f"how must be 'all' or 'any' (got {how!r})")
+    f = masks["feasible"]
+    out = f.all("workload") if how == "all" else f.any("workload")
+    return out.transpose("dc", "area")

@@ -39,7 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from greensched.scenario import Scenario
-from greensched.scheduler.backends import SolveStatus, load_highs_model
+from greensched.scheduler.backends import SolveStatus, label_maps, load_highs_model
 from greensched.scheduler.relocation.config import RelocationConfig
 
 __all__ = ["PlacementModel", "PlacementResult", "friction", "unit_costs"]
@@ -197,14 +197,12 @@ class PlacementModel:
             assert A is not None, "the placement LP has no constraint matrix"
             b = np.asarray(mat.b, dtype=float)
             sense = np.asarray(mat.sense)
-            vlabels = np.asarray(mat.vlabels)
             cost = np.asarray(mat.c, dtype=float)
             lb = np.asarray(mat.lb, dtype=float)
             ub = np.asarray(mat.ub, dtype=float)
         row_lower = np.where(sense == "<", -np.inf, b)
         row_upper = np.where(sense == ">", np.inf, b)
-        col_of = np.full(int(m._xCounter), -1, dtype=np.int64)
-        col_of[vlabels] = np.arange(len(vlabels))
+        col_of, _ = label_maps(m)
         self._x_cols = col_of[x.labels.values]
         self._y_cols = col_of[y.labels.values]
         self._x_coords = x.labels.coords
