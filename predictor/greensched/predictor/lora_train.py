@@ -1,0 +1,310 @@
+"""Training of the LoRA predictor (:class:`~greensched.predictor.lora.LoraPredictor`).
+
+Three phases, each recorded in the training history (``metrics_["history"]``):
+
+1. **Cache.**  One no-grad pass over the training and validation prompts stores, per row, the
+   hidden states *below* the first adapted layer (``lora_layers`` top layers adapt; the
+   layers under them are frozen, so their outputs never change) and the pooled output of the
+   untouched model.  Stored as float16 (halves memory; the upper layers run in float32) unless
+   that would exceed ``cache_max_mb``, in which case every step runs the full encoder.
+2. **Head warm-up** ("linear probing, then fine-tuning"): the heads alone, on the cached pooled
+   embeddings (exact: LoRA starts as the identity), for up to ``head_warmup_epochs`` epochs
+   with early stopping.  With ``freeze_base`` this is the whole training: the result is the
+   frozen base model + an MLP head, named variant ``"frozen"``.
+3. **Joint fine-tuning** (variant ``"lora"``): the LoRA matrices and the heads together with
+   AdamW; the adapters at ``learning_rate``, the already fitted heads at
+   ``head_learning_rate × finetune_head_lr_scale`` so that the first steps do not undo the
+   warm-up; a linear warm-up of ``warmup_fraction`` of the steps, then cosine decay to 10 %.
+   Early stopping on the validation loss keeps the best epoch's *complete* trainable state
+   (adapters and heads); the warmed-up start is candidate epoch 0, and the history says which
+   epoch won and how far the adapters moved (``adapter_norm``: Frobenius norm of all LoRA B
+   matrices, 0 at initialisation).
+
+``warm_start`` skips the warm-up and fine-tunes from the current adapters and heads.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from greensched.predictor.lora_net import encoder_layers, pinball, split_outputs
+
+__all__ = ["adapter_norm", "fit_lora", "loss_of"]
+
+
+def loss_of(cfg: Any, o: Any, z: Any, a: Any) -> Any:
+    """λ_E·MSE(E) + λ_s·MSE(s) + λ_a·CE(action) + λ_q·(pinball(E) + pinball(s))."""
+    import torch.nn.functional as F
+
+    s = split_outputs(o)
+    loss = cfg.lambda_energy * F.mse_loss(s["energy_kwh"], z[:, 0])
+    loss = loss + cfg.lambda_service * F.mse_loss(s["service_s"], z[:, 1])
+    loss = loss + cfg.lambda_action * F.cross_entropy(s["action"], a)
+    pin = pinball(s["energy_kwh_q"], z[:, 0]) + pinball(s["service_s_q"], z[:, 1])
+    return loss + cfg.lambda_quantile * pin
+
+
+def adapter_norm(net: Any) -> float:
+    """Frobenius norm of all LoRA B matrices (0 before any adapter training)."""
+    total = 0.0
+    for name, p in net.named_parameters():
+        if "lora_B" in name:
+            total += float((p.detach().double() ** 2).sum())
+    return math.sqrt(total)
+
+
+def _trim(ids: Any, mask: Any) -> tuple[Any, Any]:
+    length = int(mask.sum(1).max())
+    return ids[:, :length], mask[:, :length]
+
+
+class _Data:
+    """Tokens, numeric inputs, targets and (optionally) cached activations of some rows."""
+
+    def __init__(self, model: Any, df: pd.DataFrame) -> None:
+        import torch
+
+        self.ids, self.mask, self.num = model._encode(df)
+        self.z = torch.from_numpy(model.target_scaler_.transform(
+            model.target_scaler_.log_targets(df, model.dcs_)).astype(np.float32))
+        self.act = torch.from_numpy(
+            pd.Index(model.dcs_).get_indexer(df["best_dc"]).astype(np.int64))
+        self.hidden: Any = None
+        self.pooled: Any = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def cache(self, net: Any, start: int, keep_hidden: bool, bs: int) -> None:
+        import torch
+
+        hid, pooled = [], []
+        net.eval()
+        with torch.no_grad():
+            for s in range(0, len(self), bs):
+                bi, bm = self.ids[s:s + bs], self.mask[s:s + bs]
+                h, p = net.hidden_after(bi, bm, start)
+                if keep_hidden:
+                    pad = self.ids.shape[1] - h.shape[1]
+                    h = torch.nn.functional.pad(h, (0, 0, 0, pad)) if pad else h
+                    hid.append(h.to(torch.float16))
+                pooled.append(p)
+        self.hidden = torch.cat(hid) if keep_hidden else None
+        self.pooled = torch.cat(pooled)
+
+
+def _forward(model: Any, d: _Data, idx: Any, start: int) -> Any:
+    net = model.net_
+    bi, bm = _trim(d.ids[idx], d.mask[idx])
+    if d.hidden is not None:
+        hid = d.hidden[idx][:, :bm.shape[1]].float()
+        pooled = net.pool_from(hid, bm, start)
+    else:
+        pooled = net.pool(bi, bm)
+    return net.head(pooled, d.num[idx])
+
+
+def _val_loss(model: Any, d: _Data, start: int, heads_only: bool = False) -> float:
+    import torch
+
+    net = model.net_
+    net.eval()
+    bs = model.config.predict_batch_size
+    total = 0.0
+    with torch.inference_mode():
+        for s in range(0, len(d), bs):
+            idx = torch.arange(s, min(s + bs, len(d)))
+            o = net.head(d.pooled[idx], d.num[idx]) if heads_only else _forward(
+                model, d, idx, start)
+            total += float(loss_of(model.config, o, d.z[idx], d.act[idx])) * len(idx)
+    return total / max(len(d), 1)
+
+
+def _head_state(net: Any) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()
+            if not k.startswith("encoder.")}
+
+
+def _trainable_state(net: Any) -> dict[str, Any]:
+    names = {n for n, p in net.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in net.state_dict().items() if k in names}
+
+
+def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict[str, Any]:
+    """Heads alone on cached pooled embeddings; keeps the best validation epoch."""
+    import torch
+
+    c = model.config
+    net = model.net_
+    t0 = time.perf_counter()
+    params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
+    opt = torch.optim.AdamW(params, lr=c.head_learning_rate, weight_decay=c.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs,
+                                                       eta_min=c.head_learning_rate * 0.02)
+    gen = torch.Generator().manual_seed(c.seed + 17)
+    n = len(tr)
+    bs = max(c.batch_size, 64)
+    best, best_state, losses, since, done = math.inf, None, [], 0, 0
+    for _ in range(epochs):
+        done += 1
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        for s in range(0, n, bs):
+            idx = perm[s:s + bs]
+            loss = loss_of(c, net.head(tr.pooled[idx], tr.num[idx]), tr.z[idx], tr.act[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        if va is not None:
+            vloss = _val_loss(model, va, 0, heads_only=True)
+            losses.append(vloss)
+            if vloss < best:
+                best, since, best_state = vloss, 0, _head_state(net)
+            else:
+                since += 1
+                if since >= 25:
+                    break
+    if best_state is not None:
+        net.load_state_dict(best_state, strict=False)
+    secs = time.perf_counter() - t0
+    return {"epochs": done, "seconds": secs,
+            "samples_per_s": n * done / secs if secs > 0 else float("nan"),
+            "best_val_loss": best if math.isfinite(best) else None,
+            "val_loss_every_10": losses[::10]}
+
+
+def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
+               history: dict[str, Any], from_warm_heads: bool) -> None:
+    """Adapters + heads jointly (phase 3 of the module docstring); updates ``history``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    c = model.config
+    net = model.net_
+    lora_params = [p for n, p in net.named_parameters()
+                   if p.requires_grad and n.startswith("encoder.")]
+    head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
+    head_lr = c.head_learning_rate * (c.finetune_head_lr_scale if from_warm_heads else 1.0)
+    opt = torch.optim.AdamW([{"params": lora_params, "lr": c.learning_rate},
+                             {"params": head_params, "lr": head_lr}],
+                            weight_decay=c.weight_decay)
+    n = len(tr)
+    steps_per_epoch = math.ceil(n / c.batch_size)
+    total = steps_per_epoch * c.epochs
+    if c.max_steps is not None:
+        total = min(total, c.max_steps)
+    warm = max(1, int(total * c.warmup_fraction))
+
+    def lr_factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        frac = (step - warm) / max(1, total - warm)
+        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    gen = torch.Generator().manual_seed(c.seed)
+    best, best_state, bad, best_epoch = math.inf, None, 0, 0
+    if va is not None:
+        best = _val_loss(model, va, start)  # the start is a candidate: epoch 0
+        best_state = _trainable_state(net)
+        history["start_val_loss"] = best
+    bar = tqdm(total=total, desc="LoRA fine-tuning", unit="step", disable=not c.progress,
+               leave=False)
+    t0 = time.perf_counter()
+    step = 0
+    try:
+        for epoch in range(1, c.epochs + 1):
+            net.train()
+            perm = torch.randperm(n, generator=gen)
+            losses = []
+            for b in range(steps_per_epoch):
+                if step >= total:
+                    break
+                idx = perm[b * c.batch_size:(b + 1) * c.batch_size]
+                loss = loss_of(c, _forward(model, tr, idx, start), tr.z[idx], tr.act[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                losses.append(float(loss.detach()))
+                bar.update(1)
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            history["epochs"] += 1
+            history["train_loss"].append(float(np.mean(losses)) if losses else math.nan)
+            if va is not None:
+                vloss = _val_loss(model, va, start)
+                history["val_loss"].append(vloss)
+                if vloss < best - 1e-6:
+                    best, bad, best_epoch = vloss, 0, epoch
+                    best_state = _trainable_state(net)
+                else:
+                    bad += 1
+                    if bad >= c.patience:
+                        break
+            if step >= total:
+                break
+    finally:
+        bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state, strict=False)
+    secs = time.perf_counter() - t0
+    history["steps"] = step
+    history["train_seconds"] = secs
+    history["train_samples_per_s"] = min(step * c.batch_size, step * n) / secs if secs else 0.0
+    history["best_val_loss"] = best if math.isfinite(best) else None
+    history["best_epoch"] = best_epoch
+    history["finetune_improved"] = best_epoch > 0
+
+
+def fit_lora(model: Any, train: pd.DataFrame, val: pd.DataFrame | None,
+             warm_start: bool) -> dict[str, Any]:
+    """Run the phases of the module docstring on ``model`` (whose ``net_``, ``tokenizer_``,
+    featurizer and target scaling are set up); returns the training history."""
+    c = model.config
+    net = model.net_
+    layers = encoder_layers(net.encoder)
+    n_layers = len(layers) if layers is not None else 0
+    adapt = n_layers if c.lora_layers is None else min(c.lora_layers, n_layers)
+    start = n_layers - adapt if layers is not None else 0
+    history: dict[str, Any] = {"variant": model.variant, "train_loss": [], "val_loss": [],
+                               "epochs": 0, "steps": 0}
+    t0 = time.perf_counter()
+    tr = _Data(model, train)
+    va = _Data(model, val) if val is not None else None
+    hidden = net.encoder.config.hidden_size if hasattr(net.encoder, "config") else 0
+    cache_mb = 2.0 * (len(tr) + (len(va) if va else 0)) * tr.ids.shape[1] * hidden / 2**20
+    keep = (c.cache_activations and layers is not None and not c.freeze_base
+            and cache_mb <= c.cache_max_mb)
+    for d in (tr, va):
+        if d is not None:
+            d.cache(net, start, keep, c.predict_batch_size)
+    history["cache"] = {"hidden_cached": keep, "from_layer": start, "layers": n_layers,
+                        "adapted_layers": 0 if c.freeze_base else adapt,
+                        "megabytes": cache_mb if keep else 0.0,
+                        "seconds": time.perf_counter() - t0}
+    if c.freeze_base:
+        epochs = max(c.head_warmup_epochs, 1) if not warm_start else max(c.epochs, 1)
+        h = _warm_up_heads(model, tr, va, epochs)
+        history["head_warmup"] = h
+        history.update(epochs=h["epochs"], train_seconds=h["seconds"],
+                       train_samples_per_s=h["samples_per_s"], best_val_loss=h["best_val_loss"],
+                       best_epoch=0, finetune_improved=False)
+        if va is not None:
+            history["val_loss"] = [h["best_val_loss"]]
+        history["adapter_norm"] = 0.0
+        return history
+    warmed = False
+    if c.head_warmup_epochs > 0 and not warm_start:
+        history["head_warmup"] = _warm_up_heads(model, tr, va, c.head_warmup_epochs)
+        warmed = True
+    history["adapter_norm_start"] = adapter_norm(net)
+    _fine_tune(model, tr, va, start, history, from_warm_heads=warmed or warm_start)
+    history["adapter_norm"] = adapter_norm(net)
+    return history
