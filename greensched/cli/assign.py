@@ -32,6 +32,7 @@ from greensched.scenario import Scenario, load_scenario
 from greensched.scheduler.assign import (
     AssignConfig,
     Assignment,
+    AssignMode,
     GreedyAssigner,
     PlanGuide,
     predictions_from_coefficients,
@@ -42,12 +43,11 @@ __all__ = ["MODES", "OUTPUT_COLUMNS", "assign_command", "load_sovereignty"]
 
 #: Modes and what they do.
 MODES = {
-    "greedy": "cheapest allowed DC per job, in arrival order",
-    "plan": "greedy plus the plan's shadow prices of capacity and water (needs --plan)",
-    "follow": "DCs drawn in proportion to the plan's shares (needs --plan)",
-    "batch": "all jobs placed jointly by a MILP (HiGHS); --plan adds its shadow prices",
+    AssignMode.GREEDY: "cheapest allowed DC per job, in arrival order",
+    AssignMode.PLAN: "greedy plus the plan's shadow prices of capacity and water (needs --plan)",
+    AssignMode.FOLLOW: "DCs drawn in proportion to the plan's shares (needs --plan)",
+    AssignMode.BATCH: "all jobs placed jointly by a MILP (HiGHS); --plan adds its shadow prices",
 }
-_ALIASES = {"guided": "plan", "plan-guided": "plan", "plan-following": "follow", "ip": "batch"}
 
 OUTPUT_COLUMNS = (
     "job_id",
@@ -117,11 +117,7 @@ def assign_command(
     Assignment
         The result (its ``summary()`` gives totals for printing).
     """
-    mode_key = _ALIASES.get(mode.strip().lower(), mode.strip().lower())
-    if mode_key not in MODES:
-        raise GreenSchedError(
-            f"mode {mode!r} is not known; expected one of {', '.join(MODES)}"
-        )
+    mode_key = AssignMode.parse(mode)
     if model is not None and coefficients is not None:
         raise GreenSchedError("give either --model or --coefficients, not both")
     if mode_key in ("plan", "follow") and plan_dir is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
-from greensched.scheduler.assign import AssignConfig
+from greensched.scheduler.assign import AssignConfig, AssignError, AssignMode
 
 __all__ = [
     "API_KEY_ENV",
@@ -35,7 +35,6 @@ MAX_TOKENS = 10**6
 MAX_JOB_ID = 128
 #: Assignment modes: plain greedy, plan-guided scoring, plan-following draws.
 MODES = ("greedy", "plan", "follow")
-_MODES = MODES
 
 class ServiceError(GreenSchedError):
     """The service cannot start or serve with the given configuration."""
@@ -141,12 +140,11 @@ class ServiceConfig:
                 f"{', '.join(given) if given else 'none'}"
             )
         if self.mode is not None:
-            mode = str(self.mode).strip().lower()
-            mode = {"guided": "plan", "plan-guided": "plan", "plan-following": "follow"}.get(
-                mode, mode)
-            if mode not in _MODES:
-                raise ServiceError(f"mode {self.mode!r} is not known; expected one of "
-                                   f"{', '.join(_MODES)}")
+            try:
+                mode = AssignMode.parse(self.mode, allowed=(AssignMode.GREEDY, AssignMode.PLAN,
+                                                            AssignMode.FOLLOW))
+            except AssignError as exc:
+                raise ServiceError(str(exc)) from None
             if mode in ("plan", "follow") and self.plan is None:
                 raise ServiceError(f"mode {mode!r} needs a plan directory (plan=...)")
             self.mode = mode

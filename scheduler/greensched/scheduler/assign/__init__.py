@@ -58,6 +58,7 @@ from greensched.scheduler.assign.config import (
     REASONS,
     AssignConfig,
     AssignError,
+    AssignMode,
 )
 from greensched.scheduler.assign.config import _normalise_weights as _normalise_weights
 from greensched.scheduler.assign.engine import _allowed_at_turn as _allowed_at_turn
@@ -88,6 +89,7 @@ __all__ = [
     "REASONS",
     "AssignConfig",
     "AssignError",
+    "AssignMode",
     "Assignment",
     "CapacityLedger",
     "GreedyAssigner",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from greensched.errors import GreenSchedError
 from greensched.weights import OBJECTIVES, Weights, WeightsError
@@ -36,6 +37,38 @@ _OBJECTIVES = OBJECTIVES
 
 class AssignError(GreenSchedError):
     """Inputs of an assignment do not fit together (predictions, jobs, plan, masks)."""
+
+
+class AssignMode(StrEnum):
+    """How the online assigner places jobs."""
+
+    GREEDY = "greedy"  # cheapest allowed DC per job, in arrival order
+    PLAN = "plan"  # greedy plus the plan's shadow prices of capacity and water
+    FOLLOW = "follow"  # DCs drawn in proportion to the plan's shares
+    BATCH = "batch"  # all jobs of a batch placed jointly by a MILP
+
+    @classmethod
+    def parse(cls, text: str | AssignMode, allowed: tuple[AssignMode, ...] | None = None,
+              ) -> AssignMode:
+        """A mode from its name or a common alias (``plan-guided``, ``plan-following``, ``ip``);
+        the error lists the modes ``allowed`` (default: all)."""
+        key = str(text).strip().lower()
+        key = _MODE_ALIASES.get(key, key)
+        allowed = allowed or tuple(cls)
+        try:
+            mode = cls(key)
+        except ValueError:
+            mode = None
+        if mode is None or mode not in allowed:
+            raise AssignError(
+                f"mode {text!r} is not known; expected one of {', '.join(m.value for m in allowed)}"
+            )
+        return mode
+
+
+_MODE_ALIASES = {"guided": "plan", "plan-guided": "plan", "plan-following": "follow",
+                 "ip": "batch"}
+
 
 
 # -- configuration and plan signals -----------------------------------------------------------
