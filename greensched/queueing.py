@@ -41,6 +41,7 @@ __all__ = [
     "default_pool_slots",
     "erlang_c",
     "hourly_wait_s",
+    "marginal_wait",
     "mgc_wait_s",
     "wait_tangents",
 ]
@@ -126,6 +127,19 @@ def hourly_wait_s(load_s: Any, slots: Any, cs2: Any = DEFAULT_SERVICE_SCV) -> np
     a = np.asarray(load_s, dtype=np.float64) / 3600.0
     mean_wait, _ = mgc_wait_s(slots, a, 1.0, cs2)
     return 3600.0 * a * mean_wait
+
+
+def marginal_wait(load_s: Any, slots: Any, cs2: Any = DEFAULT_SERVICE_SCV) -> np.ndarray:
+    """dW/d(load) of :func:`hourly_wait_s`: queueing seconds one more busy second adds (≥ 0).
+
+    A one-sided difference over 10⁻⁶ · 3600 c seconds, vectorised; what a greedy score charges a
+    job per second of service at a pool already busy ``load_s`` seconds.
+    """
+    c = np.asarray(slots, dtype=np.float64)
+    load = np.asarray(load_s, dtype=np.float64)
+    h = 1e-6 * 3600.0 * c
+    up = hourly_wait_s(load + h, c, cs2)
+    return np.maximum((up - hourly_wait_s(load, c, cs2)) / h, 0.0)
 
 
 @functools.lru_cache(maxsize=4096)
