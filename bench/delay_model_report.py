@@ -40,9 +40,17 @@ def _pct(a: float, b: float) -> float:
 def agreement(scen: Scenario) -> dict[str, Any]:
     """Planner vs the twin executing the plan (coefficients mode, exact M/G/c wait, no noise)."""
     out: dict[str, Any] = {}
-    letter = plan(scen, PlanConfig(delay_model="letter"))
+    # the letter's model on the same day: Δ as the builder used to convert it (L × busiest λ)
+    old = scen.copy()
+    old.delay_model = "letter"
+    old.ds["delay_limit_s"] = (
+        np.ceil(1000.0 * scen.ds["delay_limit_s"] * scen.ds["queries"].max("hour").clip(min=1.0))
+        / 1000.0
+    )
+    letter = plan(old, PlanConfig(delay_model="letter"))
+    assert letter.is_ok, letter.message
     rho = scen.ds["delay_penalty_usd_per_s"]
-    floor_letter = float((rho * delay_coefficients(scen).min("dc")).sum())
+    floor_letter = float((rho * delay_coefficients(old).min("dc")).sum())
     out["letter"] = {
         "objective": letter.objective,
         "decision_share": (letter.objective["delay_usd"] - floor_letter)
