@@ -60,14 +60,16 @@ def auxiliary_step(gamma: np.ndarray, z_max: np.ndarray, q: float, scale: float)
         return np.where(g > 0, np.minimum(level, zm), 0.0)
     import cvxpy as cp
 
-    z = cp.Variable(len(zm), nonneg=True)
-    prob = cp.Problem(
-        cp.Minimize(scale * cp.pnorm(z, p=cast(Any, q), approx=q == 2.0) - g @ z), [z <= zm]
-    )
+    # Solve in units of the largest z_max (u = z / s) so the conic solver sees O(1) numbers.
+    s = max(float(zm.max()), 1e-300)
+    u = cp.Variable(len(zm), nonneg=True)
+    norm = cp.norm(u, 2) if q == 2.0 else cp.pnorm(u, p=cast(Any, q), approx=False)
+    prob = cp.Problem(cp.Minimize(scale * norm - g @ u), [u <= zm / s])
     prob.solve(solver=cp.CLARABEL)
-    if z.value is None:  # pragma: no cover - a box-constrained convex problem always solves
+    if u.value is None:  # pragma: no cover - a box-constrained convex problem always solves
         raise GreenSchedError(f"auxiliary step failed: {prob.status}")
-    return np.clip(np.asarray(z.value), 0.0, zm)
+    z = np.asarray(u.value) * s
+    return np.clip(z, 0.0, zm)
 
 
 @dataclass
