@@ -1,6 +1,6 @@
 """Planner benchmark: load + build + solve against the bare HiGHS solve of the same LP.
 
-Run on demand:  python bench/bench_planner.py [--repeat 5] [--big]
+Run on demand:  python bench/bench_planner.py [--repeat 5] [--big] [--coefficients FILE]
 Reports medians and the ratio (end-to-end time) / (bare HiGHS ``run()`` of the same LP, loaded
 fresh, same objective), both measured in this run.
 """
@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from greensched.scenario import load_scenario
 from greensched.scheduler import PlanConfig, plan
 from greensched.scheduler.backends import HighsBackend
 from greensched.scheduler.greenllm import build_model
 from greensched.scheduler.planner import OBJECTIVES, _Compiled
-
-from greensched.scenario import load_scenario
 from greensched.synth import synthesize
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
@@ -38,11 +38,34 @@ def bare_highs_seconds(scen, weights=(1 / 3, 1 / 3, 1 / 3)) -> float:  # type: i
     return time.perf_counter() - t0
 
 
-def end_to_end(directory: Path, cfg: PlanConfig) -> float:
+def end_to_end(directory: Path, cfg: PlanConfig, coefficients: Path | None = None) -> float:
     t0 = time.perf_counter()
-    result = plan(load_scenario(directory), cfg)
+    result = plan(load_scenario(directory, coefficients=coefficients), cfg)
     assert result.is_ok, result.message
     return time.perf_counter() - t0
+
+
+def report_delay_models(directory: Path, repeat: int, coefficients: Path | None) -> None:
+    """End-to-end time of per_query (latency, utilisation and wait rows) against letter."""
+    runs = [("scenario coefficients", None)]
+    if coefficients is not None:
+        runs.append((f"coefficients {coefficients.name}", coefficients))
+    for label, coef in runs:
+        times = {}
+        for dm in ("letter", "per_query"):
+            cfg = PlanConfig(delay_model=dm, diagnose=False)
+            try:
+                times[dm] = statistics.median(
+                    end_to_end(directory, cfg, coef) for _ in range(repeat)
+                )
+            except AssertionError as exc:  # letter may be infeasible with learned coefficients
+                print(f"  {dm:9s} ({label}): not optimal ({str(exc)[:80]})")
+        if "per_query" in times:
+            line = f"  per_query ({label}) {times['per_query']:8.3f} s"
+            if "letter" in times:
+                ratio = times["per_query"] / times["letter"]
+                line += f"   letter {times['letter']:8.3f} s   ratio {ratio:5.2f}"
+            print(line)
 
 
 def report(name: str, directory: Path, repeat: int) -> None:
@@ -67,9 +90,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--big", action="store_true", help="also 50 DCs x 50 areas x 5 types x 24 h")
+    ap.add_argument(
+        "--coefficients",
+        type=Path,
+        default=None,
+        help="also time per_query with this coefficients.csv (e.g. learned ones)",
+    )
     args = ap.parse_args()
     if PAPER.exists():
         report("paper scenario", PAPER, args.repeat)
+        report_delay_models(PAPER, args.repeat, args.coefficients)
     else:
         print(f"skipping paper scale: {PAPER} not found", file=sys.stderr)
     if args.big:
