@@ -23,7 +23,8 @@ advice, stays ≤ (1 + ε) · (advice cost).
 Adaptation (``../shared/spec/baselines.md``): the unit of work is the step's deferrable jobs
 with a common latest start hour; f_t(d) = mean predicted E_d · I_f(t, d) · PUE_d (kg per job),
 L and U the min and max of f over the window; D = ``movement`` · L, τ = ``switching`` · L
-(γ exists only for D < L: ψ(1) → D as γ → ∞); the
+(γ exists only for D < L: ψ(1) → D as γ → ∞), L floored at ``floor`` · U when a cell is
+carbon-free; the
 simplex minimisation is done on a grid of ``grid`` rates per DC (the objective is convex in the
 rate for a fixed DC).  Fractions become job counts by cumulative rounding; jobs fill their
 (hour, DC) cells in arrival order, overflow takes the argmin E·I cell with room in the window;
@@ -174,11 +175,12 @@ class CarbonClipperPolicy(Policy):
     temporal: ClassVar[bool] = True
 
     def __init__(self, advice: bool = False, epsilon: float = 0.5, movement: float = 0.05,
-                 switching: float = 0.02, grid: int = 41) -> None:
+                 switching: float = 0.02, grid: int = 41, floor: float = 1e-3) -> None:
         if epsilon < 0 or movement < 0 or switching < 0 or grid < 2:
             raise PolicyError("CarbonClipper needs epsilon, movement, switching >= 0, grid >= 2")
         self.advice, self.epsilon = bool(advice), float(epsilon)
         self.movement, self.switching, self.grid = float(movement), float(switching), int(grid)
+        self.floor = float(floor)
         self.name = "carbonclipper-advice" if advice else "carbonclipper"  # type: ignore[misc]
 
     def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
@@ -199,8 +201,9 @@ class CarbonClipperPolicy(Policy):
             rows = np.flatnonzero(step.deferrable & (step.latest_start_hour == last))
             n_t = int(last) - h + 1
             cost = ci[h : h + n_t] * step.energy_kwh[rows].mean(axis=0)[None, :]
-            lo, up = float(cost.min()), float(cost.max())
-            if n_t == 1 or lo <= 0:
+            up = float(cost.max())
+            lo = max(float(cost.min()), self.floor * up)  # a zero-carbon cell: L > 0 needed
+            if n_t == 1 or up <= 0:
                 x = np.zeros((n_t, D))
                 x[-1, int(cost[-1].argmin())] = 1.0
             else:

@@ -154,6 +154,7 @@ class CarbonScalerPolicy(Policy):
             per_unit = np.tile(e_mean * ctx.pue, n_t)
             pw = np.maximum(thr * per_unit[:, None], 1e-300)
             ci = ctx.carbon_forecast_kg_per_kwh[h : h + n_t].reshape(cells)
+            ci = np.maximum(ci, 1e-3 * max(float(ci.max()), 1e-12))  # carbon-free cells: I > 0
             ok = cap > 0
             if not ok.any():
                 continue

@@ -160,7 +160,10 @@ class CAPPolicy(Policy):
     def allowed_fraction(self, intensity: np.ndarray, hour: int) -> np.ndarray:
         """Share of capacity open to deferrable work per DC at ``hour``."""
         lo, up = pcaps_bounds(intensity, hour, self.window)
+        if up <= 0:
+            return np.ones(intensity.shape[1])
         lo = min(lo / 0.95 * self.lower_scale, up)  # the authors' code: L = 1.1 · min
+        lo = max(lo, 1e-3 * up)  # a carbon-free DC: α needs L > 0
         phi = cap_thresholds(lo, up, self.slices)
         count = (phi[None, :] >= intensity[hour][:, None]).sum(axis=1)
         return np.minimum(self.b_min + count, self.slices) / self.slices

@@ -46,17 +46,27 @@ __all__ = [
 _WEIGHTS = tuple[float, float, float]
 
 
+#: Solved plans per (scenario object, preset); the scenario is kept so that its id stays unique.
+_PLANS: dict[tuple[int, str], tuple[Any, Any]] = {}
+
+
 def solve_plan(ctx: PolicyContext, preset: str | None = None) -> Any:
-    """The context's plan, or one solved for ``preset`` (m0, m1, m2)."""
+    """The context's plan, or one solved for ``preset`` (m0, m1, m2), cached per scenario."""
     from greensched.scheduler.planner import PlanConfig, plan
 
     if preset is None and ctx.plan is not None:
         return ctx.plan
+    key = (id(ctx.scenario), preset or "")
+    if key in _PLANS and _PLANS[key][0] is ctx.scenario:
+        return _PLANS[key][1]
     cfg = PlanConfig.preset(preset) if preset else PlanConfig()
     result = plan(ctx.scenario, cfg)
     if not result.is_ok:
         raise PolicyError(f"the Green-LLM plan ({preset or 'scenario weights'}) ended "
                           f"{result.status.value!r}")
+    if len(_PLANS) > 16:
+        _PLANS.clear()
+    _PLANS[key] = (ctx.scenario, result)
     return result
 
 
@@ -215,7 +225,8 @@ class GreenSchedPolicy(Policy):
     with forecast price c_f and carbon θ_f, plan shadow prices π (``guided``), excess the SLA
     excess (interactive) or the lateness start_s(t) + s_j(d) − deadline_j (batch).  With
     ``temporal=False`` every job starts now (the spatial greedy on the forecast).  ``carbon``
-    False drops the carbon term (ablation).
+    False drops the carbon term (ablation).  ``deadline_margin_s`` asks batch jobs to finish
+    that long before their deadline (a margin for queueing the prediction does not see).
     """
 
     name = "greensched"
@@ -228,7 +239,11 @@ class GreenSchedPolicy(Policy):
         guided: bool = True,
         temporal: bool = True,
         carbon: bool = True,
+        deadline_margin_s: float = 600.0,
     ) -> None:
+        if not deadline_margin_s >= 0:
+            raise PolicyError(f"deadline_margin_s {deadline_margin_s!r} must be >= 0")
+        self.deadline_margin_s = float(deadline_margin_s)
         self.weights = weights
         self.guided = guided
         self.use_time = temporal
@@ -259,7 +274,8 @@ class GreenSchedPolicy(Policy):
             ]
         start = step.start_s(np.broadcast_to(hrs[None, :], (m, T)).T).T  # (m, T)
         finish = start[:, :, None] + step.service_s[:, None, :]
-        limit = np.where(step.deferrable, step.deadline_s, step.arrival_s + step.sla_s)
+        limit = np.where(step.deferrable, step.deadline_s - self.deadline_margin_s,
+                         step.arrival_s + step.sla_s)
         excess = np.maximum(finish - limit[:, None, None], 0.0)
         key = key + self._w_alpha[step.qtype][:, None, None] * excess
         window = hour_window_mask(step, self.use_time)

@@ -1,0 +1,94 @@
+"""``greensched experiment run|report``: GreenSched against the published baselines.
+
+``greensched experiment run EXP.toml --out DIR [--seeds N] [--workers N | --ray ADDRESS|local]
+[--quick] [--report MD]`` runs every seed × variant of an experiment file
+(:mod:`greensched.eval.experiment`) with a progress bar and writes ``DIR/results.parquet``
+(one row per seed × variant × metric), ``DIR/hourly.parquet`` and ``DIR/experiment.json``;
+``--report MD`` also writes the Markdown report there.  ``greensched experiment report DIR
+[--out MD]`` writes the report (default ``DIR/report.md``) with its figures beside it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from greensched.cli._app import app, console
+from greensched.eval.experiment import (
+    ExperimentError,
+    load_experiment,
+    run_experiment,
+    summarize,
+    write_report,
+)
+
+__all__ = ["experiment_app"]
+
+experiment_app = typer.Typer(
+    no_args_is_help=True,
+    help="Run experiments (seeds x policies, statistics) and write their reports.",
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command("run")
+def run_command(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory.")],
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Override the seed count.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Local worker processes.")] = 1,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Ray cluster address, or 'local' for a local Ray instance.")] = None,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="The file's [quick] preset: few seeds, few jobs.")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="Also write the Markdown report to this file.")] = None,
+) -> None:
+    """Run an experiment file's seeds x variants."""
+    cfg = load_experiment(experiment)
+    if quick:
+        cfg = cfg.quick_preset()
+    if seeds is not None:
+        if seeds < 1:
+            raise ExperimentError(f"--seeds {seeds!r} must be >= 1")
+        cfg.seeds = seeds
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(f"{cfg.name}", total=cfg.seeds * len(cfg.variants))
+
+        def progress(done: int, total: int, what: str) -> None:
+            if total == len(cfg.variants) * cfg.seeds:
+                bar.update(task, completed=done, description=f"{cfg.name}: {what}")
+            else:
+                bar.update(task, description=f"{cfg.name}: {what}")
+
+        meta = run_experiment(cfg, out, workers=workers, ray_address=ray, progress=progress)
+    console.print(f"{cfg.seeds} seeds x {len(cfg.variants)} variants in {meta['wall_s']:.1f} s "
+                  f"({meta['engine']}); results in {out}/results.parquet")
+    if report is not None:
+        cmd = "greensched experiment " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
+        path = write_report(out, report, command=cmd)
+        console.print(f"report: {path}")
+
+
+@experiment_app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by 'experiment run'.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Markdown file to write.")] = None,
+) -> None:
+    """Write the Markdown report and figures of an experiment run."""
+    if not (run_dir / "results.parquet").is_file():
+        raise ExperimentError(f"{run_dir}: results.parquet not found; run 'experiment run' first")
+    path = write_report(run_dir, out)
+    import pandas as pd
+
+    s = summarize(pd.read_parquet(run_dir / "results.parquet"))
+    carbon = s[s["metric"] == "carbon_kg"][["variant", "mean", "ci95"]]
+    for r in carbon.itertuples():
+        console.print(f"{r.variant:24s} carbon {r.mean:.5g} ± {r.ci95:.2g} kg")
+    console.print(f"report: {path}")
