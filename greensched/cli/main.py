@@ -18,6 +18,7 @@ from greensched.cli import (  # noqa: F401
     assign,
     experiment,
     feedback,
+    loop,
     model,
     plan,
     predictor,

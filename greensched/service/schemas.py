@@ -143,6 +143,7 @@ def request_models(scenario: Scenario, max_batch_jobs: int) -> dict[str, Any]:
         hour: Hour | None = None
         arrival_s: Arrival | None = Field(default=None, validate_default=True)
         dc: Annotated[str, Field(strict=True)]
+        policy: Annotated[str, Field(strict=True, min_length=1, max_length=128)] | None = None
         model_version: Annotated[str, Field(strict=True, min_length=1, max_length=128)]
         pred_energy_kwh: Positive = Field(
             validation_alias=AliasChoices("pred_energy_kwh", "predicted_energy_kwh"))
@@ -155,6 +156,12 @@ def request_models(scenario: Scenario, max_batch_jobs: int) -> dict[str, Any]:
         propensity: Annotated[float, Field(strict=True, gt=0, le=1)] | None = None
         energy_kwh: Positive = Field(description="measured IT energy, kWh")
         service_s: Positive = Field(description="measured service time, s")
+        wait_s: NonNeg | None = Field(default=None, description="queueing wait, s")
+        carbon_kg: NonNeg | None = Field(default=None, description="carbon of the job, kg")
+        water_l: NonNeg | None = Field(default=None, description="water of the job, l")
+        cost_usd: Annotated[float, Field(strict=True, allow_inf_nan=False)] | None = None
+        sla_met: Annotated[bool, Field(strict=True)] | None = None
+        assigned_at: datetime | None = None
         measured_at: datetime | None = None
         prompt: Annotated[str, Field(max_length=100_000)] | None = None
         features: dict[str, Any] | None = None

@@ -135,3 +135,12 @@ def test_version1_store_is_upgraded_in_place(tmp_path: Path) -> None:
         v = conn.exec_driver_sql("SELECT value FROM greensched_meta").scalar_one()
     eng.dispose()
     assert v == str(SCHEMA_VERSION) == "2"
+
+
+def test_service_outcome_body_is_the_record() -> None:
+    pytest.importorskip("fastapi")
+    from greensched.service.schemas import request_models
+
+    scen = synthesize(dcs=2, areas=1, types=1, hours=2, seed=0)
+    body = request_models(scen, 10)["Outcome"]
+    assert set(body.model_fields) == set(FIELD_NAMES)
