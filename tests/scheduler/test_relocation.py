@@ -353,3 +353,22 @@ def test_classes_file_round_trip_and_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(RelocationError, match=r"query type 'q' take 1.7 of its demand"):
         feasibility_masks(tiny(), two)
+
+
+def test_frontier_of_one_class_with_capacity_shared_by_another() -> None:
+    # Two classes of half the demand each (0.5 kWh/h), 1 GB of state each; far holds one class.
+    # Sweeping a's budget with b at 1100 ms: a home 0.35 + b far 0.16 = 0.51; a near
+    # 0.28 + 0.16 = 0.44; at 1100 both want far, which holds one of them: still 0.44.
+    cfg = RelocationConfig(
+        [
+            WorkloadClass("a", "q", 1020.0, demand_share=0.5, state_gb=1.0),
+            WorkloadClass("b", "q", 1100.0, demand_share=0.5, state_gb=1.0),
+        ],
+        egress_default_usd_per_gb=0.05,
+    )
+    scen = tiny(capacity=(1e6, 1e6, 500.0))
+    model, inp = _model(scen, cfg)
+    pts = frontier(model, cfg, inp, workloads=["a"])
+    np.testing.assert_allclose(pts["budget_ms"], [1005.0, 1020.0, 1100.0], atol=TOL)
+    np.testing.assert_allclose(pts["fleet_objective_usd"], [0.51, 0.44, 0.44], atol=TOL)
+    np.testing.assert_allclose(pts["objective_usd"].iloc[:2], [0.35, 0.28], atol=TOL)

@@ -215,6 +215,7 @@ class PlacementModel:
         self._hs = highspy
         self._x_flat = self._x_cols.ravel().astype(np.int32)
         self.n_rows = int(A.shape[0])
+        self._np: dict[str, np.ndarray] = {}
 
     def solve(self, feasible: xr.DataArray) -> PlacementResult:
         """Solve with x bounded by ``feasible`` (workload, area, dc) and read the result."""
@@ -243,43 +244,54 @@ class PlacementModel:
 
     def summarise(self, x: xr.DataArray, y: xr.DataArray) -> pd.DataFrame:
         """Per-class components of a placement (see :class:`PlacementResult`)."""
-        c = self.costs
-        dims = ["area", "dc", "hour"]
-        fr = (y * self.friction["friction_usd"]).sum(["area", "dc"])
+        if not self._np:
+            self._prepare_summary()
+        xs = x.transpose("workload", "area", "dc", "hour").values
+        ys = y.transpose("workload", "area", "dc").values
+        c = self._np
+        axes = (1, 2, 3)
         out = pd.DataFrame(
-            {
-                "energy_usd": (x * c["energy_usd"]).sum(dims).values,
-                "carbon_kg": (x * c["carbon_kg"]).sum(dims).values,
-                "carbon_usd": (x * c["carbon_usd"]).sum(dims).values,
-                "latency_usd": (x * c["latency_usd"]).sum(dims).values,
-                "friction_usd": fr.values,
-                "facility_kwh": (x * c["facility_kwh"]).sum(dims).values,
-            },
+            {k: (xs * c[k]).sum(axis=axes) for k in _SUMMED},
             index=pd.Index(self.config.class_ids, name="workload"),
         )
+        out["friction_usd"] = (ys * c["friction_usd"]).sum(axis=(1, 2))
         out["objective_usd"] = (
             out["energy_usd"] + out["carbon_usd"] + out["latency_usd"] + out["friction_usd"]
         )
-        away = xr.DataArray(
-            np.array(
-                [
-                    [
-                        self.config.region_of(str(d)) != self.config.region_of(str(h))
-                        for d in x["dc"].values
-                    ]
-                    for h in self.inputs["home"].values
-                ]
-            ),
-            coords={"area": x["area"].values, "dc": x["dc"].values},
-        )
-        moved = (x * c["facility_kwh"] * away).sum(dims).values
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["moved_share"] = np.where(
-                out["facility_kwh"] > 0, moved / out["facility_kwh"].to_numpy(), 0.0
-            )
-        lam = self.inputs["queries"]
-        lat = (x * lam * self.inputs["latency_ms"]).sum(dims).values
-        q = lam.sum(["area", "hour"]).values
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out["mean_latency_ms"] = np.where(q > 0, lat / np.where(q > 0, q, 1), np.nan)
+        moved = (xs * c["facility_kwh"] * c["away"][None, :, :, None]).sum(axis=axes)
+        fac = out["facility_kwh"].to_numpy()
+        out["moved_share"] = np.where(fac > 0, moved / np.where(fac > 0, fac, 1.0), 0.0)
+        lat = (xs * c["lam_latency"]).sum(axis=axes)
+        q = c["queries"]
+        out["mean_latency_ms"] = np.where(q > 0, lat / np.where(q > 0, q, 1.0), np.nan)
         return out
+
+    def _prepare_summary(self) -> None:
+        """Cost arrays as numpy in (workload, area, dc, hour) order, for fast summaries."""
+        order = ("workload", "area", "dc", "hour")
+        sel = {d: self._x_coords[d].values for d in order}
+        cost = self.costs.sel(sel).transpose(*order)
+        self._np = {k: cost[k].values for k in _SUMMED}
+        self._np["friction_usd"] = (
+            self.friction["friction_usd"]
+            .sel({d: sel[d] for d in order[:3]})
+            .transpose(*order[:3])
+            .values
+        )
+        homes = self.inputs["home"].sel(area=sel["area"]).values
+        self._np["away"] = np.array(
+            [
+                [self.config.region_of(str(d)) != self.config.region_of(str(h)) for d in sel["dc"]]
+                for h in homes
+            ],
+            dtype=float,
+        )
+        lam = self.inputs["queries"].sel(
+            workload=sel["workload"], area=sel["area"], hour=sel["hour"]
+        )
+        lat = self.inputs["latency_ms"].sel({d: sel[d] for d in order[:3]})
+        self._np["lam_latency"] = (lam * lat).transpose(*order).values
+        self._np["queries"] = lam.sum(["area", "hour"]).values
+
+
+_SUMMED = ("energy_usd", "carbon_kg", "carbon_usd", "latency_usd", "facility_kwh")
