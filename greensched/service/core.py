@@ -114,7 +114,8 @@ class GreenSchedService:
         if config.store is not None:
             from greensched.feedback.store import OutcomeStore
 
-            self.store = OutcomeStore.open(config.store)
+            self.store = OutcomeStore.open(config.store,
+                                           busy_timeout_s=config.store_busy_timeout_s)
         self._recent: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
         self.assigned_counts = np.zeros(len(scen.dcs), dtype=np.int64)
         self.started_monotonic = time.monotonic()

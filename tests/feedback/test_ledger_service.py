@@ -258,8 +258,8 @@ def test_two_replicas_on_one_postgresql_ledger_never_overbook(
     name, url = pg_server.create_schema()
     try:
         ports = [_free_port(), _free_port()]
-        for p in ports:
-            servers.append(_start(p, url, "", tmp_path, divisor))
+        for port in ports:
+            servers.append(_start(port, url, "", tmp_path, divisor))
         batch = jobs_for(scen, 300, seed=5, prefix="pg", hour=1)
         answers: list[dict[str, dict[str, Any]]] = [{}, {}]
         threads = [threading.Thread(target=_load, args=(ports[k], batch[k::2], answers[k],
@@ -285,7 +285,7 @@ def test_two_replicas_on_one_postgresql_ledger_never_overbook(
         finally:
             led.close()
     finally:
-        for p in servers:
-            p.kill()
-            p.wait(10)
+        for proc in servers:
+            proc.kill()
+            proc.wait(10)
         pg_server.drop_schema(name)

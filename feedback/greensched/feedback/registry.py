@@ -294,6 +294,7 @@ class HotModel(Generic[T]):
             errors = "; ".join(f"{v}: {e}" for v, e in self.failed.items())
             raise RegistryError(f"no model version of {registry.root} loads ({errors})")
         if self._version != promoted:
+            self.last_load_error = f"{promoted}: {self.failed[promoted]}"
             log.warning("promoted model version %r does not load; serving %s, the last version "
                         "that loads", promoted, self._version)
 

@@ -353,14 +353,14 @@ def store_url(url_or_path: str | Path) -> str:
     return "sqlite:///" + str(Path(s).expanduser().resolve())
 
 
-def _install_sqlite_hooks(engine: Engine) -> None:
+def _install_sqlite_hooks(engine: Engine, busy_timeout_s: float = 30.0) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # SQLAlchemy emits BEGIN itself (below), so the driver must not.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         try:
-            cur.execute("PRAGMA busy_timeout = 30000")
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = FULL")
         finally:
@@ -385,7 +385,8 @@ class OutcomeStore:
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, url_or_path: str | Path, *, create: bool = True) -> OutcomeStore:
+    def open(cls, url_or_path: str | Path, *, create: bool = True,
+             busy_timeout_s: float = 30.0) -> OutcomeStore:
         """Open (and with ``create``, initialise) the store at a path or database URL.
 
         Parameters
@@ -395,6 +396,9 @@ class OutcomeStore:
         create
             Create the SQLite file and the tables when absent. With ``create=False`` a missing
             store raises :class:`~greensched.errors.GreenSchedError`.
+        busy_timeout_s
+            How long an SQLite write waits for a lock held by another writer before failing
+            with ``sqlalchemy.exc.OperationalError`` (the service answers 503 then).
         """
         url = store_url(url_or_path)
         sa_url = sa.engine.make_url(url)
@@ -412,7 +416,7 @@ class OutcomeStore:
                 raise GreenSchedError(f"cannot create the outcome store {p}: folder "
                                       f"{p.parent} does not exist")
             engine = sa.create_engine(url)
-            _install_sqlite_hooks(engine)
+            _install_sqlite_hooks(engine, busy_timeout_s)
         else:
             try:
                 engine = sa.create_engine(url, pool_pre_ping=True)
