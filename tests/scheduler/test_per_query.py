@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -213,3 +214,19 @@ def test_scenario_toml_round_trip(tmp_path: Path) -> None:
     (tmp_path / "s" / "scenario.toml").write_text(text)
     with pytest.raises(GreenSchedError, match="objective.delay_model"):
         load_scenario(tmp_path / "s")
+
+
+def test_cli_plan_delay_model(paper_dir: Path, tmp_path: Path) -> None:
+    from greensched.cli.plan import plan as plan_command
+
+    out = tmp_path / "p"
+    plan_command(paper_dir, delay_model="per_query", out=out)
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["delay_model"] == "per_query"
+    assert doc["latency"]["latency_s_per_query"] > 0
+    assert doc["objective"]["delay_usd"] > doc["latency"]["delay_floor_usd"] > 0
+    plan_command(paper_dir, delay_model="letter", out=tmp_path / "l")
+    letter = json.loads((tmp_path / "l" / "plan.json").read_text())
+    assert "delay_model" not in letter and "latency" not in letter  # the letter's plan.json
+    with pytest.raises(GreenSchedError, match="delay_model 'fast'"):
+        plan_command(paper_dir, delay_model="fast")
