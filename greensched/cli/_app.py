@@ -10,8 +10,11 @@ line on stderr and exit non-zero without a traceback:
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,6 +25,8 @@ from greensched.weights import Weights, WeightsError
 
 __all__ = [
     "EXIT_INFEASIBLE",
+    "JsonOption",
+    "print_json",
     "EXIT_INPUT",
     "EXIT_SOLVER",
     "app",
@@ -53,6 +58,49 @@ err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=Tr
 EXIT_INPUT = 2
 EXIT_INFEASIBLE = 3
 EXIT_SOLVER = 4
+
+#: ``--json`` of a command: a machine-readable summary on stdout (messages go to stderr).
+JsonOption = Annotated[bool, typer.Option(
+    "--json", help="Print a machine-readable JSON summary on stdout (messages on stderr).")]
+
+
+def print_json(obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON on stdout (NaN and inf as null)."""
+    import math
+
+    def clean(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {str(k): clean(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [clean(v) for v in x]
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if hasattr(x, "item") and callable(x.item):  # NumPy scalars
+            return clean(x.item())
+        return x
+
+    typer.echo(json.dumps(clean(obj), indent=2, sort_keys=True, default=str))
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from greensched.version import __version__
+
+        typer.echo(f"greensched {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print the installed GreenSched version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Let the solvers print their banners and logs (HiGHS).")] = False,
+) -> None:
+    """GreenSched: place LLM inference across data centers for low cost, carbon, water, delay."""
+    if verbose:
+        os.environ["GREENSCHED_VERBOSE"] = "1"
 
 
 

@@ -8,7 +8,12 @@ and return primal values and row duals.  Row duals follow the convention
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -131,6 +136,53 @@ def load_highs_model(
     return n_col
 
 
+#: Environment variable that lets the solvers print their banners and logs
+#: (``greensched --verbose`` sets it).
+VERBOSE_ENV = "GREENSCHED_VERBOSE"
+_BANNER_DONE = False
+
+
+def solver_verbose() -> bool:
+    """True when solver output was asked for (``$GREENSCHED_VERBOSE`` set and not ``0``)."""
+    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
+@contextlib.contextmanager
+def _native_stdout_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 1 to /dev/null for the block."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    sys.stdout.flush()
+    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(null)
+
+
+def silence_highs_banner() -> None:
+    """HiGHS prints its copyright banner on stdout when the first ``Highs`` object of a process
+    is made (it breaks progress bars and machine-read output): make that first object with
+    stdout silenced, unless :func:`solver_verbose`.  Idempotent and cheap after the first call.
+    """
+    global _BANNER_DONE
+    if _BANNER_DONE or solver_verbose():
+        return
+    import highspy
+
+    with _native_stdout_silenced():
+        highspy.Highs()
+    _BANNER_DONE = True
+
+
 class HighsBackend:
     """HiGHS through highspy, dual simplex (IPM measured 3.6× slower on these LPs)."""
 
@@ -140,8 +192,9 @@ class HighsBackend:
         import highspy
 
         self._hs = highspy
+        silence_highs_banner()
         self.h = highspy.Highs()
-        self.h.setOptionValue("output_flag", False)
+        self.h.setOptionValue("output_flag", solver_verbose())
         self.h.setOptionValue("solver", "simplex")
         if threads is not None:
             self.h.setOptionValue("threads", int(threads))

@@ -42,7 +42,7 @@ from greensched.scheduler.assign import (
     _as_guide,
     _engine_hour,
 )
-from greensched.scheduler.backends import load_highs_model
+from greensched.scheduler.backends import load_highs_model, silence_highs_banner
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from greensched.scheduler.planner import PlanResult
@@ -287,6 +287,7 @@ def solve_batch_problem(
     def left() -> float | None:
         return None if time_limit_s is None else time_limit_s - (time.perf_counter() - t0)
 
+    silence_highs_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     if threads is not None:

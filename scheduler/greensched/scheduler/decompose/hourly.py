@@ -28,7 +28,7 @@ import xarray as xr
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
-from greensched.scheduler.backends import label_maps
+from greensched.scheduler.backends import label_maps, silence_highs_banner
 from greensched.scheduler.greenllm import GreenLLMModel, build_model
 from greensched.scheduler.per_query import DelayOptions
 
@@ -120,9 +120,7 @@ def _expr_matrix(
     c = coeffs.reshape(cells, -1)
     rows = np.repeat(np.arange(cells), v.shape[1])
     keep = v.ravel() >= 0
-    mat = sp.csr_array(
-        (c.ravel()[keep], (rows[keep], col_of[v.ravel()[keep]])), shape=(cells, n)
-    )
+    mat = sp.csr_array((c.ravel()[keep], (rows[keep], col_of[v.ravel()[keep]])), shape=(cells, n))
     shape = tuple(int(s) for s in vars_.shape[1:-1])
     return mat, np.asarray(const, dtype=float).ravel(), other, shape
 
@@ -186,9 +184,7 @@ def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
             "has a horizon-coupling row the hour decomposition does not price"
         )
 
-    vectors = [
-        _scalar_vector(gm.objectives[k], col_of, n) for k in ("energy", "carbon", "delay")
-    ]
+    vectors = [_scalar_vector(gm.objectives[k], col_of, n) for k in ("energy", "carbon", "delay")]
     vectors.append(_scalar_vector(gm.water_l.sum(), col_of, n))
     reports = {name: _expr_matrix(getattr(gm, name), col_of, n) for name in _REPORTS}
     x_lab = gm.x.labels.transpose("hour", "area", "dc", "query_type").values
@@ -232,7 +228,7 @@ def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
             duals[name] = (
                 np.where(lab >= 0, row_pos[row_of[np.maximum(lab, 0)]] - r0, -1),
                 other,
-                {d: np.asarray(labels.indexes[d]) for d in other},
+                {str(d): np.asarray(labels.indexes[d]) for d in other},
             )
         out.append(
             HourLP(
@@ -329,6 +325,7 @@ class HourWorker:
     def _highs(self) -> Any:
         import highspy
 
+        silence_highs_banner()
         h = highspy.Highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("solver", "simplex")
@@ -398,9 +395,17 @@ class HourWorker:
             iters = int(h.getInfo().simplex_iteration_count)
             if ms != highspy.HighsModelStatus.kOptimal:
                 out.append(
-                    HourSolve(hlp.hour, False, h.modelStatusToString(ms), np.nan,
-                              np.full(len(FUNCTIONALS), np.nan), -1,
-                              time.perf_counter() - t0, iters, warm)
+                    HourSolve(
+                        hlp.hour,
+                        False,
+                        h.modelStatusToString(ms),
+                        np.nan,
+                        np.full(len(FUNCTIONALS), np.nan),
+                        -1,
+                        time.perf_counter() - t0,
+                        iters,
+                        warm,
+                    )
                 )
                 self.solvers.pop(hlp.hour, None)
                 self.bases.pop(hlp.hour, None)
@@ -420,8 +425,17 @@ class HourWorker:
                 self.columns[hlp.hour].append(x)
                 col = len(self.columns[hlp.hour]) - 1
             out.append(
-                HourSolve(hlp.hour, True, "optimal", float(w @ fvals), fvals, col,
-                          time.perf_counter() - t0, iters, warm)
+                HourSolve(
+                    hlp.hour,
+                    True,
+                    "optimal",
+                    float(w @ fvals),
+                    fvals,
+                    col,
+                    time.perf_counter() - t0,
+                    iters,
+                    warm,
+                )
             )
         return out
 
@@ -447,8 +461,9 @@ class HourWorker:
                 for name, (rows, _dims, _coords) in hlp.dual_rows.items():
                     duals[name] = np.where(rows >= 0, rd[np.maximum(rows, 0)], np.nan)
             res["duals"] = duals
-            res["dual_dims"] = {name: (dims, coords)
-                                for name, (_r, dims, coords) in hlp.dual_rows.items()}
+            res["dual_dims"] = {
+                name: (dims, coords) for name, (_r, dims, coords) in hlp.dual_rows.items()
+            }
             out[hlp.hour] = res
         return out
 

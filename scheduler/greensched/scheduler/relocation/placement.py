@@ -39,7 +39,12 @@ import pandas as pd
 import xarray as xr
 
 from greensched.scenario import Scenario
-from greensched.scheduler.backends import SolveStatus, label_maps, load_highs_model
+from greensched.scheduler.backends import (
+    SolveStatus,
+    label_maps,
+    load_highs_model,
+    silence_highs_banner,
+)
 from greensched.scheduler.relocation.config import RelocationConfig
 
 __all__ = ["PlacementModel", "PlacementResult", "friction", "unit_costs"]
@@ -207,6 +212,7 @@ class PlacementModel:
         self._y_cols = col_of[y.labels.values]
         self._x_coords = x.labels.coords
         self._y_coords = y.labels.coords
+        silence_highs_banner()
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
         if threads is not None:
