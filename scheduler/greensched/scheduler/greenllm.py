@@ -304,6 +304,7 @@ def build_model(
         like_u = slots.broadcast_like(ds["hour"]).transpose("dc", "query_type", "hour")
         define_utilization_constraints(
             m,
+            scen,
             load,
             slots,
             opts.max_utilization,

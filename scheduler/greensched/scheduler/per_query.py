@@ -228,14 +228,23 @@ def define_latency_constraints(
 
 def define_utilization_constraints(
     m: linopy.Model,
+    scen: Scenario,
     load: linopy.LinearExpression,
     slots: xr.DataArray,
     max_utilization: float,
     slack: linopy.Variable | None,
 ) -> None:
-    """Utilisation cap per pool and hour (busy s): load_{j,k,t} ≤ u_max · 3600 · c_{j,k}."""
+    """Utilisation cap per pool and hour (busy s): load_{j,k,t} ≤ u_max · 3600 · c_{j,k}.
+
+    Rows that cannot bind — the pool-hour's reachable load (all its type's demand, within the
+    DC's capacity) is below the cap, as with :func:`greensched.queueing.default_pool_slots` —
+    are left out.
+    """
+    cap = (max_utilization * 3600.0 * slots).broadcast_like(scen.ds["hour"])
+    cap = cap.transpose("dc", "query_type", "hour")
+    reach = xr.DataArray(_reachable_load_s(scen), coords=cap.coords, dims=cap.dims)
     lhs = load if slack is None else load - slack
-    m.add_constraints(lhs <= max_utilization * 3600.0 * slots, name="utilization")
+    m.add_constraints(lhs <= cap, name="utilization", mask=reach > cap * (1.0 - 1e-9))
 
 
 def define_queueing_constraints(
