@@ -16,6 +16,7 @@ import typer
 # Every command module registers its commands on the shared app when imported.
 from greensched.cli import (  # noqa: F401
     assign,
+    equity,
     experiment,
     feedback,
     loop,
@@ -55,6 +56,14 @@ def main() -> None:
         sys.exit(EXIT_INPUT)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(exc)
+        sys.exit(EXIT_INPUT)
+    except ImportError as exc:  # an optional extra is not installed: name it, no traceback
+        from greensched.extras import missing_extra_message
+
+        msg = missing_extra_message(exc)
+        if msg is None:
+            raise
+        _fail(msg)
         sys.exit(EXIT_INPUT)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
