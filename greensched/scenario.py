@@ -42,6 +42,7 @@ from greensched.scenario_tables import (
 __all__ = [
     "DELAY_MODELS",
     "DIMS",
+    "MAX_HOURS",
     "TABLES",
     "Scenario",
     "TableSpec",
@@ -55,6 +56,8 @@ __all__ = [
 
 
 DIMS = ("area", "dc", "query_type", "hour", "resource")
+#: Longest horizon ``scenario.toml`` may declare (hourly slots of a leap year).
+MAX_HOURS = 8784
 #: Delay models of ``[objective] delay_model`` (green-llm-model.md; docs/delay-model.md).
 DELAY_MODELS = ("letter", "per_query")
 
@@ -417,12 +420,15 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ScenarioError(f"invalid TOML ({exc})", file=path) from exc
 
 
-def _meta_number(meta: dict[str, Any], key: str, path: Path, *, minimum: float = 0.0) -> float:
+def _meta_number(meta: dict[str, Any], key: str, path: Path, *, minimum: float = 0.0,
+                 maximum: float = 1e15, column: str | None = None) -> float:
     value = meta[key]
+    column = column or key
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ScenarioError("expected a finite number", file=path, column=key, value=value)
-    if value < minimum:
-        raise ScenarioError(f"expected a value >= {minimum}", file=path, column=key, value=value)
+        raise ScenarioError("expected a finite number", file=path, column=column, value=value)
+    if value < minimum or value > maximum:
+        raise ScenarioError(f"expected a value in [{minimum:g}, {maximum:g}]", file=path,
+                            column=column, value=value)
     return float(value)
 
 
@@ -432,6 +438,12 @@ def _parse_meta(path: Path) -> dict[str, Any]:
     if isinstance(hours, bool) or not isinstance(hours, int) or hours < 1:
         raise ScenarioError(
             "hours (T) must be a positive integer", file=path, column="hours", value=hours
+        )
+    if hours > MAX_HOURS:  # checked before anything is allocated per hour
+        raise ScenarioError(
+            f"hours (T) must be at most {MAX_HOURS} (one leap year of hourly slots; "
+            "docs/scenario-bounds.md): split longer horizons into several scenarios",
+            file=path, column="hours", value=hours,
         )
     start = meta.get("start")
     if start is not None:
@@ -464,7 +476,7 @@ def _parse_meta(path: Path) -> dict[str, Any]:
                 file=path,
                 column=f"objective.{key}",
             )
-        weights[key] = _meta_number(objective, key, path)
+        weights[key] = _meta_number(objective, key, path, maximum=1e6)
     unknown_w = set(objective) - {"energy", "carbon", "delay", "delay_model"}
     if unknown_w:
         raise ScenarioError(

@@ -3,6 +3,7 @@ reader that names file, line, column and value in every error."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,40 @@ import pandas as pd
 
 from greensched.errors import ScenarioError
 
-__all__ = ["COEFFICIENTS", "TABLES", "TableSpec"]
+__all__ = ["COEFFICIENTS", "MAGNITUDE_BOUNDS", "TABLES", "TableSpec"]
+
+#: Magnitudes the planner's LP can handle, per value column: (smallest allowed value of a
+#: strictly positive column, largest allowed absolute value).  Beyond them HiGHS's tolerances
+#: (1e-7 relative, coefficients up to about 1e10 apart) make the model meaningless, so loading
+#: refuses them, naming file, line and column (docs/scenario-bounds.md lists them).
+MAGNITUDE_BOUNDS: dict[str, tuple[float, float]] = {
+    "latitude": (0.0, 90.0),
+    "longitude": (0.0, 180.0),
+    "pue": (0.0, 10.0),
+    "carbon_price_usd_per_kg": (0.0, 1e4),
+    "population": (0.0, 1e11),
+    "input_tokens": (0.0, 1e7),
+    "output_tokens": (0.0, 1e7),
+    "energy_in_kwh_per_token": (0.0, 1.0),
+    "energy_out_kwh_per_token": (0.0, 1.0),
+    "delay_penalty_usd_per_s": (0.0, 1e6),
+    "capacity": (0.0, 1e12),
+    "units_per_token": (0.0, 1e6),
+    "delay_s_per_token": (0.0, 1e3),
+    "rtt_s": (0.0, 1e4),
+    "bandwidth": (1e-9, 1e15),
+    "delay_limit_s": (0.0, 1e7),
+    "price_usd_per_kwh": (0.0, 1e5),
+    "carbon_kg_per_kwh": (0.0, 100.0),
+    "renewable_kw": (0.0, 1e10),
+    "grid_cap_kw": (0.0, 1e10),
+    "wue_l_per_kwh": (0.0, 1e4),
+    "ewif_l_per_kwh": (0.0, 1e4),
+    "queries": (0.0, 1e12),
+    "token_size": (0.0, 1e9),
+    "energy_kwh_per_query": (0.0, 1e6),
+    "proc_delay_s_per_query": (0.0, 1e7),
+}
 
 
 @dataclass(frozen=True)
@@ -195,6 +229,22 @@ def _numeric(df: pd.DataFrame, path: Path, spec: TableSpec, col: str) -> np.ndar
             column=col,
             value=df[col].iloc[row],
         )
+    low, high = MAGNITUDE_BOUNDS.get(col, (0.0, math.inf))
+    bad = np.abs(num) > high
+    expected = f"expected |value| <= {high:g}"
+    if low > 0:
+        bad |= num < low
+        expected = f"expected a value in [{low:g}, {high:g}]"
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ScenarioError(
+            f"value out of the supported range; {expected} (the planner's bounds, "
+            "docs/scenario-bounds.md)",
+            file=path,
+            line=row + 2,
+            column=col,
+            value=df[col].iloc[row],
+        )
     return num
 
 
@@ -291,6 +341,13 @@ def _table_to_arrays(
 
 
 def _define_labels(df: pd.DataFrame, path: Path, key: str) -> list[str]:
+    if df.empty:
+        raise ScenarioError(
+            f"no rows; this file defines the {key} labels and needs at least one row after "
+            "the header",
+            file=path,
+            line=2,
+        )
     labels = df[key].str.strip()
     empty = labels == ""
     if empty.any():

@@ -499,7 +499,8 @@ def _slack_scale(gm: GreenLLMModel, family: str) -> xr.DataArray | float:
     if family == "power_balance":
         return (ds["grid_cap_kw"] + ds["renewable_kw"]).transpose("dc", "hour")
     if family == "water":
-        return float(scen.water_budget_l or 1.0)
+        # the budget itself (0 is a budget of 0 l, not "no budget"); 1 only when there is none
+        return float(scen.water_budget_l) if scen.water_budget_l is not None else 1.0
     if family == "resource":
         return ds["capacity"].transpose("dc", "resource")
     if family == "delay":
