@@ -4,8 +4,8 @@
     python bench/bench_decompose.py --size 50 --ray-scaling           # + Ray with 1 and 2 actors
     python bench/bench_decompose.py --letter-days 7 --skip-synthetic  # letter regions, one week
 
-Each plan runs in its own child process; this process samples the resident memory of the
-child's whole process tree (/proc, every 20 ms) and reports the peak, the wall time inside the
+Each plan runs in its own child process; this process samples the memory of the child's whole
+process tree (/proc RSS and PSS, every 50 ms) and reports the peaks, the wall time inside the
 child (load + build + solve, imports excluded) and the whole-process wall time.  The water
 budget is made binding: 95 % of the water of the plan without a budget.  Prints one JSON
 document (and writes it with ``--json``).
@@ -28,8 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def _tree_rss_bytes(root_pid: int) -> int:
-    """Resident memory of ``root_pid`` and all its descendants (Linux /proc)."""
+def _tree_memory_bytes(root_pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of ``root_pid`` and all its descendants (Linux /proc).
+
+    RSS counts pages shared between a forked worker and its parent once per process; PSS
+    splits them between the sharers, so its sum over a process tree is the tree's memory.
+    """
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -45,12 +49,20 @@ def _tree_rss_bytes(root_pid: int) -> int:
         pid = int(entry)
         children.setdefault(ppid, []).append(pid)
         rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
-    total, stack = 0, [root_pid]
+    total_rss, total_pss, stack = 0, 0, [root_pid]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        total_rss += rss.get(pid, 0)
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        total_pss += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            total_pss += rss.get(pid, 0)
         stack.extend(children.get(pid, []))
-    return total
+    return total_rss, total_pss
 
 
 def run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
@@ -58,14 +70,14 @@ def run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *args]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak = [0, 0]
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss_bytes(proc.pid))
-            time.sleep(0.02)
+            rss, pss = _tree_memory_bytes(proc.pid)
+            peak[0], peak[1] = max(peak[0], rss), max(peak[1], pss)
+            time.sleep(0.05)
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
@@ -84,7 +96,8 @@ def run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
         return {"status": "failed", "args": args, "stderr": err[-3000:]}
     res: dict[str, Any] = json.loads(lines[-1])
     res["process_wall_s"] = wall
-    res["peak_tree_rss_gib"] = peak / 2**30
+    res["peak_tree_rss_gib"] = peak[0] / 2**30
+    res["peak_tree_pss_gib"] = peak[1] / 2**30
     return res
 
 
@@ -96,7 +109,7 @@ def child(argv: list[str]) -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--ray", default=None)
     ap.add_argument("--no-budget", action="store_true")
-    ap.add_argument("--block-hours", type=int, default=6)
+    ap.add_argument("--block-hours", type=int, default=None)
     a = ap.parse_args(argv)
     from greensched.scenario import load_scenario
     from greensched.scheduler import PlanConfig, plan
@@ -119,9 +132,7 @@ def child(argv: list[str]) -> None:
             "gap_usd": r.gap_usd,
             "water_price_usd_per_l": r.water_price_usd_per_l,
             "engine": r.engine,
-            "rounds_log": [
-                {k: v for k, v in row.items() if k != "mu"} for row in r.rounds_log
-            ],
+            "rounds_log": [{k: v for k, v in row.items() if k != "mu"} for row in r.rounds_log],
         }
     wall = time.perf_counter() - t0
     print(
@@ -144,8 +155,9 @@ def child(argv: list[str]) -> None:
 
 def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict[str, Any]:
     """Monolithic and decomposed plans of one scenario directory (budget made binding)."""
-    free = run_child([str(directory), "--mode", "dec", "--workers", str(workers), "--no-budget"],
-                     timeout_s)
+    free = run_child(
+        [str(directory), "--mode", "dec", "--workers", str(workers), "--no-budget"], timeout_s
+    )
     if free.get("status") != "optimal":
         return {"label": label, "error": free}
     from greensched.scenario import load_scenario
@@ -155,12 +167,17 @@ def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict
     scen.save(directory)
     dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers)], timeout_s)
     mono = run_child([str(directory), "--mode", "mono"], timeout_s)
-    out: dict[str, Any] = {"label": label, "unconstrained_water_l": free["water_l"],
-                           "decomposed": dec, "monolithic": mono}
+    out: dict[str, Any] = {
+        "label": label,
+        "unconstrained_water_l": free["water_l"],
+        "decomposed": dec,
+        "monolithic": mono,
+    }
     if dec.get("status") == "optimal" and mono.get("status") == "optimal":
         out["speedup_in_process"] = mono["in_process_wall_s"] / dec["in_process_wall_s"]
         out["speedup_whole_process"] = mono["process_wall_s"] / dec["process_wall_s"]
-        out["memory_ratio"] = dec["peak_tree_rss_gib"] / mono["peak_tree_rss_gib"]
+        out["memory_ratio_rss"] = dec["peak_tree_rss_gib"] / mono["peak_tree_rss_gib"]
+        out["memory_ratio_pss"] = dec["peak_tree_pss_gib"] / mono["peak_tree_pss_gib"]
         out["objective_rel_diff"] = abs(dec["value_usd"] - mono["value_usd"]) / max(
             1.0, abs(mono["value_usd"])
         )
@@ -198,8 +215,9 @@ def main() -> None:
 
             d = Path(tmp) / f"synth{args.size}"
             synthesize(args.size, args.size, 5, 24, seed=1).save(d)
-            report["synthetic"] = compare(d, args.workers, args.timeout,
-                                          f"{args.size}x{args.size}x5x24")
+            report["synthetic"] = compare(
+                d, args.workers, args.timeout, f"{args.size}x{args.size}x5x24"
+            )
             if args.ray_scaling:
                 report["ray"] = ray_scaling(d, args.timeout)
         if args.letter_days:
@@ -211,8 +229,9 @@ def main() -> None:
 
                 d = Path(tmp) / "letter"
                 build_from_config(config, d, days=args.letter_days)
-                report["letter"] = compare(d, args.workers, args.timeout,
-                                           f"letter-regions {args.letter_days} days")
+                report["letter"] = compare(
+                    d, args.workers, args.timeout, f"letter-regions {args.letter_days} days"
+                )
     report["load_avg_end"] = os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -53,6 +54,7 @@ def test_weighted_without_budget_equals_monolithic_in_one_round() -> None:
     assert dec.rounds == 1  # no coupling row: every hour once
     assert dec.gap_usd == 0.0
     assert "water" not in dec.duals
+    assert dec.allocation is not None and dec.dc_hourly is not None
     np.testing.assert_allclose(dec.allocation.sum("dc"), 1.0, atol=1e-9)
 
 
@@ -65,6 +67,7 @@ def test_binding_water_budget_equal_optimum_and_exact_budget(binding: Scenario) 
     assert mono.water_l == pytest.approx(z, rel=1e-9)  # the budget binds
     assert _close(dec.phases[0]["value_usd"], mono.phases[0]["value_usd"])
     assert dec.water_l == pytest.approx(z, rel=1e-9, abs=1e-9)
+    assert dec.dc_hourly is not None
     assert float(dec.dc_hourly["water_l"].sum()) == pytest.approx(z, rel=1e-9)
     # Certificate: lower bound ≤ true optimum ≤ plan value, and the gap is within tolerance.
     assert dec.lower_bound_usd <= mono.phases[0]["value_usd"] + 1e-9
@@ -74,6 +77,7 @@ def test_binding_water_budget_equal_optimum_and_exact_budget(binding: Scenario) 
     # The water price equals the monolithic dual of the budget row.
     assert float(dec.duals["water"]) == pytest.approx(float(mono.duals["water"]), rel=1e-4)
     # Every hour's rows still hold: every query served, no DC over its grid cap.
+    assert dec.allocation is not None and dec.dc_hourly is not None
     np.testing.assert_allclose(dec.allocation.sum("dc"), 1.0, atol=1e-9)
     cap = binding.ds["grid_cap_kw"].transpose("hour", "dc").values.ravel()
     assert (dec.dc_hourly["grid_kw"].to_numpy() <= cap + 1e-7).all()
@@ -87,6 +91,7 @@ def test_gap_bound_holds_when_stopped_early(binding: Scenario) -> None:
     value = dec.phases[0]["value_usd"]
     assert dec.lower_bound_usd <= best + 1e-9 <= value + 2e-9
     assert value - best <= dec.gap_usd + 1e-9
+    assert binding.water_budget_l is not None
     assert dec.water_l <= binding.water_budget_l * (1 + 1e-9)  # feasible even when stopped
 
 
@@ -98,6 +103,7 @@ def test_lexicographic_phases_equal_monolithic(binding: Scenario) -> None:
     for a, b in zip(dec.phases, mono.phases, strict=True):
         assert a["objective"] == b["objective"]
         assert _close(a["value_usd"], b["value_usd"]), (a, b)
+    assert binding.water_budget_l is not None
     assert dec.water_l <= binding.water_budget_l * (1 + 1e-9)
 
 
@@ -145,10 +151,15 @@ def test_coupling_row_is_refused_by_the_splitter() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"workers": 0}, "workers"), ({"gap_tol": -1.0}, "gap_tol"), ({"method": "days"}, "method"),
-     ({"max_rounds": 0}, "max_rounds"), ({"block_hours": 0}, "block_hours")],
+    [
+        ({"workers": 0}, "workers"),
+        ({"gap_tol": -1.0}, "gap_tol"),
+        ({"method": "days"}, "method"),
+        ({"max_rounds": 0}, "max_rounds"),
+        ({"block_hours": 0}, "block_hours"),
+    ],
 )
-def test_config_errors_name_the_field(kwargs: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_config_errors_name_the_field(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(GreenSchedError, match=field):
         DecomposeConfig(**kwargs)
 

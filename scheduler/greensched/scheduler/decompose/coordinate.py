@@ -75,7 +75,9 @@ class DecomposeConfig:
 
     def __post_init__(self) -> None:
         if self.method != "hours":
-            raise GreenSchedError(f"decompose method {self.method!r} is not known; expected 'hours'")
+            raise GreenSchedError(
+                f"decompose method {self.method!r} is not known; expected 'hours'"
+            )
         if int(self.workers) < 1:
             raise GreenSchedError(f"workers {self.workers!r} must be an integer >= 1")
         self.workers = int(self.workers)
@@ -255,8 +257,9 @@ class _Coordinator:
 
         μ₀ = 0 used W₀ > Z litres.  The next price extrapolates the slope of W(μ) to W = Z
         (at least ×2, at most ×16 the last price; the first guess is 5 % of the cost per litre
-        at μ₀).  After ``max_steps``, or when a higher price saves no more water, the hours are solved for the
-        least water they can use: above Z, the budget is infeasible (certified).
+        at μ₀).  After ``max_steps``, or when a higher price saves no more water, the hours
+        are solved for the least water they can use: above Z, the budget is infeasible
+        (certified).
         """
         k = next(i for i, (a, _) in enumerate(rows) if a[_WATER] > 0)
         a_w, z = rows[k]
@@ -274,8 +277,16 @@ class _Coordinator:
             steps += 1
             if any(not s.ok for s in got):  # pragma: no cover - hours were feasible at μ₀
                 s = next(s for s in got if not s.ok)
-                return _Phase(False, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps,
-                              SolveStatus.ERROR, f"hour {s.hour} ended {s.status} in pricing")
+                return _Phase(
+                    False,
+                    math.nan,
+                    lower,
+                    np.zeros(0),
+                    np.zeros(len(rows)),
+                    steps,
+                    SolveStatus.ERROR,
+                    f"hour {s.hour} ended {s.status} in pricing",
+                )
             w_now = float(sum(s.functionals[_WATER] for s in got))
             if len(rows) == 1:
                 lower = max(lower, float(sum(s.value for s in got)) - mu * z)
@@ -292,10 +303,16 @@ class _Coordinator:
         steps += 1
         w_min = float(sum(s.functionals[_WATER] for s in got))
         if w_min > z + 1e-9 * max(1.0, abs(z)):
-            return _Phase(False, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps,
-                          SolveStatus.INFEASIBLE,
-                          f"water budget {z:.6g} l is below the least water any plan uses, "
-                          f"{w_min:.6g} l")
+            return _Phase(
+                False,
+                math.nan,
+                lower,
+                np.zeros(0),
+                np.zeros(len(rows)),
+                steps,
+                SolveStatus.INFEASIBLE,
+                f"water budget {z:.6g} l is below the least water any plan uses, {w_min:.6g} l",
+            )
         return _Phase(True, math.nan, lower, np.zeros(0), np.zeros(len(rows)), steps)
 
     def solve_phase(
@@ -315,8 +332,16 @@ class _Coordinator:
             rounds += 1
             bad = [s for s in sols if not s.ok]
             if bad:
-                return _Phase(False, math.nan, math.nan, np.zeros(0), np.zeros(len(rows)), rounds,
-                              SolveStatus.INFEASIBLE, f"hour {bad[0].hour} is {bad[0].status}")
+                return _Phase(
+                    False,
+                    math.nan,
+                    math.nan,
+                    np.zeros(0),
+                    np.zeros(len(rows)),
+                    rounds,
+                    SolveStatus.INFEASIBLE,
+                    f"hour {bad[0].hour} is {bad[0].status}",
+                )
             total = np.sum([s.functionals for s in sols], axis=0)
             lower = float(sum(s.value for s in sols))
             if all(a @ total <= bk + 1e-9 * max(1.0, abs(bk)) for a, bk in rows):
@@ -332,16 +357,33 @@ class _Coordinator:
         while True:
             ok, upper, lam, mu = self.master(obj, rows)
             if not ok:
-                return _Phase(False, math.nan, lower, lam, mu, rounds, SolveStatus.INFEASIBLE,
-                              "the coupling rows cannot be met by the hour solutions")
-            coef = obj + sum((m * a for m, (a, _) in zip(mu, rows, strict=True)),
-                             np.zeros(len(FUNCTIONALS)))
+                return _Phase(
+                    False,
+                    math.nan,
+                    lower,
+                    lam,
+                    mu,
+                    rounds,
+                    SolveStatus.INFEASIBLE,
+                    "the coupling rows cannot be met by the hour solutions",
+                )
+            coef = obj + sum(
+                (m * a for m, (a, _) in zip(mu, rows, strict=True)), np.zeros(len(FUNCTIONALS))
+            )
             sols = self.price(coef, name)
             rounds += 1
             if any(not s.ok for s in sols):
                 s = next(s for s in sols if not s.ok)
-                return _Phase(False, math.nan, lower, lam, mu, rounds, SolveStatus.ERROR,
-                              f"hour {s.hour} ended {s.status} in pricing")
+                return _Phase(
+                    False,
+                    math.nan,
+                    lower,
+                    lam,
+                    mu,
+                    rounds,
+                    SolveStatus.ERROR,
+                    f"hour {s.hour} ended {s.status} in pricing",
+                )
             g = float(sum(s.value for s in sols)) - float(
                 sum(m * bk for m, (_, bk) in zip(mu, rows, strict=True))
             )
@@ -360,14 +402,16 @@ def _assemble(
     coords_x = {d: ds.indexes[d] for d in ("area", "dc", "query_type")}
     alloc = np.stack([p["x"] for p in hours], axis=-1)
     result.allocation = xr.DataArray(
-        alloc, dims=("area", "dc", "query_type", "hour"),
+        alloc,
+        dims=("area", "dc", "query_type", "hour"),
         coords={**coords_x, "hour": ds.indexes["hour"]},
     ).clip(0.0, 1.0)
 
     def dc_hour(key: str) -> xr.DataArray:
         arr = np.stack([np.asarray(p[key]).ravel() for p in hours], axis=-1)
-        return xr.DataArray(arr, dims=("dc", "hour"),
-                            coords={"dc": ds.indexes["dc"], "hour": ds.indexes["hour"]})
+        return xr.DataArray(
+            arr, dims=("dc", "hour"), coords={"dc": ds.indexes["dc"], "hour": ds.indexes["hour"]}
+        )
 
     grid = dc_hour("grid")
     it = dc_hour("it_kwh")
@@ -384,19 +428,37 @@ def _assemble(
     result.grid_kwh = float(grid.sum())
     result.it_kwh = float(it.sum())
     frame = xr.Dataset(
-        {"it_kw": it, "facility_kw": facility, "grid_kw": grid,
-         "renewable_used_kw": renewable_used, "water_l": water, "carbon_kg": carbon}
+        {
+            "it_kw": it,
+            "facility_kw": facility,
+            "grid_kw": grid,
+            "renewable_used_kw": renewable_used,
+            "water_l": water,
+            "carbon_kg": carbon,
+        }
     ).transpose("hour", "dc")
     df = frame.to_dataframe().reset_index()
     result.dc_hourly = df[
-        ["hour", "dc", "it_kw", "facility_kw", "grid_kw", "renewable_used_kw", "water_l",
-         "carbon_kg"]
+        [
+            "hour",
+            "dc",
+            "it_kw",
+            "facility_kw",
+            "grid_kw",
+            "renewable_used_kw",
+            "water_l",
+            "carbon_kg",
+        ]
     ]
     delay = np.stack([p["delay_s"] for p in hours], axis=-1)
     result.delay_s = xr.DataArray(
-        delay, dims=("area", "query_type", "hour"),
-        coords={"area": ds.indexes["area"], "query_type": ds.indexes["query_type"],
-                "hour": ds.indexes["hour"]},
+        delay,
+        dims=("area", "query_type", "hour"),
+        coords={
+            "area": ds.indexes["area"],
+            "query_type": ds.indexes["query_type"],
+            "hour": ds.indexes["hour"],
+        },
     )
     duals: dict[str, xr.DataArray] = {}
     for name, (dims, dim_coords) in hours[0]["dual_dims"].items():
@@ -430,8 +492,13 @@ def plan_decomposed(
     t_start = time.perf_counter()
     T = scenario.hours
     pool = make_pool(dcfg.workers, dcfg.ray_address)
-    result = DecomposedPlanResult(status=SolveStatus.ERROR, mode=cfg.mode, solver="highs",
-                                  engine=pool.engine.value, workers=pool.workers)
+    result = DecomposedPlanResult(
+        status=SolveStatus.ERROR,
+        mode=cfg.mode,
+        solver="highs",
+        engine=pool.engine.value,
+        workers=pool.workers,
+    )
     try:
         split = [list(map(int, a)) for a in np.array_split(np.arange(T), pool.workers)]
         t0 = time.perf_counter()
@@ -447,8 +514,11 @@ def plan_decomposed(
             rows.append((a, float(scenario.water_budget_l)))
         water_rows = len(rows)
         if cfg.mode == "weighted":
-            w = cfg.weights if cfg.weights is not None else tuple(
-                scenario.weights[k] for k in OBJECTIVES)
+            w = (
+                cfg.weights
+                if cfg.weights is not None
+                else tuple(scenario.weights[k] for k in OBJECTIVES)
+            )
             total = float(sum(w))
             weights = {k: float(v) / total for k, v in zip(OBJECTIVES, w, strict=True)}
             result.weights = weights
@@ -469,14 +539,24 @@ def plan_decomposed(
                 result.status = phase.status
                 result.message = f"phase {i + 1} ({name}): {phase.message}"
                 break
-            f = np.asarray(sum((lv * c.f for c, lv in zip(coord.cols, phase.lam, strict=False)),
-                               np.zeros(len(FUNCTIONALS))))
+            f = np.asarray(
+                sum(
+                    (lv * c.f for c, lv in zip(coord.cols, phase.lam, strict=False)),
+                    np.zeros(len(FUNCTIONALS)),
+                )
+            )
             comps = {f"{k}_usd": float(f[j]) for j, k in enumerate(OBJECTIVES)}
             comps["total_usd"] = sum(comps[f"{k}_usd"] for k in OBJECTIVES)
             result.phases.append(
-                {"phase": i + 1, "objective": name, "value_usd": phase.upper, **comps,
-                 "lower_bound_usd": phase.lower, "gap_usd": phase.upper - phase.lower,
-                 "rounds": phase.rounds}
+                {
+                    "phase": i + 1,
+                    "objective": name,
+                    "value_usd": phase.upper,
+                    **comps,
+                    "lower_bound_usd": phase.lower,
+                    "gap_usd": phase.upper - phase.lower,
+                    "rounds": phase.rounds,
+                }
             )
             if cfg.mode == "lexicographic" and i < len(objs) - 1:
                 best = phase.upper
@@ -511,7 +591,8 @@ def plan_decomposed(
         result.gap_relative = result.gap_usd / max(1.0, abs(phase.upper))
         for ph in result.phases:
             ph["solve_seconds"] = sum(
-                r["hour_seconds_sum"] for r in result.rounds_log
+                r["hour_seconds_sum"]
+                for r in result.rounds_log
                 if str(r["phase"]).split(":")[0] == ph["objective"]
             )
     finally:

@@ -108,7 +108,7 @@ def _expr_matrix(
     expr: linopy.LinearExpression, col_of: np.ndarray, n: int
 ) -> tuple[sp.csr_array, np.ndarray, tuple[str, ...], tuple[int, ...]]:
     """Sparse matrix of a labelled expression: rows = cells ordered (hour, other dims...)."""
-    other = tuple(d for d in expr.vars.dims if d not in ("hour", "_term"))
+    other = tuple(str(d) for d in expr.vars.dims if d not in ("hour", "_term"))
     vars_ = expr.vars.transpose("hour", *other, "_term").values
     coeffs = expr.coeffs.transpose("hour", *other, "_term").values
     const = np.broadcast_to(

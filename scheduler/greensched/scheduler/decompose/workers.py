@@ -74,7 +74,7 @@ class WorkerPool:
             # fork keeps the parent's imports (spawn would re-import linopy/xarray, ~3 s each);
             # the parent has run no solver yet, so no solver threads are copied.
             method = "fork" if sys.platform.startswith("linux") else "spawn"
-            ctx = mp.get_context(method)
+            ctx: Any = mp.get_context(method)
             for _ in range(self.workers):
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_serve, args=(child, 1), daemon=True)
