@@ -243,8 +243,11 @@ def define_utilization_constraints(
     cap = (max_utilization * 3600.0 * slots).broadcast_like(scen.ds["hour"])
     cap = cap.transpose("dc", "query_type", "hour")
     reach = xr.DataArray(_reachable_load_s(scen), coords=cap.coords, dims=cap.dims)
+    can_bind = reach > cap * (1.0 - 1e-9)
+    if not bool(can_bind.any()):
+        return
     lhs = load if slack is None else load - slack
-    m.add_constraints(lhs <= cap, name="utilization", mask=reach > cap * (1.0 - 1e-9))
+    m.add_constraints(lhs <= cap, name="utilization", mask=can_bind)
 
 
 def define_queueing_constraints(
