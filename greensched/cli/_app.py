@@ -25,6 +25,7 @@ from greensched.weights import Weights, WeightsError
 
 __all__ = [
     "EXIT_INFEASIBLE",
+    "JOBS_HELP",
     "JsonOption",
     "print_json",
     "EXIT_INPUT",
@@ -58,6 +59,11 @@ err_console = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=Tr
 EXIT_INPUT = 2
 EXIT_INFEASIBLE = 3
 EXIT_SOLVER = 4
+
+#: ``--jobs`` help of the commands that read a jobs table (docs/jobs-format.md).
+JOBS_HELP = ("Jobs table, CSV or Parquet, one row per job: job_id, area, query_type, "
+             "input_tokens, and hour (0..T-1) or arrival_s (s since hour 0); optional "
+             "output_tokens, sla_s (default 30). See docs/jobs-format.md.")
 
 #: ``--json`` of a command: a machine-readable summary on stdout (messages go to stderr).
 JsonOption = Annotated[bool, typer.Option(

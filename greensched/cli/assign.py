@@ -21,10 +21,14 @@ from typing import Annotated
 import pandas as pd
 import typer
 import xarray as xr
+from rich.table import Table
 
 from greensched.cli._app import (
+    JOBS_HELP,
+    JsonOption,
     app,
     console,
+    print_json,
 )
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
@@ -238,7 +242,7 @@ def load_sovereignty(path: Path) -> dict[str, list[str]]:
 @app.command()
 def assign(
     scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
-    jobs: Annotated[Path, typer.Option(help="Jobs table (CSV or Parquet).")],
+    jobs: Annotated[Path, typer.Option(help=JOBS_HELP)],
     out: Annotated[Path, typer.Option(help="Assignment CSV to write.")],
     model: Annotated[Path | None, typer.Option(help="Predictor directory.")] = None,
     coefficients: Annotated[
@@ -260,6 +264,7 @@ def assign(
     ] = None,
     risk: Annotated[bool, typer.Option(help="Score with p90 predictions.")] = False,
     time_limit: Annotated[float, typer.Option(help="Batch IP time limit (s).")] = 1.0,
+    json_out: JsonOption = False,
 ) -> None:
     """Assign jobs to data centers online: greedy, plan-guided, plan-following or batch IP."""
 
@@ -269,6 +274,18 @@ def assign(
                             epsilon, temperature, seed, sla_hard=sla_hard,
                             sovereignty=sovereignty, risk=risk, time_limit_s=time_limit)
     summary = result.summary()
-    console.print(", ".join(f"{k}: {v}" for k, v in summary.items() if not isinstance(v, dict)))
+    if json_out:
+        print_json({**summary, "out": str(out)})
+        return
+    table = Table(title=f"Assignment of {summary['jobs']} jobs, mode {summary['mode']}",
+                  show_header=False)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4g}")
+        elif not isinstance(value, dict):
+            table.add_row(key, str(value))
+    console.print(table)
     console.print(f"wrote {out}")
 

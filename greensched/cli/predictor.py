@@ -14,6 +14,7 @@ import numpy as np
 import typer
 
 from greensched.cli._app import (
+    JOBS_HELP,
     app,
     console,
 )
@@ -181,7 +182,7 @@ def train(
 def predict(
     model: Annotated[Path, typer.Option(help="Model directory (greensched train --out).")],
     scenario: Annotated[Path, typer.Option(help="Scenario directory.")],
-    jobs: Annotated[Path | None, typer.Option(help="Jobs table to predict.")] = None,
+    jobs: Annotated[Path | None, typer.Option(help=JOBS_HELP)] = None,
     out: Annotated[Path | None, typer.Option(help="Predictions CSV (one row per job and DC).")] = (
         None
     ),

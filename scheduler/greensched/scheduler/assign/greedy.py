@@ -264,8 +264,9 @@ class GreedyAssigner:
 
     @property
     def mode(self) -> str:
-        """``guided`` when plan shadow prices enter the score, else ``greedy``."""
-        return "guided" if self.guide_per_token is not None else "greedy"
+        """``plan`` (as ``--mode plan``) when plan shadow prices enter the score, else
+        ``greedy``."""
+        return "plan" if self.guide_per_token is not None else "greedy"
 
     def prepare(self, jobs: pd.DataFrame, predictions: xr.Dataset) -> PreparedBatch:
         """Validate and encode a batch: integer codes, aligned predictions, usage in ticks."""
