@@ -183,7 +183,12 @@ def plan_with_equity(
     """
     from greensched.scheduler.greenllm import build_model
 
-    w = np.asarray(weights if weights is not None else scen.weights, dtype=float)
+    if weights is None:
+        sw: Any = scen.weights
+        weights = (
+            tuple(sw[k] for k in ("energy", "carbon", "delay")) if isinstance(sw, dict) else sw
+        )
+    w = np.asarray(weights, dtype=float)
     if w.shape != (3,) or (w < 0).any() or w.sum() <= 0:
         raise GreenSchedError(f"weights={tuple(w)}: expected three numbers >= 0, not all 0")
     w = w / w.sum()
