@@ -57,6 +57,14 @@ def main() -> None:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(exc)
         sys.exit(EXIT_INPUT)
+    except ImportError as exc:  # an optional extra is not installed: name it, no traceback
+        from greensched.extras import missing_extra_message
+
+        msg = missing_extra_message(exc)
+        if msg is None:
+            raise
+        _fail(msg)
+        sys.exit(EXIT_INPUT)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
