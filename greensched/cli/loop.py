@@ -83,6 +83,27 @@ def _parse_shift(text: str | None) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
+def _command_line(scenario_dir: Path | None, cfg: Any, experiment: bool, out: Path,
+                  fmt: str) -> str:
+    """The command that reproduces a run (for its report)."""
+    parts = ["greensched loop"] + ([str(scenario_dir)] if scenario_dir is not None else [])
+    if experiment:
+        parts.append("--experiment")
+    else:
+        parts += [f"--periods {cfg.periods}", f"--jobs {cfg.jobs_per_period}",
+                  f"--train-jobs {cfg.train_jobs}"]
+        if cfg.drift_period is not None:
+            parts.append(f"--drift-at {cfg.drift_period}")
+            if cfg.drift_dcs:
+                parts += [f"--drift-dcs {','.join(cfg.drift_dcs)}",
+                          f"--energy-factor {cfg.energy_factor:g}"]
+            if cfg.load_shift:
+                parts.append("--load-shift " + ",".join(f"{k}={w:g}" for k, w in cfg.load_shift))
+    parts += [f"--seed {cfg.seed}", f"--out {out}"] + ([f"--format {fmt}"] if fmt != "png"
+                                                         else [])
+    return " ".join(parts)
+
+
 @app.command()
 def loop(
     scenario_dir: Annotated[Path | None, typer.Argument(
@@ -183,8 +204,7 @@ def loop(
             out.mkdir(parents=True, exist_ok=True)
             name = "drift_experiment" if experiment else "loop"
             result.plot_path = plot_loop(result, out / f"{name}.{fmt.lower()}", fmt)
-            cmd = "greensched loop " + ("--experiment " if experiment else "") + (
-                f"--seed {seed} --out {out}")
+            cmd = _command_line(scenario_dir, cfg, experiment, out, fmt)
             result.report_path = write_loop_report(result, out / f"{name}.md",
                                                    plot_name=result.plot_path.name, command=cmd)
             (out / f"{name}.json").write_text(json.dumps(json_ready(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
@@ -9,15 +10,39 @@ import typer
 from rich.table import Table
 
 from greensched.cli._app import (
+    EXIT_INPUT,
+    JsonOption,
     console,
+    err_console,
     load_scenario_arg,
+    print_json,
     scenario_app,
 )
 
 
 @scenario_app.command("validate")
-def scenario_validate(directory: Path) -> None:
-    """Check a scenario directory against the exchange format."""
+def scenario_validate(
+    directory: Path,
+    max_errors: Annotated[int, typer.Option(min=1, help="Report at most this many problems.")]
+    = 20,
+    json_out: JsonOption = False,
+) -> None:
+    """Check a scenario directory against the exchange format; report every problem found
+    (file, line, column, value, expected), up to --max-errors. Exit 2 when there is one."""
+    from greensched.scenario_check import check_scenario_dir
+
+    problems = check_scenario_dir(directory, limit=max_errors)
+    if json_out:
+        print_json({"directory": str(directory), "ok": not problems,
+                    "problems": [str(p) for p in problems]})
+    if problems:
+        for p in problems:
+            err_console.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
+        more = " (the limit; there may be more)" if len(problems) >= max_errors else ""
+        err_console.print(f"{len(problems)} problem(s) in {directory}{more}", markup=False)
+        raise typer.Exit(EXIT_INPUT)
+    if json_out:
+        return
     scen = load_scenario_arg(directory)
     sizes = ", ".join(f"{k}={v}" for k, v in scen.sizes().items())
     console.print(f"[green]ok[/green] {directory}: {scen.name!r} ({sizes})")
@@ -32,7 +57,10 @@ def scenario_show(
     """Print a scenario's sizes, data centers and demand."""
     scen = load_scenario_arg(directory)
     ds = scen.ds
-    console.print(f"[bold]{scen.name}[/bold] — {scen.description[:300]}")
+    desc = textwrap.TextWrapper(width=300, max_lines=1, placeholder=" ...",
+                                break_on_hyphens=False, break_long_words=False).fill(
+        " ".join(scen.description.split()))
+    console.print(f"[bold]{scen.name}[/bold] — {desc}")
     console.print(
         ", ".join(f"{k}: {v}" for k, v in scen.sizes().items())
         + f"; start {scen.start or '-'}; water budget "
@@ -48,7 +76,7 @@ def scenario_show(
         "renewable kW (mean)",
         "grid cap kW (mean)",
     ):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for dc in scen.dcs:
         sel = ds.sel(dc=dc)
         t.add_row(
