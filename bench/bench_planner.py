@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from greensched.scenario import load_scenario
-from greensched.scheduler import PlanConfig, plan
+from greensched.scheduler import PlanConfig, PlanSession, plan
 from greensched.scheduler.backends import HighsBackend
 from greensched.scheduler.greenllm import build_model
+from greensched.scheduler.per_query import DelayOptions
 from greensched.scheduler.planner import OBJECTIVES, _Compiled
 from greensched.synth import synthesize
 
@@ -45,27 +46,43 @@ def end_to_end(directory: Path, cfg: PlanConfig, coefficients: Path | None = Non
     return time.perf_counter() - t0
 
 
+def _e2e_session(directory: Path, coef: Path | None, delay: DelayOptions) -> float:
+    t0 = time.perf_counter()
+    scen = load_scenario(directory, coefficients=coef)
+    result = PlanSession(scen, delay=delay).solve(PlanConfig(diagnose=False))
+    if not result.is_ok:
+        raise AssertionError(result.message)
+    return time.perf_counter() - t0
+
+
 def report_delay_models(directory: Path, repeat: int, coefficients: Path | None) -> None:
-    """End-to-end time of per_query (latency, utilisation and wait rows) against letter."""
+    """End-to-end time: per_query with and without its wait rows, and letter.
+
+    ``per_query`` without congestion has the latency rows only; the difference to the full
+    ``per_query`` is what building the utilisation and queueing (wait) rows costs.
+    """
     runs = [("scenario coefficients", None)]
     if coefficients is not None:
         runs.append((f"coefficients {coefficients.name}", coefficients))
+    variants = {
+        "letter": DelayOptions(delay_model="letter"),
+        "per_query, no wait rows": DelayOptions(delay_model="per_query", congestion=False),
+        "per_query": DelayOptions(delay_model="per_query"),
+    }
     for label, coef in runs:
-        times = {}
-        for dm in ("letter", "per_query"):
-            cfg = PlanConfig(delay_model=dm, diagnose=False)
+        times: dict[str, float] = {}
+        for name, opts in variants.items():
             try:
-                times[dm] = statistics.median(
-                    end_to_end(directory, cfg, coef) for _ in range(repeat)
+                times[name] = statistics.median(
+                    _e2e_session(directory, coef, opts) for _ in range(repeat)
                 )
-            except AssertionError as exc:  # letter may be infeasible with learned coefficients
-                print(f"  {dm:9s} ({label}): not optimal ({str(exc)[:80]})")
-        if "per_query" in times:
-            line = f"  per_query ({label}) {times['per_query']:8.3f} s"
-            if "letter" in times:
-                ratio = times["per_query"] / times["letter"]
-                line += f"   letter {times['letter']:8.3f} s   ratio {ratio:5.2f}"
-            print(line)
+            except AssertionError as exc:  # letter is infeasible with learned coefficients
+                print(f"  {name} ({label}): not optimal ({str(exc)[:70]})")
+        for name, t in times.items():
+            print(f"  {label}: {name:24s} {t:8.3f} s")
+        base = times.get("per_query, no wait rows")
+        if base:
+            print(f"  {label}: wait rows add {100 * (times['per_query'] / base - 1):5.1f} %")
 
 
 def report(name: str, directory: Path, repeat: int) -> None:

@@ -302,15 +302,16 @@ def build_model(
         load = pool_load_s(x, scen)
         slots = opts.slots_of(scen)
         like_u = slots.broadcast_like(ds["hour"]).transpose("dc", "query_type", "hour")
-        define_utilization_constraints(
-            m,
-            scen,
-            load,
-            slots,
-            opts.max_utilization,
-            _slack(m, "utilization", like_u) if elastic else None,
-        )
-        queue = define_queueing_constraints(m, scen, load, opts)
+        if opts.congestion:
+            define_utilization_constraints(
+                m,
+                scen,
+                load,
+                slots,
+                opts.max_utilization,
+                _slack(m, "utilization", like_u) if elastic else None,
+            )
+        queue = define_queueing_constraints(m, scen, load, opts, slots)
         objectives = objective_expressions(scen, x, p_grid, latency * ds["queries"])
         objectives["delay"] = objectives["delay"] + (queue * ds["delay_penalty_usd_per_s"]).sum()
 

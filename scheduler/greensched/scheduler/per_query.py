@@ -80,6 +80,9 @@ class DelayOptions:
         Utilisation cap u_max, in (0, 0.98).
     tolerance
         Relative gap allowed between the tangent under-estimator and the M/G/c wait.
+    congestion
+        ``False`` leaves out the utilisation and queueing rows (latency rows only): an ablation,
+        and the baseline of the planner benchmark.
     """
 
     delay_model: str | None = None
@@ -87,6 +90,7 @@ class DelayOptions:
     service_scv: float = DEFAULT_SERVICE_SCV
     max_utilization: float = DEFAULT_MAX_UTILIZATION
     tolerance: float = DEFAULT_WAIT_TOLERANCE
+    congestion: bool = True
 
     def __post_init__(self) -> None:
         if self.delay_model is not None and self.delay_model not in DELAY_MODELS:
@@ -162,42 +166,47 @@ def _reachable_load_s(scen: Scenario) -> np.ndarray:
     return np.asarray(n * s, dtype=np.float64)
 
 
-def wait_segments(scen: Scenario, options: DelayOptions) -> tuple[xr.DataArray, xr.DataArray]:
+def wait_segments(
+    scen: Scenario, options: DelayOptions, slots_da: xr.DataArray | None = None
+) -> tuple[xr.DataArray, xr.DataArray]:
     """Tangent slopes a and intercepts b of every pool-hour, dims (dc, query_type, hour, segment).
 
     Cells with fewer tangents than the widest are padded with NaN (no row).  The fit range of a
     pool-hour is [0, min(u_max · 3600 c, reachable load)] (:func:`greensched.queueing
-    .wait_tangents`), so quiet pools need few rows and idle ones none.
+    .wait_tangents`), so quiet pools need few rows and idle ones none.  ``slots_da``: the pool
+    slots when already resolved (else ``options.slots_of(scen)``).
     """
-    slots = options.slots_of(scen).values
+    slots = np.asarray(
+        (options.slots_of(scen) if slots_da is None else slots_da).values, dtype=np.float64
+    )
     reach = _reachable_load_s(scen)
     D, K, T = reach.shape
-    fits: list[list[list[tuple[np.ndarray, np.ndarray]]]] = []
-    width = 0
-    for j in range(D):
-        row = []
-        for k in range(K):
-            cells = []
-            for t in range(T):
-                a, b = wait_tangents(
-                    float(slots[j, k]),
-                    options.service_scv,
-                    u_max=options.max_utilization,
-                    load_max_s=float(reach[j, k, t]),
-                    tolerance=options.tolerance,
-                )
-                width = max(width, len(a))
-                cells.append((a, b))
-            row.append(cells)
-        fits.append(row)
-    slope = np.full((D, K, T, width), np.nan)
-    icpt = np.full((D, K, T, width), np.nan)
-    for j in range(D):
-        for k in range(K):
-            for t in range(T):
-                a, b = fits[j][k][t]
-                slope[j, k, t, : len(a)] = a
-                icpt[j, k, t, : len(b)] = b
+    # one fit per distinct (slots, utilisation range): wait_tangents rounds the range to 1/64
+    u = np.minimum(
+        options.max_utilization, np.ceil(reach / (3600.0 * slots[:, :, None]) * 64.0) / 64.0
+    )
+    c = np.broadcast_to(slots[:, :, None], reach.shape)
+    keys = np.stack([c.ravel(), np.where(reach.ravel() > 0, u.ravel(), 0.0)], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    fits = [
+        wait_tangents(
+            float(cs),
+            options.service_scv,
+            u_max=options.max_utilization,
+            load_max_s=float(us) * 3600.0 * float(cs) * (1.0 - 1e-12),
+            tolerance=options.tolerance,
+        )
+        for cs, us in uniq
+    ]
+    width = max((len(f[0]) for f in fits), default=0)
+    table_a = np.full((len(fits), width), np.nan)
+    table_b = np.full((len(fits), width), np.nan)
+    for i, (fa, fb) in enumerate(fits):
+        table_a[i, : len(fa)] = fa
+        table_b[i, : len(fb)] = fb
+    inverse = np.asarray(inverse).ravel()
+    slope = table_a[inverse].reshape(D, K, T, width)
+    icpt = table_b[inverse].reshape(D, K, T, width)
     ds = scen.ds
     coords = {
         "dc": ds.indexes["dc"],
@@ -255,15 +264,24 @@ def define_queueing_constraints(
     scen: Scenario,
     load: linopy.LinearExpression,
     options: DelayOptions,
+    slots: xr.DataArray | None = None,
 ) -> linopy.Variable:
     """Queueing seconds Q_{j,k,t} ≥ a_m load_{j,k,t} + b_m for every tangent m; Q ≥ 0 (s).
 
     The tangents are those of :func:`wait_segments`; pool-hours without a tangent get Q = 0 (an
     upper bound of 0).  Always satisfiable (Q is free upwards), so it has no slack.  Returns Q.
     """
-    slope, icpt = wait_segments(scen, options)
-    has = slope.notnull().any("segment")
     ds = scen.ds
+    if not options.congestion:
+        zero = xr.zeros_like(ds["pue"] * ds["input_tokens"] * ds["hour"], dtype=float)
+        return m.add_variables(
+            lower=0.0,
+            upper=zero.transpose("dc", "query_type", "hour"),
+            coords=[ds.indexes[d] for d in ("dc", "query_type", "hour")],
+            name="queue_s",
+        )
+    slope, icpt = wait_segments(scen, options, slots)
+    has = slope.notnull().any("segment")
     upper = xr.where(has, np.inf, 0.0).transpose("dc", "query_type", "hour")
     q = m.add_variables(
         lower=0.0,
