@@ -110,6 +110,7 @@ def child(argv: list[str]) -> None:
     ap.add_argument("--ray", default=None)
     ap.add_argument("--no-budget", action="store_true")
     ap.add_argument("--block-hours", type=int, default=None)
+    ap.add_argument("--low-memory", action="store_true")
     a = ap.parse_args(argv)
     from greensched.scenario import load_scenario
     from greensched.scheduler import PlanConfig, plan
@@ -124,7 +125,12 @@ def child(argv: list[str]) -> None:
         r = plan(scen, cfg)
         extra: dict[str, Any] = {}
     else:
-        d = DecomposeConfig(workers=a.workers, ray_address=a.ray, block_hours=a.block_hours)
+        d = DecomposeConfig(
+            workers=a.workers,
+            ray_address=a.ray,
+            block_hours=a.block_hours,
+            keep_solvers=not a.low_memory,
+        )
         r = plan_decomposed(scen, cfg, d)
         extra = {
             "rounds": r.rounds,
@@ -166,11 +172,25 @@ def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict
     scen.water_budget_l = 0.95 * float(free["water_l"])
     scen.save(directory)
     dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers)], timeout_s)
+    low = run_child(
+        [
+            str(directory),
+            "--mode",
+            "dec",
+            "--workers",
+            str(workers),
+            "--low-memory",
+            "--block-hours",
+            "3",
+        ],
+        timeout_s,
+    )
     mono = run_child([str(directory), "--mode", "mono"], timeout_s)
     out: dict[str, Any] = {
         "label": label,
         "unconstrained_water_l": free["water_l"],
         "decomposed": dec,
+        "decomposed_low_memory": low,
         "monolithic": mono,
     }
     if dec.get("status") == "optimal" and mono.get("status") == "optimal":
@@ -182,6 +202,12 @@ def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict
             1.0, abs(mono["value_usd"])
         )
         out["budget_rel_diff"] = abs(dec["water_l"] - dec["budget_l"]) / dec["budget_l"]
+    if low.get("status") == "optimal" and mono.get("status") == "optimal":
+        out["low_memory_speedup_in_process"] = mono["in_process_wall_s"] / low["in_process_wall_s"]
+        out["low_memory_ratio_pss"] = low["peak_tree_pss_gib"] / mono["peak_tree_pss_gib"]
+        out["low_memory_objective_rel_diff"] = abs(low["value_usd"] - mono["value_usd"]) / max(
+            1.0, abs(mono["value_usd"])
+        )
     return out
 
 

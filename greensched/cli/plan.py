@@ -91,6 +91,14 @@ def plan(
             " default: the scenario's [objective] delay_model.",
         ),
     ] = None,
+    decompose: Annotated[
+        str | None,
+        typer.Option(help="hours: solve hour by hour, coupling rows priced (see docs)."),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes with --decompose.")] = 1,
+    ray: Annotated[
+        str | None, typer.Option(help="Ray cluster ADDRESS, or 'local', with --decompose.")
+    ] = None,
 ) -> None:
     """Solve the Green-LLM allocation of a scenario and print a summary."""
     from greensched.scheduler import PlanConfig
@@ -123,7 +131,16 @@ def plan(
             time_limit_s=time_limit,
             **delay,
         )
-    result = run_plan(scen, cfg)
+    if decompose is None and (workers != 1 or ray is not None):
+        raise GreenSchedError("--workers and --ray need --decompose hours")
+    result: PlanResult
+    if decompose is not None:
+        from greensched.scheduler.decompose import DecomposeConfig, plan_decomposed
+
+        dcfg = DecomposeConfig(method=decompose, workers=workers, ray_address=ray)
+        result = plan_decomposed(scen, cfg, dcfg)
+    else:
+        result = run_plan(scen, cfg)
     if out is not None:
         result.write(out)
     if not result.is_ok:
@@ -133,6 +150,13 @@ def plan(
             result.message or f"solver ended {result.status.value}", result.diagnosis
         )
     console.print(_summary_table(result, scen))
+    if decompose is not None:
+        console.print(
+            f"method {getattr(result, 'method', '')} ({getattr(result, 'engine', '')}, "
+            f"{getattr(result, 'workers', '')} workers, {getattr(result, 'rounds', '')} rounds): "
+            f"certified gap {getattr(result, 'gap_usd', float('nan')):.3g} USD "
+            f"(relative {getattr(result, 'gap_relative', float('nan')):.2g})"
+        )
     if result.phases and result.mode == "lexicographic":
         ph = Table(title="Lexicographic phases")
         for col in ("phase", "objective", "energy (USD)", "carbon (USD)", "delay (USD)"):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
@@ -107,9 +109,9 @@ def test_lexicographic_phases_equal_monolithic(binding: Scenario) -> None:
     assert dec.water_l <= binding.water_budget_l * (1 + 1e-9)
 
 
-def test_two_worker_processes_match_serial(binding: Scenario) -> None:
+def test_two_worker_processes_low_memory_match_serial(binding: Scenario) -> None:
     serial = plan_decomposed(binding)
-    pooled = plan_decomposed(binding, decompose=DecomposeConfig(workers=2))
+    pooled = plan_decomposed(binding, decompose=DecomposeConfig(workers=2, keep_solvers=False))
     assert pooled.engine == "processes" and pooled.workers == 2
     assert _close(pooled.phases[0]["value_usd"], serial.phases[0]["value_usd"], 1e-9)
     assert pooled.water_l == pytest.approx(binding.water_budget_l, rel=1e-9)
@@ -133,7 +135,7 @@ def test_infeasible_budget_is_reported_with_the_least_water() -> None:
     assert plan(scen).status is SolveStatus.INFEASIBLE  # the monolithic plan agrees
 
 
-def test_result_json_carries_method_and_gap(binding: Scenario, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_result_json_carries_method_and_gap(binding: Scenario, tmp_path: Path) -> None:
     dec = plan_decomposed(binding)
     dec.write(tmp_path)
     data = json.loads((tmp_path / "plan.json").read_text())
@@ -167,3 +169,22 @@ def test_config_errors_name_the_field(kwargs: dict[str, Any], field: str) -> Non
 def test_other_solver_is_refused() -> None:
     with pytest.raises(GreenSchedError, match="gurobi"):
         plan_decomposed(_scenario(budget=None), PlanConfig(solver="gurobi"))
+
+
+def test_plan_command_decompose_hours(tmp_path: Path) -> None:
+    import greensched.cli.plan  # noqa: F401  (registers the command)
+    from greensched.cli._app import app
+
+    scen = _scenario(hours=4)
+    directory = scen.save(tmp_path / "s")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    res = runner.invoke(app, ["plan", str(directory), "--decompose", "hours", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "certified gap" in res.output
+    data = json.loads((out / "plan.json").read_text())
+    assert data["method"] == "decomposed-hours"
+    assert data["water_l"] == pytest.approx(scen.water_budget_l, rel=1e-9)
+    bad = runner.invoke(app, ["plan", str(directory), "--workers", "2"])
+    # (main() turns GreenSchedError into one line "error: ..." and exit status 2)
+    assert isinstance(bad.exception, GreenSchedError) and "--decompose" in str(bad.exception)

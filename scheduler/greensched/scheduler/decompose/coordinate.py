@@ -64,6 +64,9 @@ class DecomposeConfig:
     block_hours
         Hours built together by one linopy model before being split (memory vs build time);
         ``None`` sizes blocks automatically (about 300k allocation variables each).
+    keep_solvers
+        Keep a HiGHS instance per hour between rounds (fastest: only the costs change); False
+        re-loads each hour into one instance per worker from its saved basis (less memory).
     """
 
     method: str = "hours"
@@ -72,6 +75,7 @@ class DecomposeConfig:
     gap_tol: float = 1e-7
     max_rounds: int = 60
     block_hours: int | None = None
+    keep_solvers: bool = True
 
     def __post_init__(self) -> None:
         if self.method != "hours":
@@ -504,7 +508,10 @@ def plan_decomposed(
         t0 = time.perf_counter()
         delay = cfg.delay_options()
         result.delay_model = delay.model_of(scenario)
-        pool.call("build", [(scenario, hrs, dcfg.block_hours, delay) for hrs in split])
+        pool.call(
+            "build",
+            [(scenario, hrs, dcfg.block_hours, delay, dcfg.keep_solvers) for hrs in split],
+        )
         result.build_seconds = time.perf_counter() - t0
         coord = _Coordinator(pool, T, result.rounds_log)
         rows: list[tuple[np.ndarray, float]] = []
