@@ -223,7 +223,7 @@ def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
         duals: dict[str, tuple[np.ndarray, tuple[str, ...], dict[str, np.ndarray]]] = {}
         for name in m.constraints:
             labels = m.constraints[name].labels
-            other = tuple(d for d in labels.dims if d != "hour")
+            other = tuple(str(d) for d in labels.dims if d != "hour")
             lab = labels.sel(hour=t_local).transpose(*other).values
             duals[name] = (
                 np.where(lab >= 0, row_pos[row_of[np.maximum(lab, 0)]] - r0, -1),
