@@ -99,10 +99,22 @@ def plan(
     ray: Annotated[
         str | None, typer.Option(help="Ray cluster ADDRESS, or 'local', with --decompose.")
     ] = None,
+    equity: Annotated[
+        str | None,
+        typer.Option(help="q=2,mu_c=1500,mu_w=60: add the environmental Lq term (docs/equity.md)."),
+    ] = None,
 ) -> None:
     """Solve the Green-LLM allocation of a scenario and print a summary."""
     from greensched.scheduler import PlanConfig
     from greensched.scheduler import plan as run_plan
+
+    if equity is not None:
+        if lexicographic is not None or preset is not None or decompose is not None:
+            raise GreenSchedError("--equity works with --weights only (weighted mode)")
+        from greensched.cli.equity import run_equity_plan
+
+        run_equity_plan(scenario_dir, equity, weights, out)
+        return
 
     modes = sum(v is not None for v in (weights, lexicographic, preset))
     if modes > 1:

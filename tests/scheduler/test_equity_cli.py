@@ -16,7 +16,7 @@ pytest.importorskip("cvxpy", reason="the q = 2 equity plan needs cvxpy + clarabe
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "greensched.cli", "equity", *args],
+        [sys.executable, "-m", "greensched.cli", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -25,12 +25,13 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_bad_q_is_one_line_exit_2() -> None:
-    proc = run("solve", "--q", "0.5")
+    proc = run("equity", "solve", "--q", "0.5")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: q='0.5': expected a number >= 1 or 'inf'"
 
 
-def test_equity_plan_writes_files(tmp_path: Path) -> None:
+def test_plan_equity_option_writes_files(tmp_path: Path) -> None:
+    # `greensched plan --equity ...` (the same code path as `greensched equity plan`)
     scen = synthesize(dcs=3, areas=2, types=2, hours=3, seed=11, name="cli-equity")
     scen.save(tmp_path / "s")
     proc = run(
