@@ -1,9 +1,8 @@
 """``greensched equity``: equity-aware load balancing (SE-GLB), its online form and experiment.
 
 Subcommands: ``solve`` (the four algorithms and the Table 1 layout), ``online`` (dual mirror
-descent vs the offline optimum), ``plan`` (the Green-LLM plan with the environmental Lq term;
-the issue's ``greensched plan --equity``, delivered here while ``cli/plan.py`` is being edited
-elsewhere) and ``experiment`` (the report's runs).
+descent vs the offline optimum), ``plan`` (the Green-LLM plan with the environmental Lq term,
+the same as ``greensched plan --equity``) and ``experiment`` (the report's runs).
 """
 
 from __future__ import annotations
@@ -219,7 +218,7 @@ def equity_plan(
 def run_equity_plan(
     scenario_dir: Path | None, equity: str, weights: str | None, out: Path | None
 ) -> None:
-    """Run, print and write an equity plan (for ``greensched equity plan``)."""
+    """Run, print and write an equity plan (``greensched equity plan`` and ``plan --equity``)."""
     from greensched.scheduler.equity.plan_equity import parse_equity_option, plan_with_equity
 
     option = parse_equity_option(equity)
