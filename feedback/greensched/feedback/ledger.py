@@ -247,11 +247,11 @@ class DurableLedger:
                 conn = conn.execution_options(greensched_write=True)
                 with conn.begin():
                     yield conn
-        except sa.exc.OperationalError as exc:
-            if _is_busy(exc):
-                raise LedgerBusy(f"the ledger {self.url} is busy ({exc.orig or exc}); retry "
-                                 "shortly") from exc
-            raise
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            # locked, unreachable, or out of space: the request may be retried, never a 500
+            what = "busy" if _is_busy(exc) else "unavailable"
+            raise LedgerBusy(f"the ledger {self.url} is {what} "
+                             f"({getattr(exc, 'orig', None) or exc}); retry shortly") from exc
 
     @property
     def dialect(self) -> str:
