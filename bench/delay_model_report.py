@@ -151,10 +151,14 @@ def learned(coef_path: Path) -> dict[str, Any]:
         PlanConfig(delay_model="per_query"),
     )
     letter_l = plan(paper.with_coefficients(learned_coef), PlanConfig(delay_model="letter"))
+    truth = paper.with_coefficients(true_coefficients(paper).transpose("hour", "dc", "query_type"))
+    assert res_l.allocation is not None
+    at_truth = evaluate_allocation(truth, res_l.allocation, delay_model="per_query")
     return {
         "learned_status": res_l.status.value,
         "true_status": res_t.status.value,
         "learned_it_kwh": res_l.it_kwh,
+        "learned_plan_true_it_kwh": at_truth["it_kwh"],
         "true_it_kwh": res_t.it_kwh,
         "learned_objective": res_l.objective,
         "true_objective": res_t.objective,
