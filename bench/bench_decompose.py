@@ -3,6 +3,7 @@
     python bench/bench_decompose.py --size 100 --workers 2            # 100 DCs x 100 areas x 5 x 24
     python bench/bench_decompose.py --size 50 --ray-scaling           # + Ray with 1 and 2 actors
     python bench/bench_decompose.py --letter-days 7 --skip-synthetic  # letter regions, one week
+    python bench/bench_decompose.py --size 30 --lexicographic         # lexicographic phases
 
 Each plan runs in its own child process; this process samples the memory of the child's whole
 process tree (/proc RSS and PSS, every 50 ms) and reports the peaks, the wall time inside the
@@ -111,6 +112,7 @@ def child(argv: list[str]) -> None:
     ap.add_argument("--no-budget", action="store_true")
     ap.add_argument("--block-hours", type=int, default=None)
     ap.add_argument("--low-memory", action="store_true")
+    ap.add_argument("--lexicographic", action="store_true")
     a = ap.parse_args(argv)
     from greensched.scenario import load_scenario
     from greensched.scheduler import PlanConfig, plan
@@ -120,7 +122,7 @@ def child(argv: list[str]) -> None:
     scen = load_scenario(a.scenario)
     if a.no_budget:
         scen.water_budget_l = None
-    cfg = PlanConfig()
+    cfg = PlanConfig(mode="lexicographic") if a.lexicographic else PlanConfig()
     if a.mode == "mono":
         r = plan(scen, cfg)
         extra: dict[str, Any] = {}
@@ -148,6 +150,7 @@ def child(argv: list[str]) -> None:
                 "mode": a.mode,
                 "sizes": scen.sizes(),
                 "value_usd": r.phases[-1]["value_usd"] if r.phases else None,
+                "phase_values_usd": [p["value_usd"] for p in r.phases],
                 "water_l": r.water_l,
                 "budget_l": scen.water_budget_l,
                 "build_s": r.build_seconds,
@@ -159,8 +162,14 @@ def child(argv: list[str]) -> None:
     )
 
 
-def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict[str, Any]:
-    """Monolithic and decomposed plans of one scenario directory (budget made binding)."""
+def compare(
+    directory: Path, workers: int, timeout_s: float, label: str, extra: list[str] | None = None
+) -> dict[str, Any]:
+    """Monolithic and decomposed plans of one scenario directory (budget made binding).
+
+    ``extra`` child arguments (``--lexicographic``) apply to the three compared plans.
+    """
+    extra = extra or []
     free = run_child(
         [str(directory), "--mode", "dec", "--workers", str(workers), "--no-budget"], timeout_s
     )
@@ -171,7 +180,7 @@ def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict
     scen = load_scenario(directory)
     scen.water_budget_l = 0.95 * float(free["water_l"])
     scen.save(directory)
-    dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers)], timeout_s)
+    dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers), *extra], timeout_s)
     low = run_child(
         [
             str(directory),
@@ -182,10 +191,11 @@ def compare(directory: Path, workers: int, timeout_s: float, label: str) -> dict
             "--low-memory",
             "--block-hours",
             "3",
+            *extra,
         ],
         timeout_s,
     )
-    mono = run_child([str(directory), "--mode", "mono"], timeout_s)
+    mono = run_child([str(directory), "--mode", "mono", *extra], timeout_s)
     out: dict[str, Any] = {
         "label": label,
         "unconstrained_water_l": free["water_l"],
@@ -232,6 +242,7 @@ def main() -> None:
     ap.add_argument("--ray-scaling", action="store_true")
     ap.add_argument("--letter-days", type=int, default=0)
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--lexicographic", action="store_true", help="lexicographic plans")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
@@ -242,7 +253,11 @@ def main() -> None:
             d = Path(tmp) / f"synth{args.size}"
             synthesize(args.size, args.size, 5, 24, seed=1).save(d)
             report["synthetic"] = compare(
-                d, args.workers, args.timeout, f"{args.size}x{args.size}x5x24"
+                d,
+                args.workers,
+                args.timeout,
+                f"{args.size}x{args.size}x5x24",
+                ["--lexicographic"] if args.lexicographic else [],
             )
             if args.ray_scaling:
                 report["ray"] = ray_scaling(d, args.timeout)
