@@ -61,7 +61,7 @@ def report_delay_models(directory: Path, repeat: int, coefficients: Path | None)
     ``per_query`` without congestion has the latency rows only; the difference to the full
     ``per_query`` is what building the utilisation and queueing (wait) rows costs.
     """
-    runs = [("scenario coefficients", None)]
+    runs: list[tuple[str, Path | None]] = [("scenario coefficients", None)]
     if coefficients is not None:
         runs.append((f"coefficients {coefficients.name}", coefficients))
     variants = {
