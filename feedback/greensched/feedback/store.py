@@ -33,8 +33,6 @@ several writers.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
@@ -51,11 +49,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from greensched.errors import GreenSchedError, LocatedError
 from greensched.outcomes import (
-    FIELD_NAMES,
-    FIELDS,
-    REQUIRED_FIELDS,
-    FieldKind,
-    OutcomeField,
     OutcomeLabels,
     OutcomeValidationError,
     RowIssue,
@@ -82,99 +75,26 @@ __all__ = [
     "store_url",
 ]
 
-#: Version of the table layout written in the ``greensched_meta`` table.  Version 2 added
-#: ``policy``, ``wait_s``, ``carbon_kg``, ``water_l``, ``cost_usd``, ``sla_met`` and
-#: ``assigned_at``; a version-1 store is upgraded in place when opened.
-SCHEMA_VERSION = 2
+from greensched.feedback.store_files import read_csv as _read_csv
+from greensched.feedback.store_files import read_jsonl as _read_jsonl
+from greensched.feedback.store_files import read_parquet as _read_parquet
+from greensched.feedback.store_schema import (
+    _BOOL_COLUMNS,
+    _CONTENT_COLUMNS,
+    _FLOAT_COLUMNS,
+    _INT_COLUMNS,
+    _META,
+    _METADATA,
+    _OUTCOMES,
+    INPUT_COLUMNS,
+    REQUIRED_COLUMNS,
+    SCHEMA_VERSION,
+    STORED_COLUMNS,
+    _upgrade,
+    outcomes_table,
+)
 
 _CHUNK_ROWS = 500  # rows per SELECT ... IN (...) and per INSERT executemany
-
-#: Columns accepted by :meth:`OutcomeStore.ingest` (``features_json`` is an alias of ``features``).
-INPUT_COLUMNS: tuple[str, ...] = FIELD_NAMES
-#: Columns every record must have (plus ``arrival_s`` or ``hour``).
-REQUIRED_COLUMNS: tuple[str, ...] = REQUIRED_FIELDS
-
-
-def _column_name(f: OutcomeField) -> str:
-    return "features_json" if f.name == "features" else f.name
-
-
-#: Columns of the stored table, in the order :meth:`OutcomeStore.query` returns them.
-STORED_COLUMNS: tuple[str, ...] = tuple(_column_name(f) for f in FIELDS) + (
-    "created_at", "ingest_id")
-# Columns that define "the same outcome" (bookkeeping columns excluded).
-_CONTENT_COLUMNS = tuple(c for c in STORED_COLUMNS if c not in ("created_at", "ingest_id"))
-_FLOAT_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.FLOAT)
-_INT_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.INT)
-_BOOL_COLUMNS = frozenset(f.name for f in FIELDS if f.kind is FieldKind.BOOL)
-
-
-# ----------------------------------------------------------------------------------------------
-# Schema
-# ----------------------------------------------------------------------------------------------
-
-class _UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """A timestamp stored in UTC and returned as a timezone-aware UTC ``datetime``.
-
-    PostgreSQL keeps it as ``timestamptz``; SQLite as naive UTC text (which sorts correctly).
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-def _sa_type(f: OutcomeField) -> Any:
-    """The SQLAlchemy column type of a field."""
-    return {
-        FieldKind.STR: sa.String(),
-        FieldKind.TEXT: sa.Text(),
-        FieldKind.JSON: sa.Text(),
-        FieldKind.INT: sa.BigInteger(),
-        FieldKind.FLOAT: sa.Double(),
-        FieldKind.BOOL: sa.Boolean(),
-        FieldKind.TIME: _UTCDateTime(),
-    }[f.kind]
-
-
-def outcomes_table(metadata: sa.MetaData) -> sa.Table:
-    """Define the ``outcomes`` table (every outcome field, see the module docstring)."""
-    cols: list[sa.Column[Any]] = []
-    for f in FIELDS:
-        nullable = not (f.required or f.name in ("arrival_s", "hour", "measured_at"))
-        cols.append(sa.Column(_column_name(f), _sa_type(f), primary_key=f.name == "job_id",
-                              nullable=nullable))
-    cols.append(sa.Column("created_at", _UTCDateTime(), nullable=False))
-    cols.append(sa.Column("ingest_id", sa.String(), nullable=False))
-    return sa.Table(
-        "outcomes", metadata, *cols,
-        sa.Index("ix_outcomes_measured_at", "measured_at"),
-        sa.Index("ix_outcomes_model_version", "model_version"),
-        sa.Index("ix_outcomes_ingest_id", "ingest_id"),
-    )
-
-
-_METADATA = sa.MetaData()
-_OUTCOMES = outcomes_table(_METADATA)
-_META = sa.Table(
-    "greensched_meta", _METADATA,
-    sa.Column("key", sa.String(), primary_key=True),
-    sa.Column("value", sa.String(), nullable=False),
-)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -257,78 +177,6 @@ def _differing(stored: Mapping[str, Any], new: Mapping[str, Any],
     return tuple(c for c in _CONTENT_COLUMNS
                  if (c != "measured_at" or compare_measured_at)
                  and not _same(c, stored[c], new[c]))
-
-
-# ----------------------------------------------------------------------------------------------
-# File readers
-# ----------------------------------------------------------------------------------------------
-
-def _read_csv(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    """Read a CSV as strings, with the 1-based starting line of each record."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            try:
-                header = next(reader)
-            except StopIteration:
-                raise LocatedError("empty file; expected a header line naming the outcome "
-                                   "columns", file=path, line=1) from None
-            except csv.Error as exc:
-                raise LocatedError(f"cannot parse as CSV ({exc})", file=path, line=1) from exc
-            rows: list[list[str]] = []
-            lines: list[int] = []
-            while True:
-                start = reader.line_num + 1
-                try:
-                    rec = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    raise LocatedError(f"cannot parse as CSV ({exc})", file=path,
-                                       line=start) from exc
-                if not rec:  # blank line
-                    continue
-                if len(rec) != len(header):
-                    raise LocatedError(f"expected {len(header)} fields as in the header, found "
-                                       f"{len(rec)}", file=path, line=start)
-                rows.append(rec)
-                lines.append(start)
-    except UnicodeDecodeError as exc:
-        raise LocatedError(f"not UTF-8 text ({exc.reason})", file=path) from exc
-    df = pd.DataFrame(rows, columns=header, dtype=object) if rows else pd.DataFrame(
-        {h: pd.Series([], dtype=object) for h in header})
-    return df, lines
-
-
-def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
-    recs: list[dict[str, Any]] = []
-    lines: list[int] = []
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for no, text in enumerate(fh, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    obj = json.loads(text)
-                except ValueError as exc:
-                    raise LocatedError(f"not a JSON object ({exc})", file=path, line=no) from exc
-                if not isinstance(obj, dict):
-                    raise LocatedError("expected one JSON object per line", file=path, line=no)
-                recs.append(obj)
-                lines.append(no)
-    except UnicodeDecodeError as exc:
-        raise LocatedError(f"not UTF-8 text ({exc.reason})", file=path) from exc
-    return pd.DataFrame.from_records(recs) if recs else pd.DataFrame(), lines
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except ImportError as exc:
-        raise GreenSchedError(f"{path}: reading Parquet needs pyarrow (pip install pyarrow), "
-                              "or give the outcomes as CSV") from exc
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise LocatedError(f"cannot read as Parquet ({exc})", file=path) from exc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -682,19 +530,6 @@ class OutcomeStore:
         for c in ("hour", "input_tokens"):
             df[c] = df[c].astype("int64")
         return df
-
-
-def _upgrade(conn: Connection, version: int) -> str:
-    """Add the columns a version-``version`` store lacks (all nullable) and record the new
-    version, in the caller's write transaction."""
-    have = {c["name"] for c in sa.inspect(conn).get_columns("outcomes")}
-    for col in _OUTCOMES.columns:
-        if col.name not in have:
-            kind = col.type.compile(dialect=conn.dialect)
-            conn.exec_driver_sql(f"ALTER TABLE outcomes ADD COLUMN {col.name} {kind}")
-    conn.execute(_META.update().where(_META.c.key == "schema_version")
-                 .values(value=str(SCHEMA_VERSION)))
-    return str(SCHEMA_VERSION)
 
 
 class _WriteTx:
