@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from greensched.scheduler import plan
 
 from greensched.builder import build_from_config, build_scenario
 from greensched.defaults import default_scenario_path
 from greensched.errors import ScenarioError
 from greensched.scenario import load_scenario
+from greensched.scheduler import plan
 from tests.conftest import REPO, SHARED_DATA, require_shared_data
 
 LETTER = REPO / "examples" / "letter-regions.toml"
@@ -144,13 +143,11 @@ def test_measured_rtt_and_derived_quantities(letter_day) -> None:  # type: ignor
     assert set(map(str, ds.indexes["query_type"])) == {"code", "conv-short", "conv-long"}
 
 
-def test_full_year_builds_quickly(data: Path) -> None:
-    t0 = time.perf_counter()
+def test_full_year_builds(data: Path) -> None:
+    # The speed target (10 s) is measured by bench/bench_builder.py, not here.
     scen = build_scenario(LETTER, days=366, start="2024-01-01", data_dir=data)
-    elapsed = time.perf_counter() - t0
     assert scen.hours == 8784
     assert "8784 h as measured" in scen.description
-    assert elapsed < 30.0  # target 10 s (bench/bench_builder.py); generous on a loaded machine
 
 
 # -- the embedded default and the European example ------------------------------------------

@@ -97,10 +97,6 @@ def test_sepa_gaps_short_filled_long_reported(carbon_dir: Path) -> None:
     assert pd.isna(df.loc[g.start, "estimated"])  # flag not invented for blank source rows
 
 
-def test_read_is_fast(carbon_dir: Path) -> None:
-    path = carbon_dir / "US-MIDW-MISO_2024_hourly.csv"
-    best = min(_timed(read_electricity_maps, path) for _ in range(3))
-    assert best < 0.3
 
 
 def _timed(fn, *args) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +44,6 @@ def test_hourly_mean_of_quarter_hours(lwa_dir: Path) -> None:
     assert df["n_samples"].iloc[0] == 4
 
 
-def test_read_is_fast(lwa_dir: Path) -> None:
-    t = time.perf_counter()
-    read_lets_wait_awhile(lwa_dir / "ger_ci.csv")  # 37k rows
-    assert time.perf_counter() - t < 0.3
 
 
 def test_real_file_as_berlin_time_needs_policies(lwa_dir: Path, located) -> None:

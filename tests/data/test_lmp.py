@@ -156,10 +156,3 @@ def test_gap_filling(caiso: Path, edit_csv) -> None:
     none = read_lmp(p, max_gap_hours=0)
     assert none["lmp_usd_per_kwh"].isna().sum() == 7
 
-
-def test_read_is_fast(caiso: Path) -> None:
-    import time
-
-    t = time.perf_counter()
-    read_lmp(caiso)
-    assert time.perf_counter() - t < 0.3
