@@ -440,6 +440,10 @@ def _totals(scenario: Scenario, twin: Twin, jobs: JobArrays, dc: np.ndarray,
     excess = np.maximum(service - jobs.sla_s, 0.0)
     out["delay_usd"] = float((rho[jobs.qtype] * excess * jobs.weight).sum())
     out["total_usd"] = out["energy_usd"] + out["carbon_usd"] + out["delay_usd"]
+    # one vocabulary with the planner (docs/delay-model.md): delay_usd above is the SLA penalty
+    out["sla_penalty_usd"] = out["delay_usd"]
+    out["delay_cost_usd"] = float((rho[jobs.qtype] * service * jobs.weight).sum())
+    out["latency_s_per_query"] = float((service * jobs.weight).sum() / jobs.weight.sum())
     met = service <= jobs.sla_s
     out["sla_met_fraction"] = float(met.mean())
     for name, arr in (("service_s", service), ("wait_s", res["wait_s"])):
