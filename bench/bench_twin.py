@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from greensched.eval.simulate import POLICIES, simulate
 from greensched.eval.traces import jobs_from_demand
 from greensched.eval.twin import Twin
-from greensched.scheduler import PlanConfig, plan
-
 from greensched.scenario import load_scenario
+from greensched.scheduler import PlanConfig, plan
 from greensched.synth import synthesize
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
@@ -66,6 +66,26 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         print(f"{policy:8s} {med:9.3f} {len(jobs) / med:12,.0f} {med / ref:17.2f}")
+    energy_model_throughput(args.repeat, ref)
+
+
+def energy_model_throughput(repeat: int, ref: float) -> None:
+    """Vectorised energy predictions per second (target: >= 1e6 on one core)."""
+    from greensched.eval.energy_model import EnergyModel
+
+    model = EnergyModel.load_default()
+    rng = np.random.default_rng(1)
+    n = 1_000_000
+    tin, tout = rng.integers(1, 8000, n), rng.integers(1, 2000, n)
+    model.predict_energy_kwh(tin[:10], tout[:10], model="Llama-2 (7B)", gpu="H100")
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        model.predict_energy_kwh(tin, tout, model="Llama-2 (7B)", gpu="H100", batch_size=8)
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    print(f"energy model: {n / med:,.0f} predictions/s (target >= 1,000,000); "
+          f"time / reference {med / ref:.2f}")
 
 
 if __name__ == "__main__":
