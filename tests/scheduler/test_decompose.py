@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,17 @@ def test_plan_command_decompose_hours(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["plan", str(directory), "--workers", "2"])
     # (main() turns GreenSchedError into one line "error: ..." and exit status 2)
     assert isinstance(bad.exception, GreenSchedError) and "--decompose" in str(bad.exception)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("GREENSCHED_TEST_RAY") != "1",
+    reason="starts a local Ray cluster (~1-2 min on 2 cores); set GREENSCHED_TEST_RAY=1",
+)
+def test_ray_local_cluster_matches_serial(binding: Scenario) -> None:
+    pytest.importorskip("ray")
+    serial = plan_decomposed(binding)
+    on_ray = plan_decomposed(binding, decompose=DecomposeConfig(workers=1, ray_address="local"))
+    assert on_ray.engine == "ray" and on_ray.is_ok
+    assert _close(on_ray.phases[0]["value_usd"], serial.phases[0]["value_usd"], 1e-9)
+    assert on_ray.water_l == pytest.approx(binding.water_budget_l, rel=1e-9)
