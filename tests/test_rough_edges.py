@@ -133,3 +133,11 @@ def test_service_doc_bodies_validate_against_a_shipped_scenario() -> None:
     assert set(_doc_json("outcome-body")) >= {
         "job_id", "area", "query_type", "input_tokens", "dc", "model_version",
         "pred_energy_kwh", "pred_service_s", "energy_kwh", "service_s"}
+
+
+def test_simulate_json_summary_on_stdout(scen_dir: Path, tmp_path: Path) -> None:
+    res = runner.invoke(app, ["simulate", str(scen_dir), "--jobs", "200", "--policy", "greedy",
+                              "--out", str(tmp_path / "sim"), "--json"])
+    assert res.exit_code == 0, res.output
+    totals = json.loads(res.stdout)
+    assert totals["jobs"] == 200 and totals["policy"] == "greedy" and totals["carbon_kg"] > 0

@@ -390,11 +390,14 @@ def feedback_retune(
     ] = 0.0,
     seed: int = 0,
     promote: Annotated[bool, typer.Option(help="Promote a better version at once.")] = True,
+    json_out: JsonOption = False,
 ) -> None:
     """Re-tune the current model on stored outcomes (+ replay); register it only if better."""
-    retune_command(store, registry, replay, window=window, val_fraction=val_fraction,
-                   min_improvement=min_improvement, seed=seed, promote=promote,
-                   console=console)
+    res = retune_command(store, registry, replay, window=window, val_fraction=val_fraction,
+                         min_improvement=min_improvement, seed=seed, promote=promote,
+                         console=err_console if json_out else console)
+    if json_out:
+        _print_json(res.to_dict())
 
 
 @feedback_app.command("run")
@@ -407,10 +410,14 @@ def feedback_run(
     window: Annotated[int, typer.Option(min=1)] = 1000,
     min_samples: Annotated[int, typer.Option(min=1)] = 100,
     seed: int = 0,
+    json_out: JsonOption = False,
 ) -> None:
     """The standing loop: drift check → re-tune when drifting → promote."""
-    run_command(interval, once, store=store, registry=registry, replay=replay, window=window,
-                min_samples=min_samples, seed=seed, console=console)
+    cycles = run_command(interval, once, store=store, registry=registry, replay=replay,
+                         window=window, min_samples=min_samples, seed=seed,
+                         console=err_console if json_out else console)
+    if json_out:
+        _print_json([c.to_dict() for c in cycles])
 
 
 @feedback_app.command("experiment")
@@ -418,11 +425,20 @@ def feedback_experiment(
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports"),
     seed: int = 0,
     quick: Annotated[bool, typer.Option(help="Small, fast version.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
-    """Reproduce the drift experiment (world changes mid-run; the loop detects and re-tunes)."""
+    """Reproduce the drift experiment (world changes mid-run; the loop detects and re-tunes).
+
+    The experiment is one configuration of the closed loop; greensched loop --experiment runs
+    the same configuration through the HTTP service.
+    """
     from greensched.feedback.experiment import run_drift_experiment
 
     result = run_drift_experiment(out, seed=seed, quick=quick)
+    if json_out:
+        _print_json({**result.summary, "report": str(result.report_path),
+                     "plot": str(result.plot_path)})
+        return
     for key, value in result.summary.items():
         if not isinstance(value, dict | list):
             console.print(f"{key}: {value}")

@@ -28,8 +28,11 @@ from rich.console import Console
 from rich.table import Table
 
 from greensched.cli._app import (
+    JsonOption,
     app,
     console,
+    err_console,
+    print_json,
 )
 from greensched.errors import GreenSchedError
 from greensched.eval.fleet import fleet_for
@@ -211,8 +214,12 @@ def _summary(name: str, source: str, totals: dict[str, Any], gen_s: float,
 
 @app.command()
 def simulate(
-    scenario_dir: Annotated[Path | None, typer.Argument(help="Omitted = the embedded default.")] = None,
-    jobs: Annotated[int | None, typer.Option(help="Draw N jobs from the scenario's demand.")] = None,
+    scenario_dir: Annotated[
+        Path | None, typer.Argument(help="Omitted = the embedded default.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(help="Draw N jobs from the scenario's demand.")
+    ] = None,
     trace: Annotated[
         Path | None, typer.Option(help="Azure trace file or directory, or a jobs table.")
     ] = None,
@@ -228,10 +235,15 @@ def simulate(
     ] = None,
     seed: int = 0,
     noise: Annotated[bool, typer.Option(help="Seeded measurement noise (--no-noise: off).")] = True,
-    fleet: Annotated[Path | None, typer.Option(help="fleet.csv (model, GPU, replicas per DC).")] = None,
+    fleet: Annotated[
+        Path | None, typer.Option(help="fleet.csv (model, GPU, replicas per DC).")
+    ] = None,
+    json_out: JsonOption = False,
 ) -> None:
     """Run jobs through a policy on the digital twin; per-job outcomes and totals."""
 
-    simulate_command(scenario_dir, jobs, trace, policy, out, dataset, seed, noise, fleet,
-                     model=model, console=console)
+    totals = simulate_command(scenario_dir, jobs, trace, policy, out, dataset, seed, noise,
+                              fleet, model=model, console=err_console if json_out else console)
+    if json_out:
+        print_json(jsonable(totals))
 
