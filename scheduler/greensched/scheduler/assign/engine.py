@@ -125,3 +125,23 @@ def _allowed_at_turn(
         out[s:e] = fits
         rem -= contrib.sum(axis=0)
     return out
+
+
+def _chunks(
+    hours: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    busy: set[int],
+    parts: int = 32,
+    least: int = 64,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split each busy hour's range into up to ``parts`` chunks of at least ``least`` jobs."""
+    out_h, out_s, out_e = [], [], []
+    for h, s, e in zip(hours, starts, ends, strict=True):
+        n = int(e) - int(s)
+        step = max(least, -(-n // parts)) if int(h) in busy else max(n, 1)
+        for a in range(int(s), int(e), step):
+            out_h.append(h)
+            out_s.append(a)
+            out_e.append(min(int(e), a + step))
+    return np.asarray(out_h), np.asarray(out_s), np.asarray(out_e)

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from greensched.queueing import default_pool_slots, marginal_wait
 from greensched.scenario import Scenario
 from greensched.scheduler.assign.config import (
     _OBJECTIVES,
@@ -19,7 +18,8 @@ from greensched.scheduler.assign.config import (
     AssignError,
     _normalise_weights,
 )
-from greensched.scheduler.assign.engine import _allowed_at_turn, _engine_hour
+from greensched.scheduler.assign.congestion import PoolCongestion
+from greensched.scheduler.assign.engine import _allowed_at_turn, _chunks, _engine_hour
 from greensched.scheduler.assign.guide import PlanGuide, _as_guide
 from greensched.scheduler.assign.inputs import _ensure_valid, _job_codes, _prediction_arrays
 from greensched.scheduler.assign.ledger import CapacityLedger
@@ -139,17 +139,8 @@ class GreedyAssigner:
             raise AssignError("delay penalties must be finite and >= 0")
         self.alpha = alpha
         self.delay_weight = sd
-        # per_query scenarios: pool congestion (greensched.queueing), busy s per (hour, dc, type)
-        self.congestion = scen.delay_model == "per_query"
-        if self.congestion:
-            self.pool_slots = default_pool_slots(scen).sel(dc=self.dcs).values.astype(float)
-            self.proc_s = (
-                scen.proc_delay_s_per_query()
-                .sel(dc=self.dcs)
-                .transpose("hour", "dc", "query_type")
-                .values.astype(float)
-            )
-            self.pool_load_s = np.zeros_like(self.proc_s)
+        # per_query scenarios: pool congestion (same wait model as planner and twin)
+        self.pools = PoolCongestion(scen, self.dcs) if scen.delay_model == "per_query" else None
         self.units_per_token = ds["units_per_token"].transpose("query_type", "resource").values
         self.mean_output_tokens = ds["output_tokens"].values.astype(float)
         # plan-guided: per token shadow cost G[h, k, d] = Σ_r π[d,r,h] · units_per_token[k,r]
@@ -361,8 +352,11 @@ class GreedyAssigner:
         hour_sorted = hour if identity else hour[order]
         hours_present, starts = np.unique(hour_sorted, return_index=True)
         ends = np.append(starts[1:], n)
-        if self.congestion:  # pools' loads are re-read between chunks of an hour's jobs
-            hours_present, starts, ends = _chunks(hours_present, starts, ends)
+        busy = set()
+        if self.pools is not None:  # loads are re-read between chunks of a busy hour's jobs
+            pools = self.pools
+            busy = {int(x) for x in hours_present if pools.can_queue(int(x), qtype[hour == x])}
+            hours_present, starts, ends = _chunks(hours_present, starts, ends, busy)
         for h_, s, e in zip(hours_present, starts, ends, strict=True):
             h = int(h_)
             idx: slice | np.ndarray = slice(s, e) if identity else order[s:e]
@@ -370,7 +364,7 @@ class GreedyAssigner:
             sla_b, ub = sla[idx], usage_ticks[idx]
             score = self._scores(hb, kb, tokens[idx], sla_b, energy[idx], service[idx])
             _, ok = self._masks(ab, sla_b, service[idx])
-            if self.congestion:
+            if h in busy:
                 score = self._congested(h, kb, score)
             shares = self.follow_shares[h, ab, kb] if follow else None  # type: ignore[index]
             key, fallback = self._keys(score, shares, explore)
@@ -381,12 +375,8 @@ class GreedyAssigner:
                 self.ledger.used_ticks[h] = self.ledger.capacity_ticks[h] - rem
             choice[s:e] = c
             placed = np.flatnonzero(c >= 0)
-            if self.congestion:
-                np.add.at(
-                    self.pool_load_s[h],
-                    (c[placed], kb[placed]),
-                    self.proc_s[h, c[placed], kb[placed]],
-                )
+            if self.pools is not None:
+                self.pools.commit(h, c[placed], kb[placed])
             chosen_score[s + placed] = score[placed, c[placed]]
             if need_turn:
                 allowed = _allowed_at_turn(c, ok, ub, rem_start)
@@ -400,17 +390,11 @@ class GreedyAssigner:
         return choice, propensity, chosen_score
 
     def _congested(self, h: int, k: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """Score + σ_d ρ_k W'(load_{d,k}) s_{d,k}: the queueing seconds a job adds at DC d.
-
-        Same M/G/c wait as planner and twin (:func:`greensched.queueing.marginal_wait`), at
-        the pools' busy seconds committed so far (earlier batches and chunks of this hour).
-        """
+        """Score + σ_d ρ_k W'(load_{d,k}) s_{d,k} (see the ``congestion`` module)."""
         w_alpha = (self.delay_weight * self.alpha)[k]
-        if not w_alpha.any():
+        if not w_alpha.any() or self.pools is None:
             return score
-        slope = marginal_wait(self.pool_load_s[h], self.pool_slots)  # (D, K)
-        extra = (slope * self.proc_s[h])[:, k].T  # (m, D)
-        return score + w_alpha[:, None] * extra
+        return score + w_alpha[:, None] * self.pools.extra_s(h, k)
 
     def _keys(
         self, score: np.ndarray, shares: np.ndarray | None, explore: str | None
@@ -528,9 +512,8 @@ class GreedyAssigner:
             score = score + w_alpha * s
         if self.guide_per_token is not None:
             score = score + self.guide_per_token[h, k] * tokens
-        if self.congestion:
-            load, proc = self.pool_load_s[h, :, k], self.proc_s[h, :, k]
-            score = score + w_alpha * marginal_wait(load, self.pool_slots[:, k]) * proc
+        if self.pools is not None and self.pools.can_queue(h, np.array([k])):
+            score = score + w_alpha * self.pools.extra_s(h, np.array([k]))[0]
         ok = self.area_allowed[a]
         sla_ok = ok & (s <= sla_s) if self.config.sla_hard else ok
         ticks = self.ledger.to_ticks(self.units_per_token[k] * tokens)
@@ -561,8 +544,8 @@ class GreedyAssigner:
                     )[0]
                 )
             used[d] += ticks
-            if self.congestion:
-                self.pool_load_s[h, d, k] += self.proc_s[h, d, k]
+            if self.pools is not None:
+                self.pools.commit(h, np.array([d]), np.array([k]))
         energy_usd = float(self.energy_usd_per_kwh[h, d] * e[d])
         carbon_kg = float(self.carbon_kg_per_kwh[h, d] * e[d])
         delay = max(s[d] - sla_s, 0.0) if self.config.delay_cost == "excess" else s[d]
@@ -570,20 +553,6 @@ class GreedyAssigner:
         return JobDecision(
             self.dcs[d], d, h, float(score[d]), prop, "", ticks, energy_usd, carbon_kg, float(cost)
         )
-
-
-def _chunks(
-    hours: np.ndarray, starts: np.ndarray, ends: np.ndarray, parts: int = 32, least: int = 64
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Split each hour's range into up to ``parts`` chunks of at least ``least`` jobs."""
-    out_h, out_s, out_e = [], [], []
-    for h, s, e in zip(hours, starts, ends, strict=True):
-        step = max(least, -(-(int(e) - int(s)) // parts))
-        for a in range(int(s), int(e), step):
-            out_h.append(h)
-            out_s.append(a)
-            out_e.append(min(int(e), a + step))
-    return np.asarray(out_h), np.asarray(out_s), np.asarray(out_e)
 
 
 def assign_greedy(
