@@ -149,14 +149,17 @@ def solver_verbose() -> bool:
 
 @contextlib.contextmanager
 def _native_stdout_silenced() -> Iterator[None]:
-    """Send what native code writes to file descriptor 1 to /dev/null for the block."""
+    """Send what native code writes to file descriptor 1 (C's stdout, whatever ``sys.stdout``
+    is) to /dev/null for the block."""
+    fd = 1
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
     try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):
+        saved = os.dup(fd)
+    except OSError:  # no descriptor 1 (a daemon): nothing to silence
         yield
         return
-    sys.stdout.flush()
-    saved, null = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, fd)
     try:
         yield
