@@ -101,15 +101,14 @@ def check_scenario_dir(directory: str | Path, *, limit: int = DEFAULT_LIMIT
             continue
         keys_ok = True
         for key in spec.keys:
-            if key == "hour":
-                def check(d: pd.DataFrame, path: Path = path) -> Any:
-                    return _hour_positions(d, path, hours)
-            else:
-                defined = _DEFINES.get(key, "resources.csv")
+            defined = _DEFINES.get(key, "resources.csv")
 
-                def check(d: pd.DataFrame, path: Path = path, key: str = key,
-                          defined: str = defined) -> Any:
-                    return _check_labels(d, path, key, coords[key], defined)
+            def check(d: pd.DataFrame, path: Path = path, key: str = key,
+                      defined: str = defined) -> Any:
+                if key == "hour":
+                    return _hour_positions(d, path, hours)
+                return _check_labels(d, path, key, coords[key], defined)
+
             keys_ok &= _rows_from(check, df, errors, limit)
         for col in spec.values:
             if col in df.columns:

@@ -226,8 +226,8 @@ def test_readme_tour_runs_in_order(tmp_path: Path) -> None:
     assert (tmp_path / "sim" / "outcomes.csv").is_file()
     assert (tmp_path / "models" / "CURRENT").read_text().strip() == "v0001"
     assert (tmp_path / "loop" / "loop.md").is_file()
-    serve = next(r for r in results if r["argv"][0] == "serve")
-    assert json.loads(serve["stderr"])["answer"]["dc"] is not None
+    serve = next(r for r in results if r["argv"][0] == "serve")  # type: ignore[index]
+    assert json.loads(str(serve["stderr"]))["answer"]["dc"] is not None
 
 
 @pytest.mark.slow

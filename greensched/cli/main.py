@@ -34,7 +34,7 @@ from greensched.errors import GreenSchedError, InfeasibleError, SolverUnavailabl
 __all__ = ["app", "main"]
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException | str) -> None:
     """Print a user error as one unwrapped line on stderr."""
     print(f"error: {exc}", file=sys.stderr, flush=True)
 
