@@ -203,3 +203,12 @@ def test_ray_local_cluster_matches_serial(binding: Scenario) -> None:
     assert on_ray.engine == "ray" and on_ray.is_ok
     assert _close(on_ray.phases[0]["value_usd"], serial.phases[0]["value_usd"], 1e-9)
     assert on_ray.water_l == pytest.approx(binding.water_budget_l, rel=1e-9)
+
+
+def test_plan_dispatches_on_config_decompose(binding: Scenario) -> None:
+    mono = plan(binding)
+    dec = plan(binding, PlanConfig(decompose="hours"))
+    assert getattr(dec, "method", None) == "decomposed-hours"
+    assert _close(dec.phases[0]["value_usd"], mono.phases[0]["value_usd"])
+    with pytest.raises(GreenSchedError, match="decompose"):
+        PlanConfig(decompose="days")

@@ -96,6 +96,9 @@ class PlanConfig:
         Congestion inputs of ``per_query`` (:class:`~greensched.scheduler.per_query
         .DelayOptions`): slots per (dc, query_type) (``None``: the documented default),
         service-time cs², utilisation cap.
+    decompose
+        ``"hours"``: solve hour by hour with the coupling rows priced, in this process
+        (:func:`greensched.scheduler.decompose.plan_decomposed` for workers and Ray).
     """
 
     mode: PlanMode | str = PlanMode.WEIGHTED
@@ -110,9 +113,12 @@ class PlanConfig:
     pool_slots: xr.DataArray | None = None
     service_scv: float = DEFAULT_SERVICE_SCV
     max_utilization: float = DEFAULT_MAX_UTILIZATION
+    decompose: str | None = None
 
     def __post_init__(self) -> None:
         self.delay_options()  # validates the delay fields
+        if self.decompose not in (None, "hours"):
+            raise GreenSchedError(f"decompose {self.decompose!r} is not known; expected 'hours'")
         try:
             self.mode = PlanMode(self.mode)
         except ValueError:
@@ -413,6 +419,10 @@ def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
     be used (not installed, or the model is beyond its licence).
     """
     cfg = config or PlanConfig()
+    if cfg.decompose is not None:
+        from greensched.scheduler.decompose import plan_decomposed
+
+        return plan_decomposed(scenario, cfg)
     return PlanSession(scenario, cfg.solver, cfg.threads, cfg.delay_options()).solve(cfg)
 
 
