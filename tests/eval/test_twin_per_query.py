@@ -69,6 +69,7 @@ def test_twin_prices_the_plan_like_the_planner() -> None:
 
 def test_letter_execution_keeps_the_letter_delay_term(paper) -> None:  # type: ignore[no-untyped-def]
     result = plan(paper)
+    assert result.allocation is not None
     tw = evaluate_allocation(paper, result.allocation)
     assert tw["delay_model"] == "letter" and tw["queueing_s"] == 0.0
     assert tw["delay_cost_usd"] == pytest.approx(result.objective["delay_usd"], rel=1e-6)
