@@ -127,6 +127,7 @@ def test_cap_infeasible_names_the_pool() -> None:
     row = result.diagnosis[0]
     assert row["family"] == "utilization"
     assert set(row["where"]) == {"dc", "query_type", "hour"}
+    assert row["limit"] == pytest.approx(0.9 * 3600.0)  # u_max · 3600 · c busy seconds, c = 1
     assert "utilisation cap" in result.message
 
 

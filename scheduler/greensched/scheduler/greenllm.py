@@ -84,8 +84,8 @@ class GreenLLMModel:
         ``"letter"`` or ``"per_query"``.
     queue_s, pool_load_s
         ``per_query`` only: queueing seconds Q and busy seconds per (dc, query_type, hour).
-    slots
-        ``per_query`` only: pool slots c per (dc, query_type).
+    slots, max_utilization
+        ``per_query`` only: pool slots c per (dc, query_type) and the utilisation cap u_max.
     slacks
         In elastic mode, slack variables per family.
     """
@@ -105,6 +105,7 @@ class GreenLLMModel:
     queue_s: linopy.Variable | None = None
     pool_load_s: linopy.LinearExpression | None = None
     slots: xr.DataArray | None = None
+    max_utilization: float = 0.9
 
 
 def _order(da: xr.DataArray, *dims: str) -> xr.DataArray:
@@ -336,4 +337,5 @@ def build_model(
         queue_s=queue,
         pool_load_s=load,
         slots=slots,
+        max_utilization=opts.max_utilization,
     )

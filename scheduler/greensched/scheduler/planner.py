@@ -505,7 +505,7 @@ def _slack_scale(gm: GreenLLMModel, family: str) -> xr.DataArray | float:
     ds = scen.ds
     if family == "utilization":
         assert gm.slots is not None
-        return 3600.0 * gm.slots
+        return gm.max_utilization * 3600.0 * gm.slots
     if family == "power_balance":
         return (ds["grid_cap_kw"] + ds["renewable_kw"]).transpose("dc", "hour")
     if family == "water":
