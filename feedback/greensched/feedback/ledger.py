@@ -147,9 +147,13 @@ def ledger_url(url_or_path: str | Path) -> str:
 
 def _is_busy(exc: BaseException) -> bool:
     text = str(getattr(exc, "orig", exc)).lower()
+    if isinstance(exc, sa.exc.TimeoutError):  # connection pool exhausted
+        return True
     return any(w in text for w in ("database is locked", "database table is locked", "busy",
                                    "could not connect", "connection refused", "timeout",
-                                   "server closed", "terminating connection"))
+                                   "server closed", "terminating connection", "disk i/o",
+                                   "database or disk is full", "deadlock detected",
+                                   "could not serialize"))
 
 
 class DurableLedger:
@@ -166,6 +170,7 @@ class DurableLedger:
         self.hours = int(ledger.hours)
         self._dc_pos = {d: i for i, d in enumerate(self.dcs)}
         self._capacity = ledger.capacity_ticks  # (hour, dc, resource), int64
+        self._known_keys: set[tuple[int, str, int]] = set()  # usage rows known to exist
 
     # -- opening ----------------------------------------------------------------------------
     @classmethod
@@ -234,6 +239,7 @@ class DurableLedger:
                                           _USAGE.c.capacity_ticks)).all()
         r_pos = {r: i for i, r in enumerate(self.resources)}
         for h, d, r, cap in rows:
+            self._known_keys.add((int(h), str(d), r_pos[r]))
             if int(cap) != int(self._capacity[h, self._dc_pos[d], r_pos[r]]):
                 raise LedgerError(f"the ledger {self.url} holds capacity {int(cap)} ticks for "
                                   f"(hour {h}, {d}, {r}); the scenario gives "
@@ -249,8 +255,9 @@ class DurableLedger:
                     yield conn
         except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
             # locked, unreachable, or out of space: the request may be retried, never a 500
-            what = "busy" if _is_busy(exc) else "unavailable"
-            raise LedgerBusy(f"the ledger {self.url} is {what} "
+            if not _is_busy(exc):
+                raise
+            raise LedgerBusy(f"the ledger {self.url} is busy or unavailable "
                              f"({getattr(exc, 'orig', None) or exc}); retry shortly") from exc
 
     @property
@@ -375,34 +382,47 @@ class DurableLedger:
                     conn.execute(_JOBS.insert(), jobs)
                 except sa.exc.IntegrityError as exc:
                     raise JobIdRace() from exc
-                self._apply(conn, delta, sign=1)
+                created = self._apply(conn, delta, sign=1)
         except sa.exc.IntegrityError as exc:  # pragma: no cover - raised above
             raise JobIdRace() from exc
+        self._known_keys.update(created)
 
     def _apply(self, conn: Connection, delta: Mapping[tuple[int, str, int], int],
-               sign: int) -> None:
-        """Add (sign 1, conditional on capacity) or remove (sign -1) ticks, keys in order."""
+               sign: int) -> list[tuple[int, str, int]]:
+        """Add (sign 1, conditional on capacity) or remove (sign -1) ticks.
+
+        One executemany of ``UPDATE ledger_usage SET used_ticks = used_ticks + :t WHERE key =
+        :key [AND used_ticks + :t <= capacity_ticks]`` over the keys in sorted order (so that
+        replicas lock rows in the same order and never deadlock); every key must be updated
+        (summed row count), else :class:`CapacityConflict`.  Returns the usage rows created here
+        (remembered once the transaction has committed).
+        """
         if not delta:
-            return
+            return []
         keys = sorted(delta)
+        created = []
         if sign > 0:
-            rows = [{"hour": h, "dc": d, "resource": self.resources[k],
+            created = [key for key in keys if key not in self._known_keys]
+            if created:
+                conn.execute(self._insert_ignore(), [
+                    {"hour": h, "dc": d, "resource": self.resources[k],
                      "capacity_ticks": int(self._capacity[h, self._dc_pos[d], k]),
-                     "used_ticks": 0} for h, d, k in keys]
-            conn.execute(self._insert_ignore(), rows)
-        conflicts = []
-        for h, d, k in keys:
-            t = int(delta[(h, d, k)]) * sign
-            cond = (_USAGE.c.hour == h) & (_USAGE.c.dc == d) & (
-                _USAGE.c.resource == self.resources[k])
-            if sign > 0:
-                cond = cond & (_USAGE.c.used_ticks + t <= _USAGE.c.capacity_ticks)
-            res = conn.execute(_USAGE.update().where(cond).values(
-                used_ticks=_USAGE.c.used_ticks + t))
-            if res.rowcount != 1:
-                conflicts.append(h)
-        if conflicts:
-            raise CapacityConflict(conflicts)
+                     "used_ticks": 0} for h, d, k in created])
+        rows = [{"b_h": h, "b_d": d, "b_r": self.resources[k], "b_t": int(delta[(h, d, k)]) * sign}
+                for h, d, k in keys]
+        t = sa.bindparam("b_t", type_=sa.BigInteger)
+        cond = (_USAGE.c.hour == sa.bindparam("b_h")) & (_USAGE.c.dc == sa.bindparam("b_d")) & (
+            _USAGE.c.resource == sa.bindparam("b_r"))
+        if sign > 0:
+            cond = cond & (_USAGE.c.used_ticks + t <= _USAGE.c.capacity_ticks)
+        stmt = _USAGE.update().where(cond).values(used_ticks=_USAGE.c.used_ticks + t)
+        if self._engine.dialect.supports_sane_multi_rowcount:
+            updated = conn.execute(stmt, rows).rowcount  # one executemany, keys in order
+        else:  # pragma: no cover - drivers without a summed executemany rowcount
+            updated = sum(conn.execute(stmt, r).rowcount for r in rows)
+        if updated != len(keys):
+            raise CapacityConflict([h for h, _, _ in keys])
+        return created
 
     def _insert_ignore(self) -> Any:
         if self.dialect == "postgresql":
