@@ -54,8 +54,10 @@ def test_twin_prices_the_plan_like_the_planner() -> None:
     # under-estimate of it (≤ W, within 2 % + 0.1 % of the busy seconds)
     exact = float(hourly_wait_s(x_near * LAMBDA * 1.0, 1.0))
     assert tw["queueing_s"] == pytest.approx(exact, rel=1e-9)
-    assert result.latency["queueing_s"] <= exact + 1e-9
-    assert result.latency["queueing_s"] >= 0.98 * exact - 1e-3 * 0.9 * 3600.0
+    assert result.latency["queueing_s"] == pytest.approx(exact, rel=1e-9)
+    assert result.latency["latency_s_per_query"] == pytest.approx(tw["latency_s_per_query"])
+    assert result.latency["queueing_lp_s"] <= exact + 1e-9
+    assert result.latency["queueing_lp_s"] >= 0.98 * exact - 1e-3 * 0.9 * 3600.0
     ell = x_near * 1.0 + (1 - x_near) * 1.5
     assert tw["latency_s_per_query"] == pytest.approx(ell + exact / LAMBDA, rel=1e-9)
     assert tw["delay_cost_usd"] == pytest.approx(RHO * (LAMBDA * ell + exact), rel=1e-9)

@@ -84,7 +84,8 @@ def test_interior_optimum_matches_hand_computed_mm1() -> None:
     assert result.objective["delay_usd"] == pytest.approx(exact, rel=0.01)
     lat = result.latency
     queue = float(hourly_wait_s(x_near * 3600.0, 1.0))
-    assert lat["queueing_s"] == pytest.approx(queue, rel=0.05, abs=1.0)
+    assert lat["queueing_s"] == pytest.approx(queue, rel=1e-9)  # exact M/G/c at the plan's load
+    assert queue * 0.95 - 1.0 <= lat["queueing_lp_s"] <= queue + 1e-9  # the LP's under-estimate
     mean = (x_near * 1.0 + (1 - x_near) * 1.5) + lat["queueing_s"] / LAMBDA
     assert lat["latency_s_per_query"] == pytest.approx(mean, rel=1e-9)
     # floor: every query at the near DC without queueing = ρ λ · 1 s

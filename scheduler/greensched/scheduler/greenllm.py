@@ -84,8 +84,9 @@ class GreenLLMModel:
         ``"letter"`` or ``"per_query"``.
     queue_s, pool_load_s
         ``per_query`` only: queueing seconds Q and busy seconds per (dc, query_type, hour).
-    slots, max_utilization
-        ``per_query`` only: pool slots c per (dc, query_type) and the utilisation cap u_max.
+    slots, max_utilization, service_scv
+        ``per_query`` only: pool slots c per (dc, query_type), the utilisation cap u_max and the
+        service-time cs² of the wait model.
     slacks
         In elastic mode, slack variables per family.
     """
@@ -106,6 +107,7 @@ class GreenLLMModel:
     pool_load_s: linopy.LinearExpression | None = None
     slots: xr.DataArray | None = None
     max_utilization: float = 0.9
+    service_scv: float = 1.0
 
 
 def _order(da: xr.DataArray, *dims: str) -> xr.DataArray:
@@ -338,4 +340,5 @@ def build_model(
         pool_load_s=load,
         slots=slots,
         max_utilization=opts.max_utilization,
+        service_scv=opts.service_scv,
     )

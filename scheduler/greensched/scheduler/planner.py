@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from greensched.errors import GreenSchedError
-from greensched.queueing import DEFAULT_MAX_UTILIZATION, DEFAULT_SERVICE_SCV
+from greensched.queueing import DEFAULT_MAX_UTILIZATION, DEFAULT_SERVICE_SCV, hourly_wait_s
 from greensched.scenario import Scenario
 from greensched.scheduler.backends import BackendSolution, SolveStatus
 from greensched.scheduler.compiled import _Compiled, _load_backend
@@ -48,7 +48,6 @@ __all__ = [
     "diagnose_infeasibility",
     "plan",
 ]
-
 
 
 class PlanMode(StrEnum):
@@ -169,7 +168,9 @@ class PlanResult:
         ``"letter"`` or ``"per_query"``.
     latency
         ``per_query`` only: ``latency_s_per_query`` (demand-weighted mean, queueing included),
-        ``queueing_s`` (total queueing seconds), ``delay_floor_usd`` (the delay cost of every
+        ``queueing_s`` (total queueing seconds: the M/G/c wait at the plan's pool loads),
+        ``queueing_lp_s`` (the LP's tangent under-estimate of it, what the objective's delay
+        cost carries), ``delay_floor_usd`` (the delay cost of every
         query at its lowest-latency DC without queueing) and ``decision_share`` (share of the
         delay cost above that floor).
     allocation
@@ -475,15 +476,19 @@ def _read_solution(
     result.delay_s = comp.evaluate(gm.delay_s, x)
     result.duals = comp.duals(sol.row_duals)
     if gm.delay_model == "per_query":
-        assert gm.queue_s is not None
+        assert gm.queue_s is not None and gm.pool_load_s is not None and gm.slots is not None
         lam = scen.ds["queries"]
-        queue = float(comp.values(gm.queue_s, x).sum())
+        queue_lp = float(comp.values(gm.queue_s, x).sum())
+        load = comp.evaluate(gm.pool_load_s, x).clip(min=0.0)
+        slots = gm.slots.broadcast_like(load).transpose(*load.dims)
+        queue = float(hourly_wait_s(load.values, slots.values, gm.service_scv).sum())
         query_s = float((result.delay_s * lam).sum()) + queue
         delay_usd = result.objective["delay_usd"]
         floor = delay_floor_usd(scen)
         result.latency = {
             "latency_s_per_query": query_s / max(float(lam.sum()), 1e-300),
             "queueing_s": queue,
+            "queueing_lp_s": queue_lp,
             "delay_floor_usd": floor,
             "decision_share": (delay_usd - floor) / delay_usd if delay_usd > 0 else 0.0,
         }
