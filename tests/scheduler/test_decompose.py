@@ -212,3 +212,18 @@ def test_plan_dispatches_on_config_decompose(binding: Scenario) -> None:
     assert _close(dec.phases[0]["value_usd"], mono.phases[0]["value_usd"])
     with pytest.raises(GreenSchedError, match="decompose"):
         PlanConfig(decompose="days")
+
+
+def test_per_query_delay_model_with_budget() -> None:
+    scen = synthesize(5, 4, 3, 6, seed=3)
+    scen.water_budget_l = None
+    cfg = PlanConfig(delay_model="per_query")
+    free = plan(scen, cfg)
+    assert free.is_ok
+    scen.water_budget_l = 0.93 * free.water_l
+    mono = plan(scen, cfg)
+    dec = plan_decomposed(scen, cfg)
+    assert dec.is_ok and dec.delay_model == "per_query"
+    assert _close(dec.phases[0]["value_usd"], mono.phases[0]["value_usd"])
+    assert dec.water_l == pytest.approx(scen.water_budget_l, rel=1e-9)
+    assert set(mono.duals) == set(dec.duals)  # every family, the queueing rows included
