@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Extra child arguments of the low-memory run (``--low-blocks N`` sets a block size).
+LOW_MEMORY_BLOCKS: list[str] = []
 DATA = ROOT.parent / "shared" / "data"
 
 
@@ -189,8 +191,7 @@ def compare(
             "--workers",
             str(workers),
             "--low-memory",
-            "--block-hours",
-            "3",
+            *LOW_MEMORY_BLOCKS,
             *extra,
         ],
         timeout_s,
@@ -243,8 +244,11 @@ def main() -> None:
     ap.add_argument("--letter-days", type=int, default=0)
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--lexicographic", action="store_true", help="lexicographic plans")
+    ap.add_argument("--low-blocks", type=int, default=None, help="block hours, low-memory run")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    if args.low_blocks is not None:
+        LOW_MEMORY_BLOCKS[:] = ["--block-hours", str(args.low_blocks)]
     report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_synthetic:
