@@ -2,6 +2,7 @@
 
 Run on demand:  python bench/bench_predictor.py [--lora-jobs 512] [--xgb-jobs 20000]
                    [--train-steps 20] [--skip-lora] [--compare-strategies] [--json OUT]
+                   [--fit-compare 20000 [--fit-threads 1]]
 
 Data: the synthetic stand-in dataset (greensched.predictor.synthetic) of a 9-DC scenario.
 Each figure is reported with a ratio to a reference measured in the same run:
@@ -12,6 +13,12 @@ Each figure is reported with a ratio to a reference measured in the same run:
   weights merged + heads)  vs  the bare forward pass of the base model on the same tokens;
 * XGBoost job×DC predictions/s (validation + features + all boosters)  vs  one bare
   ``inplace_predict`` of the point-energy booster on the prepared matrix.
+
+* ``--fit-compare N``: the XGBoost fit of N training jobs with one multi-quantile booster per
+  target (the default layout) against the five-booster layout with its shipped settings
+  (:data:`~greensched.predictor.xgb.FIVE_BOOSTER_DEFAULTS`), same rows, same threads, same
+  run (new, five, new, five: the median of two each); test MAPE and p10–p90 coverage (raw →
+  calibrated) on 2000 other jobs.  Target: ≤ 0.4× the five-booster time, accuracy no worse.
 
 Targets: LoRA ≥ 100 jobs/s batched, XGBoost ≥ 200k job×DC predictions/s batched.
 """
@@ -176,6 +183,50 @@ def compare_xgb_strategies(scen: Any, n_train: int, n_test: int) -> dict[str, An
     return out
 
 
+def compare_fits(scen: Any, n_train: int, threads: int, rounds: int = 2) -> dict[str, Any]:
+    """Fit time and accuracy: multi-quantile layout vs the five-booster one (module docstring)."""
+    from greensched.predictor.metrics import evaluate_predictions
+    from greensched.predictor.xgb import FIVE_BOOSTER_DEFAULTS, XGBoostPredictor
+
+    train, meta = synthetic_dataset(scen, n_train, seed=1, noise=0.02)
+    test, _ = synthetic_dataset(scen, 2000, seed=2, noise=0.02)
+    layouts = {"multi-quantile (3 boosters)": {}, "five boosters": FIVE_BOOSTER_DEFAULTS}
+    times: dict[str, list[float]] = {k: [] for k in layouts}
+    out: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, opts in layouts.items():
+            model = XGBoostPredictor(n_jobs=threads, **opts)
+            t0 = time.perf_counter()
+            model.fit(train, meta=meta)
+            times[name].append(time.perf_counter() - t0)
+            rep = evaluate_predictions(model.predict_frame(test), test, model.dcs_)
+            raw = evaluate_predictions(model.predict_frame(test, calibrated=False), test,
+                                       model.dcs_)
+            out[name] = {
+                "fit_seconds": statistics.median(times[name]), "fit_runs": times[name],
+                "boosters": len(model.boosters_),
+                **{f"{t}_{k}": rep[t]["all"][k] for t in ("energy_kwh", "service_s")
+                   for k in ("mape", "rmse", "coverage_p10_p90")},
+                **{f"{t}_coverage_raw": raw[t]["all"]["coverage_p10_p90"]
+                   for t in ("energy_kwh", "service_s")},
+                "action_accuracy": rep["action_accuracy"],
+            }
+    new, old = out["multi-quantile (3 boosters)"], out["five boosters"]
+    out["time_ratio"] = new["fit_seconds"] / old["fit_seconds"]
+    print(f"XGBoost fit of {n_train} jobs ({n_train * len(scen.dcs)} job×DC rows), "
+          f"{threads} thread(s), median of {rounds}:")
+    for name in layouts:
+        o = out[name]
+        print(f"  {name:28s} {o['fit_seconds']:7.1f} s  energy MAPE "
+              f"{100 * o['energy_kwh_mape']:.2f} %  service MAPE {100 * o['service_s_mape']:.2f}"
+              f" %  coverage E {o['energy_kwh_coverage_raw']:.3f}->"
+              f"{o['energy_kwh_coverage_p10_p90']:.3f}  s {o['service_s_coverage_raw']:.3f}->"
+              f"{o['service_s_coverage_p10_p90']:.3f}  action {100 * o['action_accuracy']:.1f} %",
+              flush=True)
+    print(f"  time ratio {out['time_ratio']:.2f} (target <= 0.40)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lora-jobs", type=int, default=512)
@@ -189,10 +240,15 @@ def main() -> None:
     ap.add_argument("--skip-xgb", action="store_true")
     ap.add_argument("--compare-strategies", action="store_true",
                     help="also compare the XGBoost layouts (stacked, per_dc, multi_output)")
+    ap.add_argument("--fit-compare", type=int, default=None, metavar="N",
+                    help="compare XGBoost fit time/accuracy of the two layouts on N jobs")
+    ap.add_argument("--fit-threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     scen = synthesize(dcs=9, areas=3, types=3, hours=24, seed=0)
     results: dict[str, Any] = {}
+    if args.fit_compare:
+        results["xgboost_fit"] = compare_fits(scen, args.fit_compare, args.fit_threads)
     if not args.skip_xgb:
         x = bench_xgb(scen, args.xgb_jobs, args.xgb_train, args.repeat, args.xgb_strategy)
         results["xgboost"] = x

@@ -83,8 +83,7 @@ def train_command(
     df, meta = read_dataset(data)
     if max_rows is not None:
         df = df.iloc[:max_rows]
-    if model == "lora":
-        options = {"progress": progress, **options}
+    options = {"progress": progress, **options}
     predictor = make_predictor(model, base_model=base_model, epochs=epochs if model == "lora"
                                else None, seed=seed, val_fraction=val_fraction, **options)
     predictor.fit(df, meta=meta)
@@ -138,6 +137,71 @@ def evaluate_command(model: Path, data: Path, out: Path) -> dict[str, Any]:
     return write_evaluation(predictor, df, out, name=str(model))
 
 
+def fleet_descriptors(scenario_dir: Path | None) -> Any:
+    """Per (dc, query_type) descriptors of the twin's serving fleet (GPU memory, model size,
+    GPUs per replica) for :func:`greensched.predictor.comparison.add_dc_descriptors`."""
+    from greensched.defaults import default_scenario
+    from greensched.eval.fleet import GPU_MEMORY_GB, fleet_for
+
+    scen = load_scenario(scenario_dir) if scenario_dir is not None else default_scenario()
+    t = fleet_for(scen).table
+    return t.assign(gpu_memory_gb=[GPU_MEMORY_GB[g] for g in t["gpu"]],
+                    model_params_b=t["params_b"].astype(float),
+                    gpus_per_replica=t["gpus_per_replica"].astype(float))
+
+
+def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,5000,20000",
+                    max_rows: str = "", test_jobs: int = 1000, transfer_jobs: int = 1500,
+                    hours: str = "18-24", leave_out_dc: str | None = None,
+                    describe_dcs: bool = True, scenario: Path | None = None,
+                    lora_epochs: int = 1, lora_max_steps: int | None = None,
+                    base_model: str | None = None, seed: int = 0, threads: int | None = None,
+                    command: str = "") -> Path:
+    """``evaluate-predictor --compare``: :func:`greensched.predictor.comparison.run_comparison`
+    on a dataset; writes ``out/predictor_comparison.md`` and ``.json``; returns the report."""
+    import json
+
+    from greensched.predictor.comparison import (
+        ComparisonConfig,
+        add_dc_descriptors,
+        run_comparison,
+        write_comparison_markdown,
+    )
+
+    def ints(text: str, what: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError as exc:
+            raise GreenSchedError(f"{what} must be comma-separated integers, got {text!r}"
+                                  ) from exc
+
+    caps: dict[str, int] = {}
+    for item in filter(None, (x.strip() for x in max_rows.split(","))):
+        name, _, n = item.partition("=")
+        caps[name.strip()] = ints(n, "--max-rows values")[0]
+    a, _, b = hours.partition("-")
+    hour_range = (int(a), int(b)) if hours else None
+    df, _ = read_dataset(data)
+    if describe_dcs:
+        df = add_dc_descriptors(df, fleet_descriptors(scenario))
+    lora = {"epochs": lora_epochs, "progress": False, "base_model": base_model,
+            **({"max_steps": lora_max_steps} if lora_max_steps else {}),
+            **({"num_threads": threads} if threads else {})}
+    xgb = {"n_jobs": threads} if threads else {}
+    cfg = ComparisonConfig(
+        variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+        sizes=ints(sizes, "--sizes"), max_rows=caps, test_jobs=test_jobs,
+        transfer_train_jobs=transfer_jobs, hour_range=hour_range, leave_out_dc=leave_out_dc,
+        options={"lora": lora, "lora-frozen": dict(lora), "xgboost": xgb}, seed=seed)
+    results = run_comparison(df, cfg, report=lambda line: console.print(line))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "predictor_comparison.json").write_text(
+        json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return write_comparison_markdown(results, out / "predictor_comparison.md",
+                                     command=command or "greensched evaluate-predictor --compare "
+                                     f"{variants} --data {data} --out {out}", dataset=str(data))
+
+
 def summary_line(metrics: dict[str, Any]) -> str:
     """One line with the pooled energy/service MAPE and action accuracy of a metrics dict."""
     parts = []
@@ -169,11 +233,26 @@ def train(
     seed: int = 0,
     val_fraction: Annotated[float, typer.Option(help="Validation share for early stopping.")] = 0.1,
     max_rows: Annotated[int | None, typer.Option(help="Use at most this many rows.")] = None,
+    freeze_base: Annotated[bool, typer.Option(
+        "--freeze-base", help="LoRA: keep the base model frozen, train the heads only "
+        "(variant 'frozen'; default: adapters fine-tuned with the heads).")] = False,
+    lora_layers: Annotated[int | None, typer.Option(
+        min=1, help="LoRA: adapt the top N transformer layers (default 2).")] = None,
 ) -> None:
     """Train an energy and service-time predictor (LoRA transformer or XGBoost)."""
 
+    extra: dict[str, Any] = {}
+    if model == "lora":
+        extra["freeze_base"] = freeze_base
+        if lora_layers is not None:
+            extra["lora_layers"] = lora_layers
+    elif freeze_base or lora_layers is not None:
+        raise GreenSchedError("--freeze-base and --lora-layers apply to --model lora only")
     metrics = train_command(data, model, base_model, epochs, out, seed,
-                            val_fraction=val_fraction, max_rows=max_rows)
+                            val_fraction=val_fraction, max_rows=max_rows, **extra)
+    variant = metrics.get("history", {}).get("variant")
+    if variant:
+        console.print(f"LoRA variant: {variant}")
     console.print(summary_line(metrics))
     console.print(f"wrote {out}")
 
@@ -198,12 +277,49 @@ def predict(
 
 @app.command("evaluate-predictor")
 def evaluate_predictor(
-    model: Annotated[Path, typer.Option(help="Model directory.")],
-    data: Annotated[Path, typer.Option(help="Test dataset.")],
+    data: Annotated[Path, typer.Option(help="Test dataset (with --compare: all the data).")],
     out: Annotated[Path, typer.Option(help="Report directory.")],
+    model: Annotated[Path | None, typer.Option(help="Model directory.")] = None,
+    compare: Annotated[str | None, typer.Option(
+        help="Train and compare variants on one split instead, e.g. lora,lora-frozen,xgboost."
+    )] = None,
+    sizes: Annotated[str, typer.Option(help="--compare: training sizes.")] = "1500,5000,20000",
+    max_rows: Annotated[str, typer.Option(
+        help="--compare: largest size per variant, e.g. lora=5000,lora-frozen=5000.")] = "",
+    test_jobs: Annotated[int, typer.Option(min=10, help="--compare: test jobs.")] = 1000,
+    transfer_jobs: Annotated[int, typer.Option(
+        min=10, help="--compare: training jobs of the transfer tests.")] = 1500,
+    hours: Annotated[str, typer.Option(
+        help="--compare: held-out test hours START-STOP (stop exclusive); '' skips.")] = "18-24",
+    leave_out_dc: Annotated[str | None, typer.Option(
+        help="--compare: the DC left out (default the last; '' skips).")] = None,
+    describe_dcs: Annotated[bool, typer.Option(
+        help="--compare: add the fleet's DC descriptors (GPU memory, model size, GPUs per "
+        "replica) from --scenario (default: the embedded one).")] = True,
+    scenario: Annotated[Path | None, typer.Option(help="--compare: scenario of the data.")] = None,
+    lora_epochs: Annotated[int, typer.Option(min=1, help="--compare: LoRA epochs.")] = 1,
+    lora_max_steps: Annotated[int | None, typer.Option(
+        min=1, help="--compare: cap on LoRA fine-tuning steps.")] = None,
+    base_model: Annotated[str | None, typer.Option(help="--compare: LoRA base model.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="--compare: torch and XGBoost threads (default: their own).")] = None,
+    seed: int = 0,
 ) -> None:
-    """RMSE, MAPE, R², quantile coverage and action accuracy on a test set, with plots."""
+    """RMSE, MAPE, R², quantile coverage and action accuracy on a test set, with plots; or,
+    with --compare, a fair side-by-side of predictor variants (reports/predictor_comparison.md).
+    """
 
+    if compare:
+        path = compare_command(data, out, compare, sizes=sizes, max_rows=max_rows,
+                               test_jobs=test_jobs, transfer_jobs=transfer_jobs, hours=hours,
+                               leave_out_dc=leave_out_dc, describe_dcs=describe_dcs,
+                               scenario=scenario, lora_epochs=lora_epochs,
+                               lora_max_steps=lora_max_steps, base_model=base_model, seed=seed,
+                               threads=threads)
+        console.print(f"wrote {path}")
+        return
+    if model is None:
+        raise GreenSchedError("give --model DIR (or --compare VARIANTS)")
     metrics = evaluate_command(model, data, out)
     console.print(summary_line(metrics))
     console.print(f"wrote {out}/report.md")

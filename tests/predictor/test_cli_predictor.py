@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from greensched.errors import GreenSchedError
 from greensched.cli.predictor import evaluate_command, predict_command, train_command
+from greensched.errors import GreenSchedError
 from greensched.predictor.report import write_accuracy_report
 from greensched.predictor.synthetic import synthetic_dataset, synthetic_jobs, write_dataset
 from greensched.scenario import Scenario, load_scenario

@@ -102,6 +102,11 @@ class PredictorConfig:
     output_token_dropout
         Share of training rows whose ``output_tokens`` are hidden, so that the model also
         predicts jobs whose generated length is not known yet (online assignment).
+    dc_identity
+        Let the model know which DC a prediction is for (a one-hot DC input; per-DC target
+        scaling).  Off, a DC is known only by its features (state and the optional
+        descriptors of :data:`~greensched.predictor.features.DC_DESCRIPTOR_FIELDS`) and the
+        target scaling is pooled, so the model can predict for a DC it never saw.
     calibration_fraction
         Share of the rows held out (besides the validation split) to calibrate the p10/p90
         quantiles by split-conformal prediction (:mod:`greensched.predictor.calibration`);
@@ -112,6 +117,7 @@ class PredictorConfig:
     val_fraction: float = 0.1
     output_token_dropout: float = 0.2
     calibration_fraction: float = 0.1
+    dc_identity: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -278,7 +284,8 @@ class BasePredictor(abc.ABC):
         if not warm:
             self.dcs_: list[str] = dcs
             self.featurizer_ = Featurizer(dcs).fit(train)
-            self.target_scaler_ = TargetScaler().fit(TargetScaler.log_targets(train, dcs))
+            self.target_scaler_ = TargetScaler().fit(TargetScaler.log_targets(train, dcs),
+                                                     pooled=not self.config.dc_identity)
         t0 = time.perf_counter()
         history = self._fit(self._mask_outputs(train), val, warm_start=warm)
         history["warm_start"] = warm
@@ -289,11 +296,12 @@ class BasePredictor(abc.ABC):
                                          for d in dcs]) for t in TARGETS}
             self.calibration_ = QuantileCalibration.fit(self._predict_arrays(cal), truth, dcs)
         on = val if val is not None else train
-        report = evaluate_predictions(self._predict_validated(on), on, dcs)
-        raw = evaluate_predictions(self._predict_validated(on, calibrated=False), on, dcs)
-        validation: dict[str, Any] = {t: {k: report[t]["all"][k] for k in ("mape", "rmse_log", "rmse", "r2",
-                                                           "coverage_p10_p90")}
-                      for t in TARGETS}
+        raw_arrays = self._predict_arrays(on)
+        report = evaluate_predictions(
+            self._frame(on, self.calibration_.apply(raw_arrays)), on, dcs)
+        raw = evaluate_predictions(self._frame(on, raw_arrays), on, dcs)
+        keys = ("mape", "rmse_log", "rmse", "r2", "coverage_p10_p90")
+        validation: dict[str, Any] = {t: {k: report[t]["all"][k] for k in keys} for t in TARGETS}
         for t in TARGETS:
             validation[t]["coverage_p10_p90_uncalibrated"] = raw[t]["all"]["coverage_p10_p90"]
         validation["action_accuracy"] = report.get("action_accuracy", float("nan"))
@@ -357,7 +365,9 @@ class BasePredictor(abc.ABC):
         return self._arrays(data, calibrated)
 
     def _predict_validated(self, data: pd.DataFrame, calibrated: bool = True) -> pd.DataFrame:
-        arrays = self._arrays(data, calibrated)
+        return self._frame(data, self._arrays(data, calibrated))
+
+    def _frame(self, data: pd.DataFrame, arrays: dict[str, np.ndarray]) -> pd.DataFrame:
         cols: dict[str, Any] = {"job_id": data["job_id"].to_numpy(dtype=object)}
         for var in PRED_VARS:
             for j, d in enumerate(self.dcs_):

@@ -7,7 +7,10 @@ Job features (one row per job)::
     log(sla_s), one-hot(query_type), one-hot(area)
 
 Per-DC features (one vector per job and DC), in :data:`greensched.predictor.dataset.DC_FIELDS`
-order: price (USD/kWh), carbon (kg/kWh), renewable share, PUE, utilisation, RTT (s).
+order: price (USD/kWh), carbon (kg/kWh), renewable share, PUE, utilisation, RTT (s), then the
+optional DC descriptors of :data:`DC_DESCRIPTOR_FIELDS` (what serves the job there: GPU memory,
+model size, GPUs per replica) when the training rows carry them for every DC
+(``<field>__<dc>``).  Descriptors let a model predict for a DC it never saw in training.
 
 Continuous features are standardised with the training set's mean and standard deviation (the
 same statistics for every DC, so that DCs stay comparable).  Unknown categories map to all-zero
@@ -22,9 +25,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greensched.predictor.dataset import DC_FIELDS, TARGETS, dc_column
+from greensched.predictor.dataset import DC_FIELDS, TARGETS, DatasetError, dc_column
 
-__all__ = ["Featurizer", "TargetScaler"]
+__all__ = ["DC_DESCRIPTOR_FIELDS", "Featurizer", "TargetScaler", "descriptor_fields"]
+
+#: Optional per-(job, DC) descriptors of the serving set-up (numeric, ``<field>__<dc>``).
+DC_DESCRIPTOR_FIELDS = ("gpu_memory_gb", "model_params_b", "gpus_per_replica")
+
+
+def descriptor_fields(df: pd.DataFrame, dcs: Sequence[str]) -> tuple[str, ...]:
+    """The :data:`DC_DESCRIPTOR_FIELDS` that ``df`` has for every DC of ``dcs``."""
+    return tuple(f for f in DC_DESCRIPTOR_FIELDS
+                 if all(dc_column(f, d) in df.columns for d in dcs))
 
 _JOB_NUMERIC = ("log_input_tokens", "log_output_tokens", "output_known", "log_sla_s")
 
@@ -38,6 +50,7 @@ class Featurizer:
         self.areas: list[str] = []
         self.job_mean = np.zeros(len(_JOB_NUMERIC))
         self.job_std = np.ones(len(_JOB_NUMERIC))
+        self.dc_fields: tuple[str, ...] = tuple(DC_FIELDS)
         self.dc_mean = np.zeros(len(DC_FIELDS))
         self.dc_std = np.ones(len(DC_FIELDS))
 
@@ -46,11 +59,12 @@ class Featurizer:
         """Learn categories and means/standard deviations from (validated) training rows."""
         self.query_types = sorted(pd.unique(df["query_type"].astype(str)))
         self.areas = sorted(pd.unique(df["area"].astype(str)))
+        self.dc_fields = (*DC_FIELDS, *descriptor_fields(df, self.dcs))
         raw = self._job_raw(df)
         self.job_mean = np.nanmean(raw, axis=0)
         self.job_std = np.nanstd(raw, axis=0)
         self.job_mean[2], self.job_std[2] = 0.0, 1.0  # the flag stays 0/1
-        dc = self._dc_raw(df).reshape(-1, len(DC_FIELDS))
+        dc = self._dc_raw(df).reshape(-1, len(self.dc_fields))
         self.dc_mean = dc.mean(axis=0)
         self.dc_std = dc.std(axis=0)
         self.job_mean = np.nan_to_num(self.job_mean)
@@ -64,6 +78,7 @@ class Featurizer:
             "dcs": self.dcs,
             "query_types": self.query_types,
             "areas": self.areas,
+            "dc_fields": list(self.dc_fields),
             "job_mean": self.job_mean.tolist(),
             "job_std": self.job_std.tolist(),
             "dc_mean": self.dc_mean.tolist(),
@@ -76,6 +91,7 @@ class Featurizer:
         f = cls(d["dcs"])
         f.query_types = list(d["query_types"])
         f.areas = list(d["areas"])
+        f.dc_fields = tuple(d.get("dc_fields", DC_FIELDS))
         for key in ("job_mean", "job_std", "dc_mean", "dc_std"):
             setattr(f, key, np.asarray(d[key], dtype=float))
         return f
@@ -93,10 +109,14 @@ class Featurizer:
         ])
 
     def _dc_raw(self, df: pd.DataFrame) -> np.ndarray:
-        arr = np.empty((len(df), len(self.dcs), len(DC_FIELDS)))
+        arr = np.empty((len(df), len(self.dcs), len(self.dc_fields)))
         for j, d in enumerate(self.dcs):
-            for k, f in enumerate(DC_FIELDS):
-                arr[:, j, k] = df[dc_column(f, d)].to_numpy(dtype=float)
+            for k, f in enumerate(self.dc_fields):
+                col = dc_column(f, d)
+                if col not in df.columns:
+                    raise DatasetError("missing column: the model was trained with this DC "
+                                       "descriptor", column=col)
+                arr[:, j, k] = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
         return arr
 
     @staticmethod
@@ -124,7 +144,7 @@ class Featurizer:
         ]).astype(np.float32)
 
     def dc_features(self, df: pd.DataFrame) -> np.ndarray:
-        """(n, D, len(DC_FIELDS)) float32, standardised."""
+        """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
 
 
@@ -144,10 +164,17 @@ class TargetScaler:
             axis=1,
         )
 
-    def fit(self, logs: np.ndarray) -> TargetScaler:
-        """Learn μ, σ (each (2, D)) from (n, 2, D) log targets."""
-        self.mean = logs.mean(axis=0)
-        std = logs.std(axis=0)
+    def fit(self, logs: np.ndarray, pooled: bool = False) -> TargetScaler:
+        """Learn μ, σ (each (2, D)) from (n, 2, D) log targets; ``pooled``: one μ, σ per
+        target shared by all DCs (so that the scaled targets keep the differences between
+        DCs, which a model without DC identity must learn from the DCs' features)."""
+        if pooled:
+            D = logs.shape[2]
+            self.mean = np.repeat(logs.mean(axis=(0, 2))[:, None], D, axis=1)
+            std = np.repeat(logs.std(axis=(0, 2))[:, None], D, axis=1)
+        else:
+            self.mean = logs.mean(axis=0)
+            std = logs.std(axis=0)
         self.std = np.where(std > 1e-9, std, 1.0)
         return self
 

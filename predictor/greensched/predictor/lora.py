@@ -50,7 +50,8 @@ import pandas as pd
 
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
-from greensched.predictor.dataset import DC_FIELDS, TARGETS
+from greensched.predictor.dataset import DC_FIELDS as DC_STATE_FIELDS
+from greensched.predictor.dataset import TARGETS
 from greensched.predictor.lora_net import build_net, encoder_layers, split_outputs
 from greensched.predictor.lora_train import fit_lora
 from greensched.predictor.prompts import render_prompts
@@ -123,9 +124,6 @@ class LoraConfig(PredictorConfig):
         While fine-tuning after the warm-up the heads train at
         ``head_learning_rate × finetune_head_lr_scale`` (they are already fitted; a full rate
         would undo the warm-up).
-    dc_identity
-        Give the head the one-hot DC; off, each DC is described by its features only, so the
-        model can predict for a DC it never saw (leave-one-DC-out).
     base_dropout
         Dropout probability inside the frozen base model while training; ``None`` keeps the
         model's own (MiniLM: 0.1).  The default 0 makes a CPU training step about a quarter
@@ -172,7 +170,6 @@ class LoraConfig(PredictorConfig):
     cache_activations: bool = True
     cache_max_mb: int = 2048
     finetune_head_lr_scale: float = 0.1
-    dc_identity: bool = True
     base_dropout: float | None = 0.0
     epochs: int = 5
     max_steps: int | None = None
@@ -276,12 +273,12 @@ class LoraPredictor(BasePredictor):
     def _n_num(self) -> int:
         if not self.config.numeric_features:
             return 0
-        return self.featurizer_.n_job + len(self.dcs_) * len(DC_FIELDS)
+        return self.featurizer_.n_job + len(self.dcs_) * len(self.featurizer_.dc_fields)
 
     def _new_net(self, encoder: Any, hidden: int) -> Any:
         numeric = self.config.numeric_features
         return build_net(encoder, hidden, self.featurizer_.n_job if numeric else 0,
-                         len(DC_FIELDS) if numeric else 0, len(self.dcs_),
+                         len(self.featurizer_.dc_fields) if numeric else 0, len(self.dcs_),
                          self.config.head_width, self.config.text_dim,
                          self.config.text_dropout, self.config.dc_identity)
 
@@ -295,7 +292,8 @@ class LoraPredictor(BasePredictor):
     def _encode(self, df: pd.DataFrame) -> tuple[Any, Any, Any]:
         import torch
 
-        enc = self.tokenizer_(render_prompts(df, self.dcs_), padding=True, truncation=True,
+        extra = self.featurizer_.dc_fields[len(DC_STATE_FIELDS):]
+        enc = self.tokenizer_(render_prompts(df, self.dcs_, extra), padding=True, truncation=True,
                               max_length=self.config.max_length, return_tensors="pt")
         num = torch.from_numpy(np.ascontiguousarray(self._numeric(df), dtype=np.float32))
         return enc["input_ids"], enc["attention_mask"], num

@@ -68,7 +68,8 @@ def _tokens(x: Any) -> str:
     return str(int(round(v))) if math.isfinite(v) else "?"
 
 
-def render_prompt(job: Mapping[str, Any], dcs: Sequence[str]) -> str:
+def render_prompt(job: Mapping[str, Any], dcs: Sequence[str],
+                  extra_fields: Sequence[str] = ()) -> str:
     """Render one dataset row (job fields + ``<field>__<dc>`` state) as prompt text.
 
     Parameters
@@ -78,17 +79,24 @@ def render_prompt(job: Mapping[str, Any], dcs: Sequence[str]) -> str:
         missing/NaN → ``?``), ``sla_s`` and the state columns of every DC in ``dcs``.
     dcs
         DC identifiers in the model's output order.
+    extra_fields
+        DC descriptor fields (``gpu_memory_gb``, ``model_params_b``, ...) appended to each DC
+        block as rounded numbers, so that the text describes each DC by what serves the job
+        there (needed to predict for a DC the model never saw).
     """
     head = (f"{job['query_type']} {job['area']} in {_tokens(job['input_tokens'])} "
             f"out {_tokens(job.get('output_tokens'))} sla {_num(job['sla_s'])}")
-    blocks = [" ".join(_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS)
+    blocks = [" ".join([_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS]
+                       + [_num(job.get(dc_column(f, d))) for f in extra_fields])
               for d in dcs]
     return " ; ".join([head, *blocks])
 
 
-def render_prompts(df: pd.DataFrame, dcs: Sequence[str]) -> list[str]:
+def render_prompts(df: pd.DataFrame, dcs: Sequence[str],
+                   extra_fields: Sequence[str] = ()) -> list[str]:
     """:func:`render_prompt` for every row of a dataset frame, in row order."""
     cols = ["query_type", "area", "input_tokens", "output_tokens", "sla_s"]
     cols += [dc_column(f, d) for d in dcs for f, _, _ in PROMPT_FIELDS]
+    cols += [dc_column(f, d) for d in dcs for f in extra_fields]
     recs = df.reindex(columns=cols).to_dict("records")
-    return [render_prompt(r, dcs) for r in recs]
+    return [render_prompt(r, dcs, extra_fields) for r in recs]
