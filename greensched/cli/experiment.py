@@ -1,7 +1,7 @@
 """``greensched experiment run|report``: GreenSched against the published baselines.
 
 ``greensched experiment run EXP.toml --out DIR [--seeds N] [--workers N | --ray ADDRESS|local]
-[--quick] [--report MD]`` runs every seed × variant of an experiment file
+[--quick] [--report MD] [--scenario SPEC]`` runs every seed × variant of an experiment file
 (:mod:`greensched.eval.experiment`) with a progress bar and writes ``DIR/results.parquet``
 (one row per seed × variant × metric), ``DIR/hourly.parquet`` and ``DIR/experiment.json``;
 ``--report MD`` also writes the Markdown report there.  ``greensched experiment report DIR
@@ -36,6 +36,14 @@ experiment_app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 
+def _command_line() -> str | None:
+    """The ``greensched experiment ...`` command being run (None when not from a shell)."""
+    argv = sys.argv
+    if "experiment" not in argv or Path(argv[0]).name not in ("greensched", "main.py"):
+        return None
+    return "greensched " + shlex.join(argv[argv.index("experiment"):])
+
+
 @experiment_app.command("run")
 def run_command(
     experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
@@ -48,9 +56,14 @@ def run_command(
         "--quick", help="The file's [quick] preset: few seeds, few jobs.")] = False,
     report: Annotated[Path | None, typer.Option(
         "--report", help="Also write the Markdown report to this file.")] = None,
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", help="Override the file's scenario (default, DIR, synth:..., "
+        "build:BUILD.toml@YYYY-MM-DD).")] = None,
 ) -> None:
     """Run an experiment file's seeds x variants."""
     cfg = load_experiment(experiment)
+    if scenario is not None:
+        cfg.scenario = scenario
     if quick:
         cfg = cfg.quick_preset()
     if seeds is not None:
@@ -67,12 +80,12 @@ def run_command(
             else:
                 bar.update(task, description=f"{cfg.name}: {what}")
 
-        meta = run_experiment(cfg, out, workers=workers, ray_address=ray, progress=progress)
+        meta = run_experiment(cfg, out, workers=workers, ray_address=ray, progress=progress,
+                              command=_command_line())
     console.print(f"{cfg.seeds} seeds x {len(cfg.variants)} variants in {meta['wall_s']:.1f} s "
                   f"({meta['engine']}); results in {out}/results.parquet")
     if report is not None:
-        cmd = "greensched experiment " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else None
-        path = write_report(out, report, command=cmd)
+        path = write_report(out, report)
         console.print(f"report: {path}")
 
 

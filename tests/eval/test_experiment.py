@@ -84,6 +84,7 @@ reference = "perf"
 n_jobs = 120
 batch_share = 0.5
 batch_deadline_h = [1.0, 3.0]
+represent_demand = false
 [[variant]]
 label = "gs"
 policy = "greensched"
@@ -100,7 +101,8 @@ predictor = "oracle"
     res = pd.read_parquet(tmp_path / "a" / "results.parquet")
     assert len(res) == 2 * 3 * len(METRICS)
     val = res.set_index(["variant", "seed", "metric"])["value"]
-    assert val.loc[("oracle", 0, "pred_mape_energy")] == 0.0  # true coefficients
+    # light load: the oracle's per-job values (the twin's, with the run's noise) are exact
+    assert val.loc[("oracle", 0, "pred_mape_energy")] == 0.0
     assert val.loc[("perf", 0, "deferred_share")] == 0.0
     assert val.loc[("gs", 0, "deferred_share")] > 0.0
     run_experiment(cfg, tmp_path / "b", workers=2)
@@ -131,7 +133,8 @@ def test_quick_main_experiment_report(tmp_path: Path) -> None:
     # the carbon reduction vs performance-only printed in the report is the paired means'
     carbon = res[res["metric"] == "carbon_kg"].groupby("variant")["value"].mean()
     red = 100 * (1 - carbon["greensched"] / carbon["performance-only"])
-    line = next(ln for ln in text.splitlines() if ln.startswith("| performance-only | 0"))
+    section = text.split(SECTIONS[2])[1].split(SECTIONS[3])[0]
+    line = next(ln for ln in section.splitlines() if ln.startswith("| performance-only | "))
     assert f"{red:.1f} ±" in line
     for fig in ("bars_carbon_kg.png", "carbon_vs_sla.png", "hourly_profiles.png",
                 "carbon_per_region.png"):

@@ -94,3 +94,12 @@ def test_unknown_policy_names_the_choices() -> None:
         make_policy("pcap")
     with pytest.raises(PolicyError, match="bad parameters"):
         make_policy("pcaps", gama=0.3)
+
+
+def test_each_step_observes_its_hour(case: dict[str, Any]) -> None:
+    scen = case["scenario"]
+    ctx = PolicyContext.from_scenario(scen, seed=2, forecast_error=0.3, plan=case["plan"])
+    truth = scen.ds["carbon_kg_per_kwh"].transpose("hour", "dc").values
+    assert not np.allclose(ctx.carbon_forecast_kg_per_kwh, truth)  # a forecast with error
+    run_schedule(make_policy("greensched"), ctx, **case["arrays"])
+    assert np.array_equal(ctx.carbon_forecast_kg_per_kwh, truth)  # every hour was observed

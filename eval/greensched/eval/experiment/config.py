@@ -3,14 +3,16 @@
 Example (``examples/experiments/main.toml``)::
 
     name = "main"
-    scenario = "default"            # "default" (embedded day), a scenario directory, or
-                                    # "synth:DCS,AREAS,TYPES,HOURS,SEED"
+    scenario = "default"            # "default" (embedded day), a scenario directory,
+                                    # "synth:DCS,AREAS,TYPES,HOURS,SEED", or one built day
+                                    # "build:BUILD.toml@YYYY-MM-DD"
     seeds = 30
     noise = true                    # the twin's lognormal noise
     forecast_error = 0.1            # σ of the lognormal error of the carbon/price forecast
     capacity_scale = 1.0            # multiplies every DC's resource capacity
     greensched = "greensched"       # the variant tested against the others
     reference = "performance-only"  # the variant reductions are also reported against
+    alternatives = ["greensched-carbon"]  # other GreenSched settings tested the same way
 
     [jobs]
     n_jobs = 4000
@@ -23,6 +25,8 @@ Example (``examples/experiments/main.toml``)::
     policy = "greensched"
     predictor = "expected"          # expected | oracle | xgboost
     params = {}
+
+    notes = "..."                   # Markdown printed in the report's Run section
 
     [quick]                         # overrides for --quick
     seeds = 3
@@ -60,7 +64,8 @@ class PredictorKind(StrEnum):
     """Where a variant's per-(job, dc) energy and service-time predictions come from."""
 
     EXPECTED = "expected"  # the twin's population-mean expectation (no per-job hindsight)
-    ORACLE = "oracle"  # the twin's realised per-job values (true coefficients, upper bound)
+    #: the twin's per-job values with the run's noise (queues of a nearest-DC placement)
+    ORACLE = "oracle"
     XGBOOST = "xgboost"  # XGBoost trained on a twin dataset of another seed (pure-ML pipeline)
 
 
@@ -97,13 +102,20 @@ class Variant:
 
 @dataclass
 class JobMix:
-    """How jobs are drawn: count, traces, share and deadlines of batch jobs."""
+    """How jobs are drawn: count, traces, share and deadlines of batch jobs.
+
+    With ``represent_demand`` every sampled job stands for w = (the scenario's queries per day)
+    / n_jobs real queries: the twin's queues, utilisation and facility accounting weigh it by w
+    (so on-site renewables, grid caps and queueing see the scenario's full load) and the
+    policies' capacity ledger is divided by w (capacity binds as at full load).
+    """
 
     n_jobs: int = 2000
     traces: str | None = None
     batch_share: float = 0.5
     batch_deadline_h: tuple[float, float] = (2.0, 12.0)
     train_jobs: int = 3000
+    represent_demand: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, int) or self.n_jobs < 1:
@@ -135,6 +147,8 @@ class ExperimentConfig:
     reference: str = "performance-only"
     quick: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    notes: str = ""
+    alternatives: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -149,6 +163,10 @@ class ExperimentConfig:
         dup = {x for x in labels if labels.count(x) > 1}
         if dup:
             raise ExperimentError(f"variant labels must be unique; repeated: {sorted(dup)!r}")
+        for alt in self.alternatives:
+            if alt not in labels:
+                raise ExperimentError(f"alternatives names {alt!r}, no variant; labels are "
+                                      f"{labels!r}")
         for key in ("greensched", "reference"):
             if getattr(self, key) not in labels:
                 raise ExperimentError(
@@ -164,6 +182,7 @@ class ExperimentConfig:
             batch_share=self.jobs.batch_share,
             batch_deadline_h=self.jobs.batch_deadline_h,
             train_jobs=int(q.pop("train_jobs", min(self.jobs.train_jobs, 600))),
+            represent_demand=self.jobs.represent_demand,
         )
         keep = q.pop("variants", None)
         variants = [v for v in self.variants if keep is None or v.label in keep]
@@ -174,15 +193,19 @@ class ExperimentConfig:
             name=self.name, scenario=self.scenario, variants=variants, jobs=jobs, seeds=seeds,
             noise=self.noise, forecast_error=self.forecast_error,
             capacity_scale=self.capacity_scale, greensched=self.greensched,
-            reference=self.reference, quick={}, source=self.source,
+            reference=self.reference, quick={}, source=self.source, notes=self.notes,
+            alternatives=[a for a in self.alternatives if a in {v.label for v in variants}],
         )
 
 
 _TOP = {"name", "scenario", "seeds", "noise", "forecast_error", "capacity_scale", "greensched",
-        "reference", "jobs", "variant", "quick"}
+        "reference", "jobs", "variant", "quick", "notes", "alternatives"}
 
 
 def _resolve(value: str | None, base: Path) -> str | None:
+    if value is not None and value.startswith("build:"):
+        path, at, start = value[6:].partition("@")
+        return "build:" + str(_resolve(path, base)) + at + start
     if value is None or value == "default" or value.startswith("synth:"):
         return value
     p = Path(value)
@@ -224,6 +247,8 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
             reference=str(raw.get("reference", "performance-only")),
             quick=dict(raw.get("quick", {})),
             source=str(p),
+            notes=str(raw.get("notes", "")),
+            alternatives=[str(a) for a in raw.get("alternatives", [])],
         )
     except TypeError as exc:
         raise ExperimentError(f"{p}: {exc}") from exc

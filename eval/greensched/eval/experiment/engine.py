@@ -130,6 +130,7 @@ def run_experiment(
     workers: int = 1,
     ray_address: str | None = None,
     progress: Progress | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run every (seed, variant) task and write the tables (module docstring) to ``out_dir``."""
     if workers < 1:
@@ -160,6 +161,7 @@ def run_experiment(
         "jobs": asdict(cfg.jobs), "noise": cfg.noise, "forecast_error": cfg.forecast_error,
         "capacity_scale": cfg.capacity_scale, "greensched": cfg.greensched,
         "reference": cfg.reference, "engine": engine, "workers": workers, "wall_s": wall,
+        "notes": cfg.notes, "command": command, "alternatives": cfg.alternatives,
     }
     (out / "experiment.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n",
                                          encoding="utf-8")

@@ -64,8 +64,10 @@ def _mean(summary: pd.DataFrame, variant: str, metric: str) -> tuple[float, floa
     return float(row["mean"].iloc[0]), float(row["ci95"].iloc[0])
 
 
-def expected_outcomes(results: pd.DataFrame, greensched: str) -> list[dict[str, Any]]:
-    """Each expected outcome with the measured figure and met / not met / not measured."""
+def expected_outcomes(results: pd.DataFrame, greensched: str,
+                      carbon_only: bool = False) -> list[dict[str, Any]]:
+    """Each expected outcome with the measured figure and met / not met / not measured
+    (``carbon_only``: the three carbon outcomes only)."""
     summary = summarize(results)
     variants = set(results["variant"])
     carbon = compare(results, greensched, "carbon_kg")
@@ -91,6 +93,8 @@ def expected_outcomes(results: pd.DataFrame, greensched: str) -> list[dict[str, 
     out.append({"id": "sla", "outcome": EXPECTED_OUTCOMES[3][1],
                 "measured": f"{100 * (1 - m):.2f} % ± {100 * h:.2f} within SLA",
                 "status": "met" if 1 - m >= 0.99 else "not met"})
+    if carbon_only:
+        return out
     ms = [(v, *_mean(summary, v, "ms_per_decision")) for v in (greensched, "greedy")
           if v in variants]
     worst = max((x[1] for x in ms), default=float("nan"))
@@ -201,6 +205,19 @@ def _comparison_table(cmp: pd.DataFrame, unit: str) -> list[str]:
     return lines
 
 
+def _source_notes(source: str) -> str:
+    """``notes`` of the experiment file the run came from (when it is still there)."""
+    import tomllib
+
+    p = Path(source)
+    if not source or not p.is_file():
+        return ""
+    try:
+        return str(tomllib.loads(p.read_text(encoding="utf-8")).get("notes", ""))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return ""
+
+
 def write_report(run_dir: str | Path, markdown: str | Path | None = None,
                  command: str | None = None) -> Path:
     """Write the report of ``run_dir`` (default ``run_dir/report.md``); figures beside it."""
@@ -227,8 +244,12 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
         f"- GreenSched variant: `{gs}`; every comparison is paired over seeds (same jobs, "
         "noise and forecast error)",
     ]
+    command = command or meta.get("command")
     if command:
         lines.append(f"- regenerate: `{command}`")
+    notes = meta.get("notes") or _source_notes(meta.get("source", ""))
+    if notes:
+        lines += ["", notes.strip()]
     lines += ["", SECTIONS[1], "",
               "| variant | policy | predictor | carbon kg | cost USD | energy kWh | water l | "
               "SLA viol. % | deferred % | ms/job | max step s | energy MAPE |",
@@ -253,6 +274,16 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
               "| outcome | measured | status |", "|---|---|---|"]
     for o in expected_outcomes(results, gs):
         lines.append(f"| {o['outcome']} | {o['measured']} | **{o['status']}** |")
+    for alt in meta.get("alternatives") or []:
+        lines.append("")
+        lines.append(f"The carbon and SLA outcomes for the GreenSched setting `{alt}` (same "
+                     "seeds):")
+        lines += ["", "| outcome | measured | status |", "|---|---|---|"]
+        for o in expected_outcomes(results, alt, carbon_only=True):
+            lines.append(f"| {o['outcome']} | {o['measured']} | **{o['status']}** |")
+        alt_cmp = compare(results, alt, "carbon_kg")
+        lines += ["", f"`{alt}` against each variant, carbon:", "",
+                  *_comparison_table(alt_cmp, "kg")]
     lines += ["", SECTIONS[5], ""]
     losses = []
     for r in carbon.itertuples():
@@ -269,8 +300,8 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
     for v in order:
         m_v, _ = _mean(summary, v, "sla_violation_rate")
         if v != gs and m_v < m_gs:
-            losses.append(f"- SLA: `{v}` violates {100 * m_v:.2f} % vs GreenSched's "
-                          f"{100 * m_gs:.2f} %")
+            losses.append(f"- SLA: `{v}` violates {100 * m_v:.3f} % vs GreenSched's "
+                          f"{100 * m_gs:.3f} %")
     lines += losses or ["- nowhere in this experiment"]
     lines += ["", SECTIONS[6], ""]
     for caption, path in _figures(results, hourly, gs, fig_dir):

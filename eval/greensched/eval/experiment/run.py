@@ -36,7 +36,13 @@ TIMING_METRICS = ("ms_per_decision", "max_step_s")
 
 @lru_cache(maxsize=4)
 def load_experiment_scenario(spec: str) -> Scenario:
-    """``default``, ``synth:DCS,AREAS,TYPES,HOURS,SEED`` or a scenario directory."""
+    """``default``, ``synth:DCS,AREAS,TYPES,HOURS,SEED``, ``build:CONFIG.toml@YYYY-MM-DD`` (one
+    day built by :func:`greensched.builder.build.build_scenario`) or a scenario directory."""
+    if spec.startswith("build:"):
+        from greensched.builder.build import build_scenario
+
+        path, _, start = spec[6:].partition("@")
+        return build_scenario(path, start=start or None, days=1)
     if spec == "default":
         from greensched.defaults import default_scenario
 
@@ -73,7 +79,15 @@ def _draw_jobs(scen: Scenario, cfg: ExperimentConfig, seed: int, n_jobs: int) ->
     dl = jobs["arrival_s"].to_numpy() + rng.uniform(lo, hi, len(jobs)) * 3600.0
     jobs["job_class"] = np.where(batch, "batch", "interactive")
     jobs["deadline_s"] = np.where(batch, dl, jobs["arrival_s"] + jobs["sla_s"])
+    jobs["weight"] = demand_weight(scen, cfg, n_jobs)
     return jobs
+
+
+def demand_weight(scen: Scenario, cfg: ExperimentConfig, n_jobs: int) -> float:
+    """Real queries each sampled job stands for (1 without ``represent_demand``)."""
+    if not cfg.jobs.represent_demand:
+        return 1.0
+    return float(scen.ds["queries"].sum()) / max(1, n_jobs)
 
 
 _JOBS: dict[tuple[str, int, int], tuple[pd.DataFrame, JobArrays]] = {}
@@ -97,7 +111,8 @@ def train_xgboost(cfg: ExperimentConfig, seed: int = 10_000) -> bytes:
 
     scen = load_experiment_scenario(cfg.scenario)
     frame = _draw_jobs(scen, cfg, seed, cfg.jobs.train_jobs)
-    data = build_dataset(scen, frame.drop(columns=["job_class", "deadline_s"]), seed=seed,
+    data = build_dataset(scen, frame.drop(columns=["job_class", "deadline_s", "weight"]),
+                         seed=seed,
                          noise=cfg.noise, twin=_twin(cfg.scenario))
     model = make_predictor("xgboost", seed=0, n_jobs=1, n_estimators=200)
     model.fit(data)
@@ -118,7 +133,7 @@ def _predictions(kind: PredictorKind, cfg: ExperimentConfig, seed: int, frame: p
     if model is None:
         raise ValueError("an xgboost variant needs the trained model")
     predictor = pickle.loads(model)  # noqa: S301 - bytes made by train_xgboost in this run
-    pred = predictor.predict_jobs(frame.drop(columns=["job_class", "deadline_s"]), scen)
+    pred = predictor.predict_jobs(frame.drop(columns=["job_class", "deadline_s", "weight"]), scen)
     return (np.asarray(pred["energy_kwh"].values, dtype=float),
             np.asarray(pred["service_s"].values, dtype=float))
 
@@ -134,7 +149,8 @@ def run_task(cfg: ExperimentConfig, label: str, seed: int,
     tw = _twin(cfg.scenario)
     frame, ja = _jobs(cfg, seed)
     energy, service = _predictions(variant.predictor, cfg, seed, frame, ja, model)
-    ledger = CapacityLedger(scen.ds["capacity"] * cfg.capacity_scale, hours=scen.hours)
+    w = demand_weight(scen, cfg, cfg.jobs.n_jobs)
+    ledger = CapacityLedger(scen.ds["capacity"] * (cfg.capacity_scale / w), hours=scen.hours)
     ctx = PolicyContext.from_scenario(scen, seed=seed, forecast_error=cfg.forecast_error,
                                       plan=_plan(cfg.scenario), ledger=ledger)
     job_class = (frame["job_class"].to_numpy() == "batch").astype(np.int64)

@@ -177,6 +177,16 @@ class PolicyContext:
     price_forecast_usd_per_kwh: np.ndarray
     seed: int = 0
     plan: PlanResult | None = None
+    observed_carbon_kg_per_kwh: np.ndarray | None = None
+    observed_price_usd_per_kwh: np.ndarray | None = None
+
+    def observe(self, hour: int) -> None:
+        """Replace the forecast of hours ≤ ``hour`` by the observed values (when known)."""
+        h = int(hour) + 1
+        if self.observed_carbon_kg_per_kwh is not None:
+            self.carbon_forecast_kg_per_kwh[:h] = self.observed_carbon_kg_per_kwh[:h]
+        if self.observed_price_usd_per_kwh is not None:
+            self.price_forecast_usd_per_kwh[:h] = self.observed_price_usd_per_kwh[:h]
 
     @classmethod
     def from_scenario(
@@ -188,7 +198,12 @@ class PolicyContext:
         plan: PlanResult | None = None,
         ledger: CapacityLedger | None = None,
     ) -> PolicyContext:
-        """A fresh ledger and a forecast: the truth times seeded lognormal noise (σ = error)."""
+        """A fresh ledger and a forecast: the truth times seeded lognormal noise (σ = error).
+
+        The truth is kept as the observation: :func:`run_schedule` reveals each hour's actual
+        carbon and price when its step starts (the current hour is observed, later ones are
+        forecast).
+        """
         if not (math.isfinite(forecast_error) and forecast_error >= 0):
             raise PolicyError(f"forecast_error {forecast_error!r} must be a finite number >= 0")
         ds = scenario.ds
@@ -199,6 +214,8 @@ class PolicyContext:
             s2 = forecast_error**2
             carbon = carbon * np.exp(rng.normal(-s2 / 2, forecast_error, carbon.shape))
             price = price * np.exp(rng.normal(-s2 / 2, forecast_error, price.shape))
+        truth_c = np.asarray(ds["carbon_kg_per_kwh"].transpose("hour", "dc").values, dtype=float)
+        truth_p = np.asarray(ds["price_usd_per_kwh"].transpose("hour", "dc").values, dtype=float)
         return cls(
             scenario=scenario,
             ledger=ledger if ledger is not None else CapacityLedger.from_scenario(scenario),
@@ -206,6 +223,8 @@ class PolicyContext:
             price_forecast_usd_per_kwh=price,
             seed=int(seed),
             plan=plan,
+            observed_carbon_kg_per_kwh=truth_c,
+            observed_price_usd_per_kwh=truth_p,
         )
 
     @property
@@ -369,6 +388,7 @@ def run_schedule(
             job_class=job_class[idx], usage_ticks=usage[idx], energy_kwh=energy_kwh[idx],
             service_s=service_s[idx], hours=H,
         )
+        ctx.observe(h)
         t0 = time.perf_counter()
         dec = policy.decide(step, ctx)
         decide_s.append(time.perf_counter() - t0)

@@ -225,7 +225,9 @@ class GreenSchedPolicy(Policy):
     with forecast price c_f and carbon θ_f, plan shadow prices π (``guided``), excess the SLA
     excess (interactive) or the lateness start_s(t) + s_j(d) − deadline_j (batch).  With
     ``temporal=False`` every job starts now (the spatial greedy on the forecast).  ``carbon``
-    False drops the carbon term (ablation).  ``deadline_margin_s`` asks batch jobs to finish
+    False drops the carbon term (ablation).  ``plan_energy`` values energy at the plan's
+    marginal facility-energy price (which sees on-site renewables and grid caps) instead of the
+    forecast grid price and carbon.  ``deadline_margin_s`` asks batch jobs to finish
     that long before their deadline (a margin for queueing the prediction does not see).
     """
 
@@ -240,6 +242,7 @@ class GreenSchedPolicy(Policy):
         temporal: bool = True,
         carbon: bool = True,
         deadline_margin_s: float = 600.0,
+        plan_energy: bool = True,
     ) -> None:
         if not deadline_margin_s >= 0:
             raise PolicyError(f"deadline_margin_s {deadline_margin_s!r} must be >= 0")
@@ -248,6 +251,7 @@ class GreenSchedPolicy(Policy):
         self.guided = guided
         self.use_time = temporal
         self.carbon = carbon
+        self.plan_energy = plan_energy
 
     def reset(self, ctx: PolicyContext) -> None:
         guide = PlanGuide.from_result(solve_plan(ctx)) if self.guided else None
@@ -259,6 +263,13 @@ class GreenSchedPolicy(Policy):
         delta = np.asarray(ctx.scenario.ds["carbon_price_usd_per_kg"].values, dtype=float)
         per_kwh = (se * ctx.price_forecast_usd_per_kwh
                    + sc * delta[None, :] * ctx.carbon_forecast_kg_per_kwh) * pue[None, :]
+        if self.plan_energy and guide is not None and guide.energy_price is not None:
+            # the plan's marginal USD per facility kWh (0 where on-site renewables are in
+            # surplus), in place of the forecast's grid price and carbon
+            marginal = guide.energy_price.reindex(
+                dc=ctx.scenario.dcs, hour=np.arange(ctx.scenario.hours), fill_value=0.0
+            ).transpose("hour", "dc").values
+            per_kwh = np.asarray(marginal, dtype=float) * pue[None, :]
         self._per_kwh = per_kwh + a.water_price_usd_per_l * a.water_l_per_kwh
         self._guide = a.guide_per_token  # (H, K, D) or None
         self._w_alpha = sd * a.alpha
