@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PORTIONS = (".", "predictor", "scheduler", "feedback", "eval")
 
 CORE = {"errors", "scenario", "scenario_tables", "plotstyle", "jobs", "state", "util", "units",
-        "weights", "synth", "defaults", "version", "queueing", "outcomes", "default_scenario"}
+        "weights", "synth", "defaults", "version", "queueing", "outcomes", "default_scenario",
+        "extras", "scenario_check"}
 RANK = {"core": 0, "data": 1, "predictor": 2, "scheduler": 2, "eval": 3, "feedback": 4, "app": 5}
 #: Heavy or solver libraries each layer must not import.
 FORBIDDEN_LIBS = {
