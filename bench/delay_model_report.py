@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from greensched.defaults import default_scenario
 from greensched.eval.plan_gap import true_coefficients
@@ -77,6 +78,21 @@ def agreement(scen: Scenario) -> dict[str, Any]:
         },
     }
     return out
+
+
+def tight_fleet(scen: Scenario, slots_per_pool: float = 16.0) -> dict[str, Any]:
+    """Default day with every pool at ``slots_per_pool`` slots (default rule: 38): does it steer?"""
+    ds = scen.ds
+    slots = xr.full_like(ds["pue"] * ds["input_tokens"], slots_per_pool)
+    res = plan(scen, PlanConfig(delay_model="per_query", pool_slots=slots))
+    assert res.is_ok and res.allocation is not None, res.message
+    tw = evaluate_allocation(scen, res.allocation, delay_model="per_query", pool_slots=slots)
+    return {
+        "slots": slots_per_pool,
+        "objective": res.objective,
+        "latency": res.latency,
+        "twin": {k: tw[k] for k in ("latency_s_per_query", "delay_cost_usd", "queueing_s")},
+    }
 
 
 def physics(scen: Scenario, iterations: int = 3) -> list[dict[str, Any]]:
@@ -198,6 +214,7 @@ def main() -> None:
     scen = default_scenario()
     result: dict[str, Any] = {"agreement": agreement(scen)}
     result["physics"] = physics(scen)
+    result["tight_fleet"] = tight_fleet(scen)
     sweep = rho_sweep(scen, args.out)
     result["rho_sweep"] = sweep[
         [
