@@ -96,3 +96,32 @@ def test_predictor_never_imports_a_solver() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[] []"
+
+
+def test_fallback_reason_is_named(saved: dict[str, Path], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch,
+                                  caplog: pytest.LogCaptureFixture) -> None:
+    """One warning line per fallback, naming the reason; the model records it."""
+    from greensched.predictor.factory import FallbackReason
+
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        broken = select_predictor(tmp_path / "empty", saved["xgboost"])
+    assert broken.selection_["reason"] == FallbackReason.BROKEN_CHECKPOINT
+    assert [r.getMessage().count("(reason: broken-checkpoint)") for r in caplog.records] == [1]
+    # DC mismatch of the LoRA model alone: the XGBoost model is loaded without the DC check
+    dcs = ["dc000", "dc001", "dc002", "dc003"]
+    import greensched.predictor.factory as factory
+
+    real = factory.load_predictor
+
+    def lora_mismatch(path: Path, *, dcs: list[str] | None = None) -> object:
+        return real(path, dcs=[*dcs[:3], "dc009"] if path == saved["lora"] and dcs else dcs)
+
+    monkeypatch.setattr(factory, "load_predictor", lora_mismatch)
+    mismatch = select_predictor(saved["lora"], saved["xgboost"], dcs=dcs)
+    assert mismatch.kind == "xgboost"
+    assert mismatch.selection_["reason"] == "dc-mismatch"
+    assert "dc009" in mismatch.selection_["detail"]
+    monkeypatch.setitem(sys.modules, "peft", None)
+    assert select_predictor(saved["lora"], saved["xgboost"]).selection_["reason"] == \
+        "ml-stack-missing"

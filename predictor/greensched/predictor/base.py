@@ -179,6 +179,8 @@ class BasePredictor(abc.ABC):
 
     kind: ClassVar[str] = ""
     config_class: ClassVar[type[PredictorConfig]] = PredictorConfig
+    #: Set by :func:`~greensched.predictor.factory.select_predictor`: why this model serves.
+    selection_: dict[str, Any]
 
     def __init__(self, config: PredictorConfig | None = None, **overrides: Any) -> None:
         cfg = config if config is not None else self.config_class()

@@ -1,6 +1,8 @@
 """Choosing the predictor to serve: the LoRA model when it can run (and is fast enough), else
 XGBoost.  Every decision is logged (``logging``, logger ``greensched.predictor.factory``) with
-its reason.
+its reason, one line: ``predictor: falling back to XGBoost from DIR (reason: <FallbackReason>):
+<detail>``; the chosen model carries the same in ``selection_`` (``{"kind", "reason",
+"detail", "source"}``; reason ``None`` when LoRA was chosen).
 """
 
 from __future__ import annotations
@@ -9,13 +11,27 @@ import importlib
 import logging
 import statistics
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
+from greensched.predictor.dataset import DCMismatchError
 
-__all__ = ["MODELS", "make_predictor", "measure_latency_ms", "ml_import_error", "select_predictor"]
+__all__ = ["MODELS", "FallbackReason", "make_predictor", "measure_latency_ms", "ml_import_error",
+           "select_predictor"]
+
+
+class FallbackReason(StrEnum):
+    """Why :func:`select_predictor` fell back to XGBoost."""
+
+    NO_LORA_MODEL = "no-lora-model"
+    ML_STACK_MISSING = "ml-stack-missing"
+    BROKEN_CHECKPOINT = "broken-checkpoint"
+    DC_MISMATCH = "dc-mismatch"
+    NOT_A_LORA_MODEL = "not-a-lora-model"
+    OVER_LATENCY_BUDGET = "over-latency-budget"
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +74,8 @@ def select_predictor(
     LoRA is chosen when ``lora_dir`` is given, torch/transformers/peft import, the checkpoint
     loads (and, with ``dcs``, covers exactly those DCs) and, with ``latency_budget_ms``, the
     median latency of a ``latency_jobs``-job call is within the budget.  Otherwise the reason
-    is logged as a warning and ``xgb_dir`` is loaded.
+    (:class:`FallbackReason`) is logged as one warning line and ``xgb_dir`` is loaded.  The
+    returned model's ``selection_`` records the choice.
 
     Raises
     ------
@@ -66,20 +83,28 @@ def select_predictor(
         Neither model can be used (the message gives both reasons).
     """
     reason = "no LoRA model directory given"
+    why = FallbackReason.NO_LORA_MODEL
     if lora_dir is not None:
         err = ml_import_error()
         if err is not None:
-            reason = err
+            reason, why = err, FallbackReason.ML_STACK_MISSING
         else:
             try:
                 model = load_predictor(lora_dir, dcs=dcs)
+            except DCMismatchError as exc:
+                reason, why = f"the LoRA model does not fit these DCs: {exc}", \
+                    FallbackReason.DC_MISMATCH
             except (GreenSchedError, OSError, RuntimeError) as exc:
                 reason = f"the LoRA checkpoint {str(lora_dir)!r} does not load: {exc}"
+                why = FallbackReason.BROKEN_CHECKPOINT
             else:
                 if model.kind != "lora":
                     reason = f"{str(lora_dir)!r} holds a {model.kind!r} model, not a LoRA one"
+                    why = FallbackReason.NOT_A_LORA_MODEL
                 elif latency_budget_ms is None:
                     log.info("predictor: LoRA model from %s", lora_dir)
+                    model.selection_ = {"kind": "lora", "reason": None, "detail": "",
+                                        "source": str(lora_dir)}
                     return model
                 else:
                     ms = measure_latency_ms(model, latency_jobs)
@@ -87,9 +112,12 @@ def select_predictor(
                         log.info("predictor: LoRA model from %s (%.1f ms per %d-job call, "
                                  "budget %.1f ms)", lora_dir, ms, latency_jobs,
                                  latency_budget_ms)
+                        model.selection_ = {"kind": "lora", "reason": None,
+                                            "detail": f"{ms:.1f} ms", "source": str(lora_dir)}
                         return model
                     reason = (f"the LoRA model takes {ms:.1f} ms per {latency_jobs}-job call, "
                               f"over the {latency_budget_ms:.1f} ms budget")
+                    why = FallbackReason.OVER_LATENCY_BUDGET
     if xgb_dir is None:
         raise CheckpointError(f"no usable predictor: {reason}, and no XGBoost model directory "
                               "was given to fall back to")
@@ -98,7 +126,10 @@ def select_predictor(
     except GreenSchedError as exc:
         raise CheckpointError(f"no usable predictor: {reason}; the XGBoost fallback does not "
                               f"load either: {exc}") from exc
-    log.warning("predictor: falling back to XGBoost from %s because %s", xgb_dir, reason)
+    log.warning("predictor: falling back to XGBoost from %s (reason: %s) because %s", xgb_dir,
+                why.value, reason)
+    model.selection_ = {"kind": model.kind, "reason": why.value, "detail": reason,
+                        "source": str(xgb_dir)}
     if latency_budget_ms is not None:
         ms = measure_latency_ms(model, latency_jobs)
         if ms > latency_budget_ms:
