@@ -198,8 +198,14 @@ def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,
     (out / "predictor_comparison.json").write_text(
         json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
     return write_comparison_markdown(results, out / "predictor_comparison.md",
-                                     command=command or "greensched evaluate-predictor --compare "
-                                     f"{variants} --data {data} --out {out}", dataset=str(data))
+                                     command=command or (
+                                         f"greensched evaluate-predictor --compare {variants} "
+                                         f"--data {data} --out {out} --sizes {sizes} "
+                                         f"--max-rows '{max_rows}' --test-jobs {test_jobs} "
+                                         f"--transfer-jobs {transfer_jobs} --hours '{hours}' "
+                                         f"--lora-epochs {lora_epochs}"
+                                         + (f" --threads {threads}" if threads else "")),
+                                     dataset=str(data))
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -316,6 +316,21 @@ _HEAD = ("| variant | train jobs | energy MAPE | service MAPE | energy RMSE (kWh
          "| service cover (raw → calibrated) |")
 
 
+def _winners(title: str, by: dict[str, dict[str, Any]]) -> str:
+    """One line naming the best variant per metric of a table."""
+    if len(by) < 2:
+        return ""
+    picks = {
+        "energy MAPE": min(by, key=lambda v: by[v]["energy_kwh"]["mape"]),
+        "service MAPE": min(by, key=lambda v: by[v]["service_s"]["mape"]),
+        "calibrated coverage closest to 0.80": min(by, key=lambda v: abs(
+            by[v]["energy_kwh"]["coverage"] - 0.8) + abs(by[v]["service_s"]["coverage"] - 0.8)),
+        "training time": min(by, key=lambda v: by[v]["fit_seconds"]),
+        "inference speed": max(by, key=lambda v: by[v]["jobs_per_s"]),
+    }
+    return f"- {title}: " + "; ".join(f"{k}: **{v}**" for k, v in picks.items()) + "."
+
+
 def write_comparison_markdown(results: dict[str, Any], path: str | Path, *,
                               command: str, dataset: str, notes: Sequence[str] = ()) -> Path:
     """Write the comparison of :func:`run_comparison` as Markdown to ``path``."""
@@ -364,6 +379,12 @@ def write_comparison_markdown(results: dict[str, Any], path: str | Path, *,
                   _HEAD + " fit s | train samples/s | infer jobs/s | notes |",
                   "|" + "---|" * 12]
         lines += [_row(v, r, action=False) for v, r in lo["results"].items()]
+    wins = [_winners(f"random split, {n} jobs", by) for n, by in results["random"].items()]
+    if "hours" in results:
+        wins.append(_winners("held-out hours", results["hours"]["results"]))
+    if "leave_one_dc_out" in results:
+        wins.append(_winners("leave one DC out", results["leave_one_dc_out"]["results"]))
+    lines += ["", "## Who wins (computed from the tables above)", "", *filter(None, wins)]
     if notes:
         lines += ["", "## Reading", "", *notes]
     p.write_text("\n".join(lines) + "\n", encoding="utf-8")
