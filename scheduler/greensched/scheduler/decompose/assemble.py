@@ -1,0 +1,94 @@
+"""Labelled plan outputs from the recovered hour solutions of a decomposed plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from greensched.scenario import Scenario
+from greensched.scheduler.planner import OBJECTIVES, PlanResult
+
+__all__ = ["assemble_result"]
+
+
+def assemble_result(result: PlanResult, scen: Scenario, parts: dict[int, dict[str, Any]]) -> None:
+    """Fill ``result``'s labelled outputs from the recovered hour solutions ``parts``.
+
+    Same fields and shapes as the monolithic planner: allocation (area, dc, query_type, hour),
+    ``dc_hourly``, ``delay_s``, objective components, totals and row duals per family.
+    """
+    ds = scen.ds
+    T = scen.hours
+    hours = [parts[t] for t in range(T)]
+    coords_x = {d: ds.indexes[d] for d in ("area", "dc", "query_type")}
+    alloc = np.stack([p["x"] for p in hours], axis=-1)
+    result.allocation = xr.DataArray(
+        alloc,
+        dims=("area", "dc", "query_type", "hour"),
+        coords={**coords_x, "hour": ds.indexes["hour"]},
+    ).clip(0.0, 1.0)
+
+    def dc_hour(key: str) -> xr.DataArray:
+        arr = np.stack([np.asarray(p[key]).ravel() for p in hours], axis=-1)
+        return xr.DataArray(
+            arr, dims=("dc", "hour"), coords={"dc": ds.indexes["dc"], "hour": ds.indexes["hour"]}
+        )
+
+    grid = dc_hour("grid")
+    it = dc_hour("it_kwh")
+    facility = dc_hour("facility_kwh")
+    water = dc_hour("water_l")
+    carbon = grid * ds["carbon_kg_per_kwh"].transpose("dc", "hour")
+    renewable_used = (facility - grid).clip(min=0.0)
+    f = np.sum([p["functionals"] for p in hours], axis=0)
+    comps = {f"{k}_usd": float(f[i]) for i, k in enumerate(OBJECTIVES)}
+    comps["total_usd"] = comps["energy_usd"] + comps["carbon_usd"] + comps["delay_usd"]
+    result.objective = comps
+    result.carbon_kg = float(carbon.sum())
+    result.water_l = float(water.sum())
+    result.grid_kwh = float(grid.sum())
+    result.it_kwh = float(it.sum())
+    frame = xr.Dataset(
+        {
+            "it_kw": it,
+            "facility_kw": facility,
+            "grid_kw": grid,
+            "renewable_used_kw": renewable_used,
+            "water_l": water,
+            "carbon_kg": carbon,
+        }
+    ).transpose("hour", "dc")
+    df = frame.to_dataframe().reset_index()
+    result.dc_hourly = df[
+        [
+            "hour",
+            "dc",
+            "it_kw",
+            "facility_kw",
+            "grid_kw",
+            "renewable_used_kw",
+            "water_l",
+            "carbon_kg",
+        ]
+    ]
+    delay = np.stack([p["delay_s"] for p in hours], axis=-1)
+    result.delay_s = xr.DataArray(
+        delay,
+        dims=("area", "query_type", "hour"),
+        coords={
+            "area": ds.indexes["area"],
+            "query_type": ds.indexes["query_type"],
+            "hour": ds.indexes["hour"],
+        },
+    )
+    duals: dict[str, xr.DataArray] = {}
+    for name, (dims, dim_coords) in hours[0]["dual_dims"].items():
+        if name not in hours[0]["duals"]:
+            continue
+        arr = np.stack([p["duals"][name] for p in hours], axis=-1)
+        coords: dict[str, Any] = dict(dim_coords)
+        coords["hour"] = ds.indexes["hour"]
+        duals[name] = xr.DataArray(arr, dims=(*dims, "hour"), coords=coords)
+    result.duals = duals
