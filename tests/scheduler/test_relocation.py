@@ -76,7 +76,7 @@ def tiny(
         "delay_s_per_token": np.full((3, 1), 0.01),
         "rtt_s": [[0.004, 0.019, 0.099]],
         "bandwidth": [[8e5, 8e5, 8e5]],
-        "delay_limit_s": [[1e9]],
+        "delay_limit_s": [[1e6]],
         "price_usd_per_kwh": p,
         "carbon_kg_per_kwh": np.tile([0.5, 0.3, 0.1], (hours, 1)),
         "renewable_kw": np.zeros((hours, 3)),
