@@ -53,27 +53,28 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     lora: dict[str, Any] = {"base_model": str(tiny_bert), "epochs": 1, "max_steps": 3,
                             "head_width": 16, "progress": False, "head_warmup_epochs": 3}
     cfg = ComparisonConfig(
-        variants=("lora", "lora-frozen", "xgboost"), sizes=(60, 110), test_jobs=30,
-        transfer_train_jobs=60, hour_range=(8, 12), max_rows={"lora": 60},
+        variants=("lora-frozen", "xgboost"), sizes=(60, 110), test_jobs=30,
+        transfer_train_jobs=60, hour_range=(8, 12), max_rows={"lora-frozen": 60},
         options={"lora": lora, "lora-frozen": lora,
                  "xgboost": {"n_estimators": 10, "action_n_estimators": 5, "n_jobs": 1}})
     lines: list[str] = []
     res = run_comparison(df, cfg, report=lines.append)
-    assert set(res["random"][60]) == {"lora", "lora-frozen", "xgboost"}
-    assert set(res["random"][110]) == {"lora-frozen", "xgboost"}  # lora capped at 60
-    assert any("lora at 110" in s for s in res["skipped"])
-    r = res["random"][60]["lora"]
-    assert r["history_variant"] == "lora" and r["n_train"] == 60 and r["n_test"] == 30
-    assert res["random"][60]["lora-frozen"]["history_variant"] == "frozen"
+    assert set(res["random"][60]) == {"lora-frozen", "xgboost"}
+    assert set(res["random"][110]) == {"xgboost"}  # lora-frozen capped at 60
+    assert any("lora-frozen at 110" in s for s in res["skipped"])
+    r = res["random"][60]["lora-frozen"]
+    assert r["history_variant"] == "frozen" and r["n_train"] == 60 and r["n_test"] == 30
+    assert res["random"][110]["xgboost"]["n_boosters"] == 3
     assert 0.0 <= r["energy_kwh"]["coverage"] <= 1.0 and r["jobs_per_s"] > 0
     lo = res["leave_one_dc_out"]
     assert lo["dc"] == "dc003" and lo["descriptors"] == ["gpu_memory_gb", "model_params_b"]
-    assert set(lo["results"]) == {"lora", "lora-frozen", "xgboost"}
+    assert set(lo["results"]) == {"lora-frozen", "xgboost"}
     assert np.isfinite(lo["results"]["xgboost"]["energy_kwh"]["mape"])
     assert res["hours"]["range"] == [8, 12]
-    assert len(lines) == 5 + 3 + 3
+    assert len(lines) == 3 + 2 + 2
     path = write_comparison_markdown(res, tmp_path / "cmp.md", command="greensched x",
                                      dataset="d.parquet")
     text = path.read_text()
     assert "Regenerate: `greensched x`" in text and "## Leave one DC out: dc003" in text
-    assert "no GPU" in text and text.count("| lora-frozen |") == 4
+    assert "no GPU" in text and text.count("| lora-frozen |") == 3
+    assert "leave one DC out: energy MAPE: **" in text
