@@ -84,7 +84,8 @@ TOUR: dict[str, tuple[list[str], bool]] = {
     "greensched train --data train.parquet --model xgboost --out models/xgb":
         (["train --data train.parquet --model xgboost --out models/xgb"], False),
     "greensched train --data train.parquet --model lora --epochs 3 --out models/lora "
-    "[--base-model PATH]": (["train --data train.parquet --model lora --epochs 1 "
+    "[--base-model PATH]": (["simulate {S} --jobs 200 --policy random --dataset lora.parquet",
+                             "train --data lora.parquet --model lora --epochs 1 "
                              "--out models/lora"], True),
     "greensched evaluate-predictor --model models/xgb --data test.parquet --out report/":
         (["evaluate-predictor --model models/xgb --data test.parquet --out report/"], False),
