@@ -80,7 +80,8 @@ class ServiceConfig:
     poll_interval_s
         How often a registry's ``CURRENT`` is polled for a promoted version.
     remember_jobs
-        How many recent job ids are remembered for idempotent re-sends (0 disables).
+        How many recent job ids are remembered in memory for idempotent re-sends (0 disables
+        the memory; with a durable ``ledger`` every job id stays answerable from the ledger).
     metrics_auth
         Require the API key on ``/metrics`` too.
     assign

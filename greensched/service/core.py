@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from greensched.feedback.ledger import CapacityConflict, JobIdRace, LedgerBusy, Reservation
 from greensched.jobs import DEFAULT_SLA_S
 from greensched.scenario import Scenario, load_coefficients, load_scenario
 from greensched.scheduler.assign import (
+    REASONS,
     CapacityLedger,
     GreedyAssigner,
     PlanGuide,
-    PreparedBatch,
+    assignment_columns,
 )
 from greensched.service.batcher import JobConflict, MicroBatcher, Pending
 from greensched.service.config import ServiceBusy, ServiceConfig, ServiceError
@@ -39,6 +39,7 @@ def _fingerprint(jobs: JobArrays, i: int) -> str:
     return json.dumps(jobs.fingerprint(i), separators=(",", ":"))
 
 log = logging.getLogger("greensched.service")
+_REASON_TEXT = np.asarray(["", *REASONS], dtype=object)
 
 class GreenSchedService:
     """State shared by the endpoints: scenario, assigner, ledger, model, store, metrics.
@@ -367,8 +368,8 @@ class GreenSchedService:
                 hour=jobs.hour, area=jobs.area, qtype=k, tokens=tokens, sla=jobs.sla_s,
                 energy=energy, service=service, usage_ticks=ticks, arrival=None,
                 follow=follow)
-            out, reason = self._answers(jobs, version, choice, propensity, score, ticks, tokens,
-                                        energy, service, energy_mean, service_mean)
+            out, reason = self._answers(jobs, version, choice, propensity, score, tokens,
+                                        service, energy_mean, service_mean)
             if durable is None:
                 break
             try:
@@ -412,35 +413,32 @@ class GreenSchedService:
                            ticks[placed])
 
     def _answers(self, jobs: JobArrays, version: str, choice: np.ndarray,
-                 propensity: np.ndarray, score: np.ndarray, ticks: np.ndarray,
-                 tokens: np.ndarray, energy: np.ndarray, service: np.ndarray,
-                 energy_mean: np.ndarray, service_mean: np.ndarray
+                 propensity: np.ndarray, score: np.ndarray, tokens: np.ndarray,
+                 service: np.ndarray, energy_mean: np.ndarray, service_mean: np.ndarray
                  ) -> tuple[list[dict[str, Any]], np.ndarray]:
-        """Answer dicts per job from the scheduler's per-job table (costs at the mean
+        """Answer dicts per job from the scheduler's per-job columns (costs at the mean
         predictions, why unplaced), and the reasons."""
-        a = self.assigner
         codes = {"area": jobs.area, "qtype": jobs.qtype, "hour": jobs.hour, "tokens": tokens,
                  "sla": jobs.sla_s, "arrival": jobs.arrival_s}
-        batch = PreparedBatch(jobs=pd.DataFrame({"job_id": jobs.job_id}), codes=codes,
-                              preds={"energy_kwh": energy_mean, "service_s": service_mean},
-                              usage_ticks=ticks, energy=energy, service=service)
-        frame = a.result(batch, choice, score, propensity, a.mode).frame
-        reason = frame["reason"].astype(str).to_numpy(dtype=object)
+        cols = assignment_columns(self.assigner, codes, {"energy_kwh": energy_mean,
+                                                         "service_s": service_mean},
+                                  choice, score, propensity, service)
+        reason = _REASON_TEXT[cols["reason_code"]]
 
         def clean(arr: np.ndarray) -> list[float | None]:
             return [None if math.isnan(x) else x for x in arr.tolist()]
 
         dcs = self.scenario.dcs
         dc_names = [dcs[c] if c >= 0 else None for c in choice.tolist()]
-        cols = [clean(frame[c].to_numpy(dtype=float)) for c in
-                ("predicted_energy_kwh", "predicted_service_s", "carbon_kg", "cost_usd")]
+        values = [clean(cols[c]) for c in ("predicted_energy_kwh", "predicted_service_s",
+                                            "carbon_kg", "cost_usd", "score", "propensity")]
         out = [
             {"job_id": jid, "dc": dc, "hour": h, "predicted_energy_kwh": pe,
              "predicted_service_s": ps, "carbon_kg": ck, "cost_usd": cu, "score": sc,
              "propensity": pr, "model_version": version, "reason": rs}
             for jid, dc, h, pe, ps, ck, cu, sc, pr, rs in zip(
-                jobs.job_id, dc_names, jobs.hour.tolist(), *cols, clean(score),
-                clean(propensity), reason.tolist(), strict=True)
+                jobs.job_id, dc_names, jobs.hour.tolist(), *values, reason.tolist(),
+                strict=True)
         ]
         return out, reason
 

@@ -4,8 +4,8 @@ Two adapters share one interface, ``predict(jobs) -> {variable: (n, D) array}`` 
 scenario's order:
 
 * :class:`CoefficientPredictor` wraps the scheduler's
-  :func:`~greensched.scheduler.assign.predictions_from_coefficients` (per-query coefficients
-  scaled by the job's tokens);
+  :class:`~greensched.scheduler.assign.CoefficientTable` (per-query coefficients scaled by the
+  job's tokens, as :func:`~greensched.scheduler.assign.predictions_from_coefficients`);
 * :class:`ModelPredictor` feeds a saved predictor dataset-format rows built from per-(hour, dc)
   state computed once, through the documented
   :meth:`~greensched.predictor.base.BasePredictor.predict_arrays` (or ``predict_jobs`` for other
@@ -25,7 +25,7 @@ import pandas as pd
 
 from greensched.jobs import DEFAULT_SLA_S
 from greensched.scenario import Scenario
-from greensched.scheduler.assign import predictions_from_coefficients
+from greensched.scheduler.assign import AssignError, CoefficientTable
 from greensched.service.config import ServiceError
 
 __all__ = [
@@ -109,7 +109,8 @@ class JobArrays:
 
 class CoefficientPredictor:
     """Per-query coefficients scaled by each job's tokens: the scheduler's
-    :func:`~greensched.scheduler.assign.predictions_from_coefficients` on the jobs' table::
+    :class:`~greensched.scheduler.assign.CoefficientTable` (the arrays behind
+    :func:`~greensched.scheduler.assign.predictions_from_coefficients`)::
 
         energy_kwh[j,d] = e[h,k,d] · (n_in + n_out) / (mean_in_k + mean_out_k)
         service_s[j,d]  = p[h,k,d] · (same scale) + rtt_s[a,d]
@@ -120,14 +121,18 @@ class CoefficientPredictor:
     kind = "coefficients"
 
     def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
-        self.predict(JobArrays.probe())  # zero mean tokens etc. fail here, not on a request
+        try:
+            self.table = CoefficientTable(scenario)
+        except AssignError as exc:
+            raise ServiceError(f"coefficient predictions: {exc}") from exc
 
     def predict(self, jobs: JobArrays) -> dict[str, np.ndarray]:
         """``energy_kwh`` and ``service_s`` per (job, dc)."""
-        ds = predictions_from_coefficients(self.scenario, jobs.frame(self.scenario))
-        return {v: np.asarray(ds[v].transpose("job", "dc").values, dtype=float)
-                for v in ("energy_kwh", "service_s")}
+        t = self.table
+        out = np.where(np.isnan(jobs.output_tokens), t.mean_output_tokens[jobs.qtype],
+                       jobs.output_tokens)
+        energy, service = t.predict(jobs.hour, jobs.qtype, jobs.area, jobs.input_tokens + out)
+        return {"energy_kwh": energy, "service_s": service}
 
 
 class ModelPredictor:

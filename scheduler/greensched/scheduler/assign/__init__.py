@@ -74,13 +74,23 @@ from greensched.scheduler.assign.greedy import (
 )
 from greensched.scheduler.assign.guide import PlanGuide, write_plan_duals
 from greensched.scheduler.assign.guide import _as_guide as _as_guide
+from greensched.scheduler.assign.inputs import (
+    CoefficientTable,
+    job_usage_units,
+    predictions_from_coefficients,
+)
 from greensched.scheduler.assign.inputs import _ensure_valid as _ensure_valid
 from greensched.scheduler.assign.inputs import _job_codes as _job_codes
 from greensched.scheduler.assign.inputs import _prediction_arrays as _prediction_arrays
 from greensched.scheduler.assign.inputs import _type_tokens as _type_tokens
-from greensched.scheduler.assign.inputs import job_usage_units, predictions_from_coefficients
 from greensched.scheduler.assign.ledger import CapacityLedger
-from greensched.scheduler.assign.results import Assignment, JobDecision, PreparedBatch
+from greensched.scheduler.assign.results import (
+    Assignment,
+    JobDecision,
+    PreparedBatch,
+    assignment_columns,
+    reason_codes,
+)
 from greensched.scheduler.assign.results import _assignment_frame as _assignment_frame
 from greensched.scheduler.assign.results import _reasons as _reasons
 
@@ -92,15 +102,18 @@ __all__ = [
     "AssignMode",
     "Assignment",
     "CapacityLedger",
+    "CoefficientTable",
     "GreedyAssigner",
     "JobDecision",
     "PlanGuide",
     "PreparedBatch",
     "assign_greedy",
     "assign_plan_following",
+    "assignment_columns",
     "evaluate_assignment",
     "job_usage_units",
     "predictions_from_coefficients",
+    "reason_codes",
     "sample_jobs_from_demand",
     "write_plan_duals",
 ]

@@ -75,39 +75,60 @@ def _ensure_valid(scenario: Scenario, jobs: pd.DataFrame) -> pd.DataFrame:
     return validate_jobs(jobs, scenario)
 
 
-def predictions_from_coefficients(scenario: Scenario, jobs: pd.DataFrame) -> xr.Dataset:
-    """Per-(job, dc) predictions from the scenario's per-query coefficients.
+class CoefficientTable:
+    """The scenario's per-query coefficients as arrays, scaled per job by its tokens.
 
-    With e[d,k,h] = :meth:`Scenario.energy_kwh_per_query` and p[d,k,h] =
+    With e[h,k,d] = :meth:`Scenario.energy_kwh_per_query` and p[h,k,d] =
     :meth:`Scenario.proc_delay_s_per_query` (``coefficients.csv`` when present, else the
-    scenario's per-token model), job j of type k in hour h from area a gets::
+    scenario's per-token model), job j of type k in hour h from area a with n_j = input + output
+    tokens gets::
 
-        scale_j      = (input_j + output_j) / (input_tokens_k + output_tokens_k)
-        energy_kwh   = e[d,k,h] · scale_j
-        service_s    = p[d,k,h] · scale_j + rtt_s[a,d]
+        scale_j      = n_j / (input_tokens_k + output_tokens_k)
+        energy_kwh   = e[h,k,d] · scale_j
+        service_s    = p[h,k,d] · scale_j + rtt_s[a,d]
 
     i.e. energy and processing time are taken as proportional to the job's total tokens, relative
     to its query type's mean tokens (exact for the default per-token model when input and output
-    cost the same per token; an approximation otherwise).  A job without ``output_tokens`` has
-    scale input_j + f_k over h_k + f_k.  Transmission time is left out: the scenario's
-    token_size / bandwidth quotient is not in seconds per token for every scenario.
+    cost the same per token; an approximation otherwise).  Transmission time is left out: the
+    scenario's token_size / bandwidth quotient is not in seconds per token for every scenario.
+    The arrays are computed once, so :meth:`predict` costs a few array lookups (the HTTP service
+    calls it per micro-batch; :func:`predictions_from_coefficients` per table).
     """
+
+    def __init__(self, scenario: Scenario) -> None:
+        h, f = _type_tokens(scenario)
+        self.mean_output_tokens = f
+        self.mean_tokens = h + f
+        if (self.mean_tokens <= 0).any():
+            k = int(np.flatnonzero(self.mean_tokens <= 0)[0])
+            raise AssignError(
+                f"query type {scenario.query_types[k]!r} has zero mean tokens; cannot scale"
+            )
+        self.energy_kwh = scenario.energy_kwh_per_query().transpose(
+            "hour", "query_type", "dc").values
+        self.proc_s = scenario.proc_delay_s_per_query().transpose(
+            "hour", "query_type", "dc").values
+        self.rtt_s = scenario.ds["rtt_s"].transpose("area", "dc").values
+
+    def predict(
+        self, hour: np.ndarray, qtype: np.ndarray, area: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(energy_kwh, service_s), each (jobs, dcs), for integer-coded jobs with ``tokens`` =
+        input + output tokens (an unknown output counted as the type's mean)."""
+        scale = tokens / self.mean_tokens[qtype]
+        energy = self.energy_kwh[hour, qtype] * scale[:, None]
+        service = self.proc_s[hour, qtype] * scale[:, None] + self.rtt_s[area]
+        return energy, service
+
+
+def predictions_from_coefficients(scenario: Scenario, jobs: pd.DataFrame) -> xr.Dataset:
+    """Per-(job, dc) predictions from the scenario's per-query coefficients
+    (:class:`CoefficientTable`); a job without ``output_tokens`` has scale input_j + f_k over
+    h_k + f_k."""
     jobs = _ensure_valid(scenario, jobs)
     codes = _job_codes(scenario, jobs)
-    h, f = _type_tokens(scenario)
-    mean_tokens = h + f
-    if (mean_tokens <= 0).any():
-        k = int(np.flatnonzero(mean_tokens <= 0)[0])
-        raise AssignError(
-            f"query type {scenario.query_types[k]!r} has zero mean tokens; cannot scale"
-        )
-    scale = codes["tokens"] / mean_tokens[codes["qtype"]]
-    e = scenario.energy_kwh_per_query().transpose("hour", "query_type", "dc").values
-    p = scenario.proc_delay_s_per_query().transpose("hour", "query_type", "dc").values
-    rtt = scenario.ds["rtt_s"].transpose("area", "dc").values
-    hh, kk = codes["hour"], codes["qtype"]
-    energy = e[hh, kk] * scale[:, None]
-    service = p[hh, kk] * scale[:, None] + rtt[codes["area"]]
+    energy, service = CoefficientTable(scenario).predict(
+        codes["hour"], codes["qtype"], codes["area"], codes["tokens"])
     coords = {
         "job": pd.Index(jobs["job_id"]).rename("job"),
         "dc": np.asarray(scenario.dcs, dtype=object),

@@ -96,29 +96,40 @@ class JobDecision:
     cost_usd: float = float("nan")
 
 
-def _reasons(
+def reason_codes(
     assigner: GreedyAssigner, codes: dict[str, np.ndarray], service: np.ndarray, choice: np.ndarray
-) -> pd.Categorical:
-    """Why each unplaced job was not placed ("" if placed), tested in :data:`REASONS` order."""
+) -> np.ndarray:
+    """Why each job was not placed, as a code into ``["", *REASONS]`` (0: placed), tested in
+    :data:`REASONS` order (sovereignty, then SLA, then capacity)."""
     code = np.zeros(len(choice), dtype=np.int8)
     rows = np.flatnonzero(choice < 0)
     if rows.size:
         sov, ok = assigner._masks(codes["area"][rows], codes["sla"][rows], service[rows])
         code[rows] = np.where(~sov.any(axis=1), 1, np.where(~ok.any(axis=1), 2, 3))
-    return pd.Categorical.from_codes(code, categories=["", *REASONS])
+    return code
 
 
-def _assignment_frame(
+def _reasons(
+    assigner: GreedyAssigner, codes: dict[str, np.ndarray], service: np.ndarray, choice: np.ndarray
+) -> pd.Categorical:
+    """Why each unplaced job was not placed ("" if placed), tested in :data:`REASONS` order."""
+    return pd.Categorical.from_codes(reason_codes(assigner, codes, service, choice),
+                                     categories=["", *REASONS])
+
+
+def assignment_columns(
     assigner: GreedyAssigner,
-    jobs: pd.DataFrame,
     codes: dict[str, np.ndarray],
     preds: dict[str, np.ndarray],
     choice: np.ndarray,
     score: np.ndarray,
     propensity: np.ndarray,
     service_scored: np.ndarray,
-) -> pd.DataFrame:
-    """The per-job result table (input order); cost columns at the mean predictions."""
+) -> dict[str, np.ndarray]:
+    """The per-job result columns as arrays (input order; NaN where unplaced): predictions
+    and cost components at the chosen DC at the mean predictions, ``score``, ``propensity``
+    and ``reason_code`` (:func:`reason_codes`).  :class:`Assignment`'s frame and the HTTP
+    service's answers are both built from these."""
     n = len(choice)
     placed = choice >= 0
     rows = np.flatnonzero(placed)
@@ -145,6 +156,36 @@ def _assignment_frame(
         delay_usd = alpha * np.maximum(s - codes["sla"], 0.0)
     else:
         delay_usd = alpha * s
+    return {
+        "predicted_energy_kwh": e,
+        "predicted_service_s": s,
+        "energy_usd": energy_usd,
+        "carbon_kg": carbon_kg,
+        "carbon_usd": carbon_usd,
+        "water_l": water_l,
+        "delay_usd": delay_usd,
+        "cost_usd": energy_usd + carbon_usd + delay_usd,
+        "score": score,
+        "propensity": propensity,
+        "reason_code": reason_codes(assigner, codes, service_scored, choice),
+    }
+
+
+def _assignment_frame(
+    assigner: GreedyAssigner,
+    jobs: pd.DataFrame,
+    codes: dict[str, np.ndarray],
+    preds: dict[str, np.ndarray],
+    choice: np.ndarray,
+    score: np.ndarray,
+    propensity: np.ndarray,
+    service_scored: np.ndarray,
+) -> pd.DataFrame:
+    """The per-job result table (input order); cost columns at the mean predictions."""
+    cols = assignment_columns(assigner, codes, preds, choice, score, propensity,
+                              service_scored)
+    reason = pd.Categorical.from_codes(cols.pop("reason_code"), categories=["", *REASONS])
+    placed = choice >= 0
     return pd.DataFrame(
         {
             "job_id": jobs["job_id"].reset_index(drop=True),
@@ -152,16 +193,7 @@ def _assignment_frame(
                 np.where(placed, choice, len(assigner.dcs)), categories=[*assigner.dcs, ""]
             ),
             "hour": codes["hour"],
-            "predicted_energy_kwh": e,
-            "predicted_service_s": s,
-            "energy_usd": energy_usd,
-            "carbon_kg": carbon_kg,
-            "carbon_usd": carbon_usd,
-            "water_l": water_l,
-            "delay_usd": delay_usd,
-            "cost_usd": energy_usd + carbon_usd + delay_usd,
-            "score": score,
-            "propensity": propensity,
-            "reason": _reasons(assigner, codes, service_scored, choice),
+            **cols,
+            "reason": reason,
         }
     )
