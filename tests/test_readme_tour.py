@@ -87,6 +87,14 @@ TOUR: dict[str, tuple[list[str], bool]] = {
     "[--base-model PATH]": (["simulate {S} --jobs 200 --policy random --dataset lora.parquet",
                              "train --data lora.parquet --model lora --epochs 1 "
                              "--out models/lora"], True),
+    "greensched train --data train.parquet --model lora --freeze-base --out models/frozen":
+        (["simulate {S} --jobs 200 --policy random --dataset lora.parquet",
+          "train --data lora.parquet --model lora --freeze-base --epochs 1 --out models/frozen"],
+         True),
+    "greensched evaluate-predictor --compare lora,lora-frozen,xgboost --data all.parquet "
+    "--out reports/": (["simulate {S} --jobs 300 --policy random --dataset all.parquet",
+                        "evaluate-predictor --compare lora,lora-frozen,xgboost --data "
+                        "all.parquet --out compare/"], True),
     "greensched evaluate-predictor --model models/xgb --data test.parquet --out report/":
         (["evaluate-predictor --model models/xgb --data test.parquet --out report/"], False),
     "greensched predict --model models/xgb --scenario SCENARIO --jobs jobs.csv --out pred.csv":
