@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
+
+from greensched.cli.simulate import simulate_command
+from greensched.errors import DataFileError, GreenSchedError, ScenarioError
 from greensched.eval.simulate import (
     OUTCOME_COLUMNS,
     POLICIES,
@@ -18,13 +22,9 @@ from greensched.eval.simulate import (
     simulate,
     write_dataset,
 )
-from greensched.cli.simulate import simulate_command
 from greensched.eval.traces import jobs_from_demand
 from greensched.eval.twin import Twin
 from greensched.scheduler import PlanConfig, plan
-from rich.console import Console
-
-from greensched.errors import DataFileError, GreenSchedError, ScenarioError
 from greensched.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from greensched.errors import DataFileError, GreenSchedError
 from greensched.eval.traces import (
     TOKEN_PROBS,
     TOKEN_QUANTILES,
@@ -17,8 +19,6 @@ from greensched.eval.traces import (
     load_traces,
     trace_kind,
 )
-
-from greensched.errors import DataFileError, GreenSchedError
 from greensched.jobs import validate_jobs
 from greensched.scenario import load_scenario
 from greensched.synth import synthesize

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from greensched.errors import ScenarioError
 from greensched.eval.energy_model import EnergyModel
 from greensched.eval.fleet import default_fleet, fleet_for, load_fleet
 from greensched.eval.twin import (
@@ -21,8 +23,6 @@ from greensched.eval.twin import (
     mgc_wait_s,
 )
 from greensched.scheduler import PlanConfig, plan
-
-from greensched.errors import ScenarioError
 from greensched.synth import synthesize
 
 #: Relative tolerance of "twin totals == planner totals" (solver tolerances are ~1e-9).

@@ -723,8 +723,8 @@ def test_assign_command_plan_duals_file_and_mismatch(cli_case, tmp_path) -> None
 
 
 def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from greensched.errors import GreenSchedError
     from greensched.cli.assign import assign_command
+    from greensched.errors import GreenSchedError
 
     root, scen, _, _ = cli_case
     base = dict(scenario=root / "scen", jobs=root / "jobs.csv", out=tmp_path / "a.csv")
@@ -748,9 +748,9 @@ def test_assign_command_errors(cli_case, tmp_path) -> None:  # type: ignore[no-u
 
 def test_assign_command_with_a_saved_predictor(cli_case, tmp_path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("xgboost", reason="xgboost is not installed (extra 'ml')")
+    from greensched.cli.assign import assign_command
     from greensched.predictor.synthetic import synthetic_dataset
     from greensched.predictor.xgb import XGBoostConfig, XGBoostPredictor
-    from greensched.cli.assign import assign_command
 
     root, scen, jobs, _ = cli_case
     df, _ = synthetic_dataset(scen, 300, seed=0)

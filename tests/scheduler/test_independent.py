@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from greensched.scheduler import PlanConfig, plan
 
+from greensched.scheduler import PlanConfig, plan
 from tests.scheduler.independent import solve_independent
 
 HOURS = list(range(8, 14))

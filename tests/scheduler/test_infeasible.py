@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from greensched.scheduler import PlanConfig, SolveStatus, diagnose_infeasibility, plan
 
+from greensched.scheduler import PlanConfig, SolveStatus, diagnose_infeasibility, plan
 from greensched.synth import synthesize
 
 

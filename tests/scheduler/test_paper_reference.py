@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from greensched.scheduler import PlanConfig, PlanSession, SolveStatus, plan
 
 TOL = 0.01

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
+from greensched.errors import SolverUnavailableError
 from greensched.scheduler import PlanConfig, plan
 from greensched.scheduler.backends import GUROBI_SIZE_LIMIT
 from greensched.scheduler.greenllm import build_model
-
-from greensched.errors import SolverUnavailableError
 from greensched.synth import synthesize
 
 gurobipy = pytest.importorskip("gurobipy", reason="gurobipy is not installed (extra 'gurobi')")

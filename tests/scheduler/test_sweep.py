@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from greensched.scheduler.sweep import parse_scale, run_sweep, run_table, scaled_scenario
 
 from greensched.errors import GreenSchedError
+from greensched.scheduler.sweep import parse_scale, run_sweep, run_table, scaled_scenario
 from greensched.synth import synthesize
 
 

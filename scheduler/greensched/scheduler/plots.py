@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from greensched.scheduler.planner import PlanResult
 
 from greensched.scenario import Scenario
+from greensched.scheduler.planner import PlanResult
 
 __all__ = ["plot_plan"]
 
