@@ -123,7 +123,7 @@ def time_axis(ax: Any, times: pd.DatetimeIndex, *, label: str = "time") -> None:
     tz = times.tz
     span_h = (times.max() - times.min()) / pd.Timedelta(hours=1) if len(times) else 0
     locator = mdates.AutoDateLocator(tz=tz, minticks=3, maxticks=7)
-    fmt = "%H:%M" if span_h <= 36 else "%b %d\n%H:%M"
+    fmt = "%H:%M" if span_h <= 24 else "%b %d\n%H:%M"
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt, tz=tz))
     day = times.min().strftime("%Y-%m-%d") if len(times) else ""

@@ -67,9 +67,9 @@ def plot_loop(result: LoopResult, path: str | Path, fmt: str | None = None, *,
     for ax in (ax1, ax2):
         if cfg.drift_period is not None:
             ax.axvline(at(cfg.drift_period), color="#000000", lw=1.0,
-                       label="drift injected: " + ", ".join(cfg.drift_dcs)
+                       label="drift injected (" + ", ".join(cfg.drift_dcs)
                        + f" energy x{cfg.energy_factor:g}"
-                       + (" + load shift" if cfg.load_shift else ""))
+                       + (", load shift)" if cfg.load_shift else ")"))
         if s.get("detected_period") is not None:
             ax.axvline(at(s["detected_period"] + 1), color="#E69F00", lw=1.0, ls="-.",
                        label="drift detected")
@@ -82,7 +82,7 @@ def plot_loop(result: LoopResult, path: str | Path, fmt: str | None = None, *,
                             fontsize=6, ha="left", va="top", rotation=90)
     ax2.set_xlim(x.min() - hour, x.max() + hour)
     time_axis(ax2, times, label=f"loop clock, one period = 1 h of {cfg.jobs_per_period} jobs")
-    legend_below(fig, (ax1, ax2), ncol=3)
+    legend_below(fig, (ax1, ax2), ncol=2)
     fig.suptitle(title)
     return save_figure(fig, path, fmt)
 
