@@ -92,7 +92,7 @@ TOUR: dict[str, tuple[list[str], bool]] = {
           "train --data lora.parquet --model lora --freeze-base --epochs 1 --out models/frozen"],
          True),
     "greensched evaluate-predictor --compare lora,lora-frozen,xgboost --data all.parquet "
-    "--out reports/": (["simulate {S} --jobs 300 --policy random --dataset all.parquet",
+    "--out reports/": (["simulate --jobs 300 --policy random --dataset all.parquet",
                         "evaluate-predictor --compare lora,lora-frozen,xgboost --data "
                         "all.parquet --out compare/"], True),
     "greensched evaluate-predictor --model models/xgb --data test.parquet --out report/":
