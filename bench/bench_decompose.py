@@ -156,7 +156,7 @@ def child(argv: list[str]) -> None:
                 "water_l": r.water_l,
                 "budget_l": scen.water_budget_l,
                 "build_s": r.build_seconds,
-                "solve_s": r.solve_seconds,
+                "solve_s": r.solve_s,
                 "in_process_wall_s": wall,
                 **extra,
             }

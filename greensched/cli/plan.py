@@ -39,7 +39,7 @@ def _summary_table(result: PlanResult, scen: Scenario) -> Table:
         table.add_row("latency (s per query)", f"{lat['latency_s_per_query']:,.4f}")
         table.add_row("queueing (s, total)", f"{lat['queueing_s']:,.1f}")
         table.add_row("decision-dependent share of delay cost", f"{lat['decision_share']:.2%}")
-    table.add_row("solve time (s)", f"{result.solve_seconds:.3f}")
+    table.add_row("solve time (s)", f"{result.solve_s:.3f}")
     return table
 
 

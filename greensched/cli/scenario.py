@@ -38,8 +38,9 @@ def scenario_validate(
     if problems:
         for p in problems:
             err_console.print(f"error: {p}", markup=False, highlight=False, soft_wrap=True)
-        more = " (the limit; there may be more)" if len(problems) >= max_errors else ""
-        err_console.print(f"{len(problems)} problem(s) in {directory}{more}", markup=False)
+        if len(problems) > 1:  # one problem stays one line (exit-code contract)
+            more = " (the limit; there may be more)" if len(problems) >= max_errors else ""
+            err_console.print(f"{len(problems)} problem(s) in {directory}{more}", markup=False)
         raise typer.Exit(EXIT_INPUT)
     if json_out:
         return

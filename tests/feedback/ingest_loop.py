@@ -15,8 +15,9 @@ import sys
 import time
 from typing import Any
 
-from greensched.feedback.store import OutcomeStore
 from outcome_factory import make_outcomes
+
+from greensched.feedback.store import OutcomeStore
 
 
 def main(argv: list[str]) -> int:

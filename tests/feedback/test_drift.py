@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from outcome_factory import make_outcomes
+from rich.console import Console
+from rich.table import Table
+
+from greensched.errors import GreenSchedError, LocatedError
 from greensched.feedback.drift import (
     FEATURES,
     DriftThresholds,
@@ -18,11 +23,6 @@ from greensched.feedback.drift import (
     load_validation_metrics,
     psi,
 )
-from outcome_factory import make_outcomes
-from rich.console import Console
-from rich.table import Table
-
-from greensched.errors import GreenSchedError, LocatedError
 
 VAL_MAPE = 0.13  # the factory's 15 % log-normal prediction error gives a MAPE of about 12 %
 

@@ -12,6 +12,11 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="sqlalchemy is not installed: the outcome store "
                     "needs it (pip install 'sqlalchemy>=2.0')")
 
+from outcome_factory import make_outcomes
+from rich.console import Console
+
+from greensched.cli.feedback import ingest_command, status_command
+from greensched.errors import GreenSchedError, LocatedError
 from greensched.feedback.drift import Verdict
 from greensched.feedback.store import (
     DEFAULT_STORE,
@@ -20,11 +25,6 @@ from greensched.feedback.store import (
     OutcomeValidationError,
     default_store,
 )
-from outcome_factory import make_outcomes
-from rich.console import Console
-
-from greensched.cli.feedback import ingest_command, status_command
-from greensched.errors import GreenSchedError, LocatedError
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from greensched.feedback.registry import HotModel, ModelRegistry, RegistryError, wait_for_version
 
 

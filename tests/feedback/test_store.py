@@ -22,15 +22,15 @@ import pytest
 pytest.importorskip("sqlalchemy", reason="sqlalchemy is not installed: the outcome store "
                     "needs it (pip install 'sqlalchemy>=2.0')")
 
+from outcome_factory import make_outcomes
+
+from greensched.errors import GreenSchedError, LocatedError
 from greensched.feedback.store import (
     STORED_COLUMNS,
     OutcomeStore,
     OutcomeValidationError,
     store_url,
 )
-from outcome_factory import make_outcomes
-
-from greensched.errors import GreenSchedError, LocatedError
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

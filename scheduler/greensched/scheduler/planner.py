@@ -196,7 +196,7 @@ class PlanResult:
     water_l: float = float("nan")
     grid_kwh: float = float("nan")
     it_kwh: float = float("nan")
-    solve_seconds: float = 0.0
+    solve_s: float = 0.0
     build_seconds: float = 0.0
     phases: list[dict[str, Any]] = field(default_factory=list)
     allocation: xr.DataArray | None = None
@@ -231,7 +231,7 @@ class PlanResult:
                 "grid_kwh": self.grid_kwh,
                 "it_kwh": self.it_kwh,
                 "solver": self.solver,
-                "solve_seconds": self.solve_seconds,
+                "solve_seconds": self.solve_s,  # plan.json key fixed by the exchange-format spec
                 "phases": self.phases,
             }
         )
@@ -337,7 +337,7 @@ class PlanSession:
             delay_model=self.gm.delay_model,
         )
         result.build_seconds = self.build_seconds
-        solve_seconds = 0.0
+        solve_s = 0.0
         sol: BackendSolution | None = None
         if cfg.mode == "weighted":
             w = (
@@ -351,7 +351,7 @@ class PlanSession:
             c = sum(weights[k] * vectors[k][0] for k in OBJECTIVES)
             backend.set_objective(np.asarray(c))
             sol = backend.solve(cfg.time_limit_s)
-            solve_seconds += sol.seconds
+            solve_s += sol.seconds
             if sol.status.is_ok:
                 assert sol.x is not None
                 comps = _components(comp, vectors, sol.x)
@@ -373,7 +373,7 @@ class PlanSession:
                     vec, const = vectors[name]
                     backend.set_objective(vec)
                     sol = backend.solve(cfg.time_limit_s, warm=i > 0)
-                    solve_seconds += sol.seconds
+                    solve_s += sol.seconds
                     if not sol.status.is_ok:
                         result.message = f"phase {i + 1} ({name}) ended {sol.status.value}"
                         break
@@ -397,7 +397,7 @@ class PlanSession:
                 backend.remove_added_rows()
         assert sol is not None
         result.status = sol.status
-        result.solve_seconds = solve_seconds
+        result.solve_s = solve_s
         if not sol.status.is_ok:
             result.message = result.message or sol.message
             if cfg.diagnose and sol.status in (

@@ -171,7 +171,7 @@ class _Coordinator:
         self.T = hours
         self.cols: list[_Column] = []
         self.log = log
-        self.solve_seconds = 0.0
+        self.solve_s = 0.0
 
     def price(self, coef: np.ndarray, phase: str) -> list[HourSolve]:
         t0 = time.perf_counter()
@@ -186,7 +186,7 @@ class _Coordinator:
                 if s.ok:
                     self.cols.append(_Column(s.hour, w, s.column, np.asarray(s.functionals)))
         secs = [s.seconds for s in flat]
-        self.solve_seconds += sum(secs)
+        self.solve_s += sum(secs)
         self.log.append(
             {
                 "phase": phase,
@@ -492,7 +492,7 @@ def plan_decomposed(
                 best = phase.upper
                 room = cfg.epsilon * abs(best) + 1e-9 * max(1.0, abs(best))
                 rows.append((obj, best + room))
-        result.solve_seconds = coord.solve_seconds
+        result.solve_s = coord.solve_s
         if phase is None or not phase.ok:
             if phase is not None and "water budget" in phase.message:
                 result.diagnosis = [{"family": "water", "where": {}, "message": phase.message}]
