@@ -372,3 +372,26 @@ def test_frontier_of_one_class_with_capacity_shared_by_another() -> None:
     np.testing.assert_allclose(pts["budget_ms"], [1005.0, 1020.0, 1100.0], atol=TOL)
     np.testing.assert_allclose(pts["fleet_objective_usd"], [0.51, 0.44, 0.44], atol=TOL)
     np.testing.assert_allclose(pts["objective_usd"].iloc[:2], [0.35, 0.28], atol=TOL)
+
+
+def test_placement_solves_after_a_highs_run_with_other_threads() -> None:
+    # HiGHS keeps one thread scheduler per process; a solve asking for another thread count
+    # used to end with status "error" (seen when the relocation tests followed other solves).
+    import highspy
+
+    from greensched.scheduler.backends import set_highs_threads
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    set_highs_threads(h, 2)
+    h.addVar(0.0, 1.0)
+    h.changeColCost(0, 1.0)
+    h.run()
+    assert h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    h2 = highspy.Highs()
+    h2.setOptionValue("output_flag", False)
+    set_highs_threads(h2, 1)
+    h2.addVar(0.0, 1.0)
+    h2.changeColCost(0, -1.0)
+    h2.run()
+    assert h2.getModelStatus() == highspy.HighsModelStatus.kOptimal

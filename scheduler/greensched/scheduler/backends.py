@@ -32,6 +32,7 @@ __all__ = [
     "SolveStatus",
     "available_solvers",
     "label_maps",
+    "set_highs_threads",
     "load_highs_model",
     "make_backend",
 ]
@@ -199,8 +200,7 @@ class HighsBackend:
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", solver_verbose())
         self.h.setOptionValue("solver", "simplex")
-        if threads is not None:
-            self.h.setOptionValue("threads", int(threads))
+        set_highs_threads(self.h, threads)
         self.n = 0
         self._added = 0
 
@@ -429,3 +429,23 @@ def label_maps(model: Any) -> tuple[np.ndarray, np.ndarray]:
     row_of = np.full(size(model.constraints, clabels), -1, dtype=np.int64)
     row_of[clabels] = np.arange(len(clabels))
     return col_of, row_of
+
+
+_HIGHS_THREADS: list[int] = []
+
+
+def set_highs_threads(h: Any, threads: int | None) -> None:
+    """Set a HiGHS instance's thread count safely.
+
+    HiGHS keeps one global thread scheduler per process; a later ``run()`` asking for a
+    different count ends with an error status.  When ``threads`` differs from the count the
+    scheduler was last made for, the scheduler is reset first (blocking), so solves with
+    different thread settings can follow each other in one process.
+    """
+    if threads is None:
+        return
+    n = int(threads)
+    if not _HIGHS_THREADS or _HIGHS_THREADS[-1] != n:  # unknown or different: reset
+        type(h).resetGlobalScheduler(True)
+    _HIGHS_THREADS[:] = [n]
+    h.setOptionValue("threads", n)

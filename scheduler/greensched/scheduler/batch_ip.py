@@ -42,7 +42,7 @@ from greensched.scheduler.assign import (
     _as_guide,
     _engine_hour,
 )
-from greensched.scheduler.backends import load_highs_model, silence_highs_banner
+from greensched.scheduler.backends import load_highs_model, set_highs_threads, silence_highs_banner
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from greensched.scheduler.planner import PlanResult
@@ -290,8 +290,7 @@ def solve_batch_problem(
     silence_highs_banner()
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    if threads is not None:
-        h.setOptionValue("threads", int(threads))
+    set_highs_threads(h, threads)
     load_highs_model(h, problem.A, problem.row_lower, problem.row_upper, np.zeros(P + m),
                      np.ones(P + m), cost=problem.cost)
     incumbent: np.ndarray | None = None

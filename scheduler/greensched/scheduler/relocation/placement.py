@@ -43,6 +43,7 @@ from greensched.scheduler.backends import (
     SolveStatus,
     label_maps,
     load_highs_model,
+    set_highs_threads,
     silence_highs_banner,
 )
 from greensched.scheduler.relocation.config import RelocationConfig
@@ -215,8 +216,7 @@ class PlacementModel:
         silence_highs_banner()
         self.h = highspy.Highs()
         self.h.setOptionValue("output_flag", False)
-        if threads is not None:
-            self.h.setOptionValue("threads", int(threads))
+        set_highs_threads(self.h, threads)
         self.n = load_highs_model(self.h, A, row_lower, row_upper, lb, ub, cost)
         self._hs = highspy
         self._x_flat = self._x_cols.ravel().astype(np.int32)
