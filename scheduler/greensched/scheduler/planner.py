@@ -47,6 +47,7 @@ __all__ = [
     "PlanSession",
     "diagnose_infeasibility",
     "plan",
+    "set_dc_flows",
 ]
 
 
@@ -446,33 +447,8 @@ def _read_solution(
     theta = scen.ds["carbon_kg_per_kwh"].transpose("dc", "hour")
     carbon = grid * theta
     renewable_used = (facility - grid).clip(min=0.0)
-    result.carbon_kg = float(carbon.sum())
-    result.water_l = float(water.sum())
-    result.grid_kwh = float(grid.sum())
-    result.it_kwh = float(it.sum())
-    frame = xr.Dataset(
-        {
-            "it_kw": it,
-            "facility_kw": facility,
-            "grid_kw": grid,
-            "renewable_used_kw": renewable_used,
-            "water_l": water,
-            "carbon_kg": carbon,
-        }
-    ).transpose("hour", "dc")
-    df = frame.to_dataframe().reset_index()
-    result.dc_hourly = df[
-        [
-            "hour",
-            "dc",
-            "it_kw",
-            "facility_kw",
-            "grid_kw",
-            "renewable_used_kw",
-            "water_l",
-            "carbon_kg",
-        ]
-    ]
+    set_dc_flows(result, it=it, facility=facility, grid=grid, renewable_used=renewable_used,
+                 water=water, carbon=carbon)
     result.delay_s = comp.evaluate(gm.delay_s, x)
     result.duals = comp.duals(sol.row_duals)
     if gm.delay_model == "per_query":
@@ -599,3 +575,30 @@ def _diagnosis_message(diagnosis: list[dict[str, Any]]) -> str:
         f"{first['shortfall']:.6g} {first['unit']} (limit {first['limit']:.6g} {first['unit']}); "
         f"rows that cannot be met — {more}"
     )
+
+
+def set_dc_flows(result: PlanResult, *, it: xr.DataArray, facility: xr.DataArray,
+                 grid: xr.DataArray, renewable_used: xr.DataArray, water: xr.DataArray,
+                 carbon: xr.DataArray) -> None:
+    """Totals and the ``dc_hourly`` table (exchange-format columns) of a plan's per-DC flows,
+    each a (dc, hour) array: kW held for one hourly slot, litres, kg CO2."""
+    result.carbon_kg = float(carbon.sum())
+    result.water_l = float(water.sum())
+    result.grid_kwh = float(grid.sum())
+    result.it_kwh = float(it.sum())
+    frame = xr.Dataset(
+        {
+            "it_kw": it,
+            "facility_kw": facility,
+            "grid_kw": grid,
+            "renewable_used_kw": renewable_used,
+            "water_l": water,
+            "carbon_kg": carbon,
+        }
+    ).transpose("hour", "dc")
+    result.dc_hourly = frame.to_dataframe().reset_index()[list(DC_HOURLY_COLUMNS)]
+
+
+#: Columns of ``dc_hourly.csv`` (shared/spec/scenario-format.md).
+DC_HOURLY_COLUMNS = ("hour", "dc", "it_kw", "facility_kw", "grid_kw", "renewable_used_kw",
+                     "water_l", "carbon_kg")

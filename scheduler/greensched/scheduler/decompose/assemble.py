@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from greensched.scenario import Scenario
-from greensched.scheduler.planner import OBJECTIVES, PlanResult
+from greensched.scheduler.planner import OBJECTIVES, PlanResult, set_dc_flows
 
 __all__ = ["assemble_result"]
 
@@ -46,33 +46,8 @@ def assemble_result(result: PlanResult, scen: Scenario, parts: dict[int, dict[st
     comps = {f"{k}_usd": float(f[i]) for i, k in enumerate(OBJECTIVES)}
     comps["total_usd"] = comps["energy_usd"] + comps["carbon_usd"] + comps["delay_usd"]
     result.objective = comps
-    result.carbon_kg = float(carbon.sum())
-    result.water_l = float(water.sum())
-    result.grid_kwh = float(grid.sum())
-    result.it_kwh = float(it.sum())
-    frame = xr.Dataset(
-        {
-            "it_kw": it,
-            "facility_kw": facility,
-            "grid_kw": grid,
-            "renewable_used_kw": renewable_used,
-            "water_l": water,
-            "carbon_kg": carbon,
-        }
-    ).transpose("hour", "dc")
-    df = frame.to_dataframe().reset_index()
-    result.dc_hourly = df[
-        [
-            "hour",
-            "dc",
-            "it_kw",
-            "facility_kw",
-            "grid_kw",
-            "renewable_used_kw",
-            "water_l",
-            "carbon_kg",
-        ]
-    ]
+    set_dc_flows(result, it=it, facility=facility, grid=grid, renewable_used=renewable_used,
+                 water=water, carbon=carbon)
     delay = np.stack([p["delay_s"] for p in hours], axis=-1)
     result.delay_s = xr.DataArray(
         delay,
