@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -64,6 +64,7 @@ __all__ = [
     "LocalTransport",
     "LoopConfig",
     "LoopResult",
+    "RunResult",
     "LoopSetup",
     "Transport",
     "prepare_loop",
@@ -358,11 +359,18 @@ def period_records(scenario: Scenario, jobs: pd.DataFrame, ans: pd.DataFrame,
     return out
 
 
-@dataclass
-class LoopResult:
-    """Numbers of one run; ``periods`` has one row per period served."""
+ConfigT = TypeVar("ConfigT")
 
-    config: LoopConfig
+
+@dataclass
+class RunResult(Generic[ConfigT]):
+    """Numbers of one closed-loop run; ``periods`` has one row per period served.
+
+    Shared by :class:`LoopResult` and the drift experiment's result, which differ only in their
+    configuration type.
+    """
+
+    config: ConfigT
     periods: pd.DataFrame
     summary: dict[str, Any]
     cycles: list[dict[str, Any]] = field(default_factory=list)
@@ -375,6 +383,11 @@ class LoopResult:
         """True when the loop re-tuned after the drift and cut the error by >= 10 %."""
         red = self.summary.get("error_reduction")
         return red is not None and math.isfinite(red) and red >= 0.10
+
+
+@dataclass
+class LoopResult(RunResult[LoopConfig]):
+    """Numbers of one :func:`run_closed_loop` run."""
 
 
 def _mape(pred: np.ndarray, meas: np.ndarray) -> float:

@@ -46,11 +46,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from greensched.errors import GreenSchedError
 from greensched.feedback.closed_loop import (
@@ -58,6 +56,7 @@ from greensched.feedback.closed_loop import (
     LoopConfig,
     LoopResult,
     LoopSetup,
+    RunResult,
     Transport,
     prepare_loop,
     run_closed_loop,
@@ -154,23 +153,10 @@ class ExperimentConfig:
 
 
 @dataclass
-class ExperimentResult:
-    """Numbers of the drift experiment; ``periods`` has one row per period."""
+class ExperimentResult(RunResult[ExperimentConfig]):
+    """Numbers of the drift experiment; ``loop`` is the closed-loop run it configured."""
 
-    config: ExperimentConfig
-    periods: pd.DataFrame
-    summary: dict[str, Any]
-    cycles: list[dict[str, Any]] = field(default_factory=list)
-    robustness: list[dict[str, Any]] = field(default_factory=list)
-    report_path: Path | None = None
-    plot_path: Path | None = None
     loop: LoopResult | None = None
-
-    @property
-    def is_ok(self) -> bool:
-        """True when the loop re-tuned after the change and cut the error by >= 10 %."""
-        red = self.summary.get("error_reduction")
-        return red is not None and math.isfinite(red) and red >= 0.10
 
 
 #: Builds the service a run talks to: (set-up, open store) -> transport.
