@@ -6,6 +6,8 @@
 (one row per seed × variant × metric), ``DIR/hourly.parquet`` and ``DIR/experiment.json``;
 ``--report MD`` also writes the Markdown report there.  ``greensched experiment report DIR
 [--out MD]`` writes the report (default ``DIR/report.md``) with its figures beside it.
+A ``kind = "sweep"`` file runs the Green-LLM letter's sensitivity sweeps and hourly profiles
+instead (:mod:`greensched.eval.experiment.sweeps`; ``--workers`` spreads the sweep points).
 """
 
 from __future__ import annotations
@@ -21,10 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from greensched.cli._app import app, console
 from greensched.eval.experiment import (
     ExperimentError,
+    experiment_kind,
     load_experiment,
+    load_sweep_experiment,
     run_experiment,
+    run_sweep_experiment,
     summarize,
     write_report,
+    write_sweep_report,
 )
 
 __all__ = ["experiment_app"]
@@ -60,7 +66,10 @@ def run_command(
         "--scenario", help="Override the file's scenario (default, DIR, synth:..., "
         "build:BUILD.toml@YYYY-MM-DD).")] = None,
 ) -> None:
-    """Run an experiment file's seeds x variants."""
+    """Run an experiment file's seeds x variants (or, kind = "sweep", its sweeps)."""
+    if experiment_kind(experiment) == "sweep":
+        _run_sweep(experiment, out, workers, report)
+        return
     cfg = load_experiment(experiment)
     if scenario is not None:
         cfg.scenario = scenario
@@ -89,12 +98,33 @@ def run_command(
         console.print(f"report: {path}")
 
 
+def _run_sweep(experiment: Path, out: Path, workers: int, report: Path | None) -> None:
+    exp = load_sweep_experiment(experiment)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(exp.name, total=len(exp.sweeps) + (exp.profile is not None))
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.update(task, completed=done, description=f"{exp.name}: {what}")
+
+        meta = run_sweep_experiment(exp, out, workers=workers if workers > 1 else None,
+                                    progress=progress, command=_command_line())
+    console.print(f"{len(exp.sweeps)} sweeps in {meta['wall_s']:.1f} s; results in "
+                  f"{out}/sweeps.parquet")
+    if report is not None:
+        console.print(f"report: {write_sweep_report(out, report)}")
+
+
 @experiment_app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by 'experiment run'.")],
     out: Annotated[Path | None, typer.Option("--out", help="Markdown file to write.")] = None,
 ) -> None:
     """Write the Markdown report and figures of an experiment run."""
+    meta_path = run_dir / "experiment.json"
+    if meta_path.is_file() and '"kind": "sweep"' in meta_path.read_text(encoding="utf-8"):
+        console.print(f"report: {write_sweep_report(run_dir, out)}")
+        return
     if not (run_dir / "results.parquet").is_file():
         raise ExperimentError(f"{run_dir}: results.parquet not found; run 'experiment run' first")
     path = write_report(run_dir, out)

@@ -3,6 +3,7 @@
 Example (``examples/experiments/main.toml``)::
 
     name = "main"
+    kind = "policies"               # the default; "sweep": greensched.eval.experiment.sweeps
     scenario = "default"            # "default" (embedded day), a scenario directory,
                                     # "synth:DCS,AREAS,TYPES,HOURS,SEED", or one built day
                                     # "build:BUILD.toml@YYYY-MM-DD"
@@ -199,7 +200,7 @@ class ExperimentConfig:
 
 
 _TOP = {"name", "scenario", "seeds", "noise", "forecast_error", "capacity_scale", "greensched",
-        "reference", "jobs", "variant", "quick", "notes", "alternatives"}
+        "reference", "jobs", "variant", "quick", "notes", "alternatives", "kind"}
 
 
 def _resolve(value: str | None, base: Path) -> str | None:
@@ -223,6 +224,9 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentError(f"{p}: invalid TOML ({exc})") from exc
+    if raw.get("kind", "policies") != "policies":
+        raise ExperimentError(f"{p}: kind {raw.get('kind')!r} is not a policy experiment "
+                              "(kind = 'sweep' files are read by load_sweep_experiment)")
     unknown = set(raw) - _TOP
     if unknown:
         raise ExperimentError(f"{p}: unknown key(s) {sorted(unknown)!r}; expected {sorted(_TOP)}")
