@@ -36,6 +36,8 @@ __all__ = [
     "FigureFormat",
     "figure",
     "legend_below",
+    "legend_right",
+    "parse_format",
     "save_figure",
     "series_style",
     "slot_times",
@@ -61,6 +63,21 @@ class FigureFormat(StrEnum):
     PNG = "png"
     SVG = "svg"
     PDF = "pdf"
+
+
+def parse_format(text: str | FigureFormat) -> FigureFormat:
+    """A ``--format`` value (``png``, ``svg`` or ``pdf``, any case) as a :class:`FigureFormat`.
+
+    Raises
+    ------
+    GreenSchedError
+        Any other value, naming the ones accepted.
+    """
+    try:
+        return FigureFormat(str(text).lower().lstrip("."))
+    except ValueError:
+        raise GreenSchedError(f"figure format {text!r} is not supported; expected one of "
+                              f"{', '.join(x.value for x in FigureFormat)}") from None
 
 
 def series_style(i: int) -> dict[str, Any]:
@@ -141,6 +158,12 @@ def legend_below(fig: Any, axes: Sequence[Any], ncol: int = 3, **kw: Any) -> Any
                       frameon=False, **kw)
 
 
+def legend_right(ax: Any, **kw: Any) -> Any:
+    """``ax``'s legend to the right of its panel, outside the data."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+                     frameon=False, **kw)
+
+
 def save_figure(fig: Any, path: str | Path, fmt: str | FigureFormat | None = None) -> Path:
     """Save ``fig`` as ``path`` with suffix ``fmt`` (default: the path's suffix, else png).
 
@@ -148,12 +171,7 @@ def save_figure(fig: Any, path: str | Path, fmt: str | FigureFormat | None = Non
     version, creation date) is left out.  The figure is closed.
     """
     p = Path(path)
-    raw = fmt if fmt is not None else (p.suffix.lstrip(".") or "png")
-    try:
-        f = FigureFormat(str(raw).lower())
-    except ValueError:
-        raise GreenSchedError(f"figure format {raw!r} is not supported; expected one of "
-                              f"{', '.join(x.value for x in FigureFormat)}") from None
+    f = parse_format(fmt if fmt is not None else (p.suffix.lstrip(".") or "png"))
     p = p.with_suffix("." + f.value)
     meta: dict[str, Any] = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
                             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}[

@@ -27,7 +27,9 @@ __all__ = [
     "EXIT_INFEASIBLE",
     "JOBS_HELP",
     "JsonOption",
+    "json_value",
     "print_json",
+    "say_console",
     "EXIT_INPUT",
     "EXIT_SOLVER",
     "app",
@@ -70,22 +72,62 @@ JsonOption = Annotated[bool, typer.Option(
     "--json", help="Print a machine-readable JSON summary on stdout (messages on stderr).")]
 
 
-def print_json(obj: Any) -> None:
-    """Write ``obj`` as indented, key-sorted JSON on stdout (NaN and inf as null)."""
+def json_value(obj: Any) -> Any:
+    """``obj`` as plain JSON values: NumPy scalars and arrays, pandas frames (a list of row
+    records), series (a dict) and timestamps (ISO 8601), paths, enums, dataclasses, sets and
+    datetimes become lists, dicts, strings and numbers; NaN and inf become ``null``."""
+    import dataclasses
+    import datetime as dt
+    import enum
     import math
 
-    def clean(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {str(k): clean(v) for k, v in x.items()}
-        if isinstance(x, list | tuple):
-            return [clean(v) for v in x]
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if hasattr(x, "item") and callable(x.item):  # NumPy scalars
-            return clean(x.item())
-        return x
+    import numpy as np
+    import pandas as pd
 
-    typer.echo(json.dumps(clean(obj), indent=2, sort_keys=True, default=str))
+    if isinstance(obj, dict):
+        return {str(k): json_value(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [json_value(v) for v in obj]
+    if isinstance(obj, bool | str | int) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, enum.Enum):
+        return json_value(obj.value)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, pd.DataFrame):
+        rows = obj if isinstance(obj.index, pd.RangeIndex) else obj.reset_index()
+        return json_value(rows.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return json_value(obj.to_dict())
+    if obj is pd.NaT:
+        return None
+    if isinstance(obj, pd.Timestamp | dt.datetime | dt.date):
+        return obj.isoformat()
+    if isinstance(obj, pd.Timedelta | dt.timedelta):
+        return obj.total_seconds()
+    if isinstance(obj, np.ndarray):
+        return json_value(obj.tolist())
+    if isinstance(obj, np.generic):
+        return json_value(obj.item())
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return json_value(dataclasses.asdict(obj))
+    to_dict = getattr(obj, "to_dict", None)
+    if callable(to_dict):
+        return json_value(to_dict())
+    return str(obj)
+
+
+def print_json(obj: Any) -> None:
+    """The one ``--json`` writer of every command: ``obj`` (made plain by :func:`json_value`)
+    as indented, key-sorted JSON on stdout, and nothing else there."""
+    typer.echo(json.dumps(json_value(obj), indent=2, sort_keys=True, allow_nan=False))
+
+
+def say_console(json_out: bool) -> Console:
+    """Where a command's human output goes: stderr under ``--json`` (stdout is the JSON)."""
+    return err_console if json_out else console
 
 
 def _show_version(value: bool) -> None:

@@ -15,7 +15,15 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from greensched.cli._app import app, console, load_scenario_arg, parse_weights
+from greensched.cli._app import (
+    JsonOption,
+    app,
+    console,
+    load_scenario_arg,
+    parse_weights,
+    print_json,
+    say_console,
+)
 from greensched.errors import GreenSchedError, InfeasibleError
 
 equity_app = typer.Typer(
@@ -49,14 +57,14 @@ def _fmt(v: object) -> str:
     return f"{f:,.3f}"
 
 
-def _print_table(df: Any, title: str) -> None:
+def _print_table(df: Any, title: str, say: Any = console) -> None:
     table = Table(title=title)
     table.add_column("algorithm")
     for col in df.columns:
         table.add_column(str(col), justify="right")
     for idx, row in df.iterrows():
         table.add_row(str(idx), *(_fmt(v) for v in row))
-    console.print(table)
+    say.print(table)
 
 
 ScenarioArg = Annotated[
@@ -93,9 +101,15 @@ def solve(
     out: Annotated[
         Path | None, typer.Option(help="Write table1.csv, results.json (and --plot figures).")
     ] = None,
-    plot: Annotated[bool, typer.Option(help="Write per_region.png into --out.")] = False,
+    plot: Annotated[bool, typer.Option(help="Write the per_region figure into --out.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
+    json_out: JsonOption = False,
 ) -> None:
-    """Solve the four algorithms and print the Table 1 layout."""
+    """Solve the four algorithms and print the Table 1 layout.
+
+    --json: {hours, locations, regions, q, results: {algorithm: {status, solver, solve_s,
+    components, ...}}, table1: [{algorithm, ...Table 1 columns}], out, files}.
+    """
     from greensched.scheduler.equity.algorithms import ALGORITHMS, run_algorithms, table1
     from greensched.scheduler.equity.problem import parse_q
 
@@ -107,6 +121,10 @@ def solve(
         if algorithm == "all"
         else tuple(a.strip() for a in algorithm.split(",") if a.strip())
     )
+    from greensched.plotstyle import parse_format
+
+    fig_format = parse_format(fmt)
+    say = say_console(json_out)
     prob = _problem(scenario, data, hours, start, base)
     res = run_algorithms(
         prob,
@@ -122,7 +140,7 @@ def solve(
     if bad:
         raise InfeasibleError("SE-GLB solve failed (" + "; ".join(bad) + ")")
     t1 = table1(prob, res)
-    _print_table(t1, f"Table 1 layout — {len(prob.hours)} h, q = {q}")
+    _print_table(t1, f"Table 1 layout — {len(prob.hours)} h, q = {q}", say)
     timing = Table(title="Objective (USD) and solve time")
     for col in ("algorithm", "solver", "energy", "social", "environmental", "moving", "total", "s"):
         timing.add_column(col, justify="right")
@@ -143,17 +161,25 @@ def solve(
             ),
             f"{r.solve_s:.2f}",
         )
-    console.print(timing)
+    say.print(timing)
+    files: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         t1.to_csv(out / "table1.csv")
         body = {"notes": prob.notes, "results": {k: r.to_dict() for k, r in res.items()}}
         (out / "results.json").write_text(json.dumps(body, indent=1, sort_keys=True), "utf-8")
-        console.print(f"wrote {out / 'table1.csv'}, {out / 'results.json'}")
+        files += [out / "table1.csv", out / "results.json"]
+        say.print(f"wrote {out / 'table1.csv'}, {out / 'results.json'}")
         if plot:
             from greensched.scheduler.equity.plots import plot_per_region
 
-            console.print(f"wrote {plot_per_region(prob, res, out / 'per_region.png')}")
+            files.append(plot_per_region(prob, res, out / "per_region", fmt=fig_format))
+            say.print(f"wrote {files[-1]}")
+    if json_out:
+        print_json({"hours": len(prob.hours), "locations": list(prob.dcs),
+                    "regions": list(prob.regions), "q": q,
+                    "results": {k: r.to_dict() for k, r in res.items()},
+                    "table1": t1.rename_axis("algorithm"), "out": out, "files": files})
 
 
 @equity_app.command("online")
@@ -168,8 +194,13 @@ def online(
     start: Annotated[str, typer.Option(help="First hour, UTC (ten-locations).")] = "2024-03-24",
     base: Annotated[float, typer.Option(help="Requests per hour per region.")] = 100_000.0,
     data: Annotated[Path, typer.Option(help="Shared data directory.")] = DATA,
+    json_out: JsonOption = False,
 ) -> None:
-    """Run online SE-GLB (dual mirror descent) hour by hour and compare with the offline optimum."""
+    """Run online SE-GLB (dual mirror descent) hour by hour and compare with the offline optimum.
+
+    --json: {hours, q, eta, components, offline_objective_usd, regret_usd, regret_ratio,
+    solve_s, config}.
+    """
     from greensched.scheduler.equity.algorithms import algorithm_config
     from greensched.scheduler.equity.online import solve_online
     from greensched.scheduler.equity.problem import parse_q
@@ -184,8 +215,12 @@ def online(
         mu_w_usd_per_m3=mu_w,
         env_form="separate",
     )
-    with console.status(f"online SE-GLB over {len(prob.hours)} hours"):
+    say = say_console(json_out)
+    with say.status(f"online SE-GLB over {len(prob.hours)} hours"):
         res = solve_online(prob, cfg, eta=eta)
+    if json_out:
+        print_json({**res.to_dict(), "hours": len(prob.hours), "q": q})
+        return
     table = Table(title=f"Online SE-GLB (q = {q}, η = {eta:g}) vs offline")
     table.add_column("quantity")
     table.add_column("value", justify="right")
@@ -195,7 +230,7 @@ def online(
     table.add_row("regret (USD)", f"{res.regret_usd:,.2f}")
     table.add_row("regret (%)", f"{100 * res.regret_ratio:.3f}")
     table.add_row("seconds", f"{res.solve_s:.1f}")
-    console.print(table)
+    say.print(table)
 
 
 @equity_app.command("plan")
@@ -210,13 +245,19 @@ def equity_plan(
     out: Annotated[
         Path | None, typer.Option(help="Write plan.json, allocation.csv, equity_by_dc.csv.")
     ] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """The Green-LLM plan with the environmental Lq term over data centers."""
-    run_equity_plan(scenario_dir, equity, weights, out)
+    """The Green-LLM plan with the environmental Lq term over data centers.
+
+    --json: {scenario, status, q, weights, solver, solve_s, objective, per_dc: [{dc, ...}],
+    message, out}.
+    """
+    run_equity_plan(scenario_dir, equity, weights, out, json_out=json_out)
 
 
 def run_equity_plan(
-    scenario_dir: Path | None, equity: str, weights: str | None, out: Path | None
+    scenario_dir: Path | None, equity: str, weights: str | None, out: Path | None,
+    *, json_out: bool = False,
 ) -> None:
     """Run, print and write an equity plan (``greensched equity plan`` and ``plan --equity``)."""
     from greensched.scheduler.equity.plan_equity import parse_equity_option, plan_with_equity
@@ -227,6 +268,12 @@ def run_equity_plan(
     res = plan_with_equity(scen, option, w)
     if out is not None:
         res.write(out)
+    say = say_console(json_out)
+    if json_out:
+        print_json({"scenario": scen.name, "status": res.status, "q": option.q,
+                    "weights": list(res.weights), "solver": res.solver, "solve_s": res.solve_s,
+                    "objective": res.objective, "message": res.message, "out": out,
+                    "per_dc": res.per_dc.rename_axis("dc") if res.per_dc is not None else None})
     if not res.is_ok:
         raise InfeasibleError(res.message or f"solver ended {res.status}")
     table = Table(title=f"Equity plan of {scen.name!r} — q = {option.q:g}, {res.solver}")
@@ -235,7 +282,7 @@ def run_equity_plan(
     for key, value in res.objective.items():
         table.add_row(key.replace("_usd", " (USD)"), f"{value:,.3f}")
     table.add_row("solve time (s)", f"{res.solve_s:.2f}")
-    console.print(table)
+    say.print(table)
     if res.per_dc is not None:
         per = Table(title="Per data center")
         per.add_column("dc")
@@ -243,9 +290,9 @@ def run_equity_plan(
             per.add_column(col, justify="right")
         for dc, row in res.per_dc.iterrows():
             per.add_row(str(dc), *(f"{v:,.4f}" for v in row))
-        console.print(per)
+        say.print(per)
     if out is not None:
-        console.print(f"wrote {out}/plan.json, allocation.csv, equity_by_dc.csv")
+        say.print(f"wrote {out}/plan.json, allocation.csv, equity_by_dc.csv")
 
 
 @equity_app.command("experiment")
@@ -253,10 +300,19 @@ def experiment(
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports"),
     days: Annotated[int, typer.Option(help="Length of the long runs.")] = 18,
     quick: Annotated[bool, typer.Option(help="24 h parts only (about a minute).")] = False,
+    json_out: JsonOption = False,
 ) -> None:
-    """Run the report's experiment (Table 1, frontier, online regret, solve times)."""
+    """Run the report's experiment (Table 1, frontier, online regret, solve times).
+
+    --json: {out, report, summary} (summary: the numbers of equity_results.json).
+    """
     from greensched.eval.equity_experiment import run_experiment
 
-    with console.status("SE-GLB experiment"):
-        run_experiment(out, days=days, quick=quick)
-    console.print(f"wrote {out / 'equity_results.md'} and figures")
+    say = say_console(json_out)
+    with say.status("SE-GLB experiment"):
+        summary = run_experiment(out, days=days, quick=quick)
+    report = out / "equity_results.md"
+    if json_out:
+        print_json({"out": out, "report": report, "summary": summary})
+        return
+    say.print(f"wrote {report} and figures")

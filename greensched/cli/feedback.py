@@ -19,9 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from greensched.cli._app import (
+    JsonOption,
     console,
     err_console,
     feedback_app,
+    print_json,
 )
 from greensched.errors import GreenSchedError
 from greensched.feedback.drift import (
@@ -61,11 +63,6 @@ __all__ = [
 
 #: Exit status of ``feedback status`` on a DRIFT verdict.
 EXIT_DRIFT = 1
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 #: The reference drawn from the store itself spans this many windows before the recent one.
@@ -340,7 +337,7 @@ def feedback_ingest(
     rep = ingest_command(file, store, console=err_console if json_out else console,
                          fail_on_conflict=fail_on_conflict, scenario=scenario)
     if json_out:
-        _print_json({"file": str(file), "rows": rep.rows, "inserted": rep.inserted,
+        print_json({"file": str(file), "rows": rep.rows, "inserted": rep.inserted,
                      "duplicates_identical": rep.duplicates_identical,
                      "conflicts": rep.conflicts, "ingest_id": rep.ingest_id})
 
@@ -368,7 +365,7 @@ def feedback_status(
                             model_version=model_version,
                             console=err_console if json_out else console)
     if json_out:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
     if report.verdict is Verdict.DRIFT:
         raise typer.Exit(EXIT_DRIFT)
 
@@ -397,7 +394,7 @@ def feedback_retune(
                          min_improvement=min_improvement, seed=seed, promote=promote,
                          console=err_console if json_out else console)
     if json_out:
-        _print_json(res.to_dict())
+        print_json(res.to_dict())
 
 
 @feedback_app.command("run")
@@ -417,7 +414,7 @@ def feedback_run(
                          window=window, min_samples=min_samples, seed=seed,
                          console=err_console if json_out else console)
     if json_out:
-        _print_json([c.to_dict() for c in cycles])
+        print_json([c.to_dict() for c in cycles])
 
 
 @feedback_app.command("experiment")
@@ -436,7 +433,7 @@ def feedback_experiment(
 
     result = run_drift_experiment(out, seed=seed, quick=quick)
     if json_out:
-        _print_json({**result.summary, "report": str(result.report_path),
+        print_json({**result.summary, "report": str(result.report_path),
                      "plot": str(result.plot_path)})
         return
     for key, value in result.summary.items():

@@ -26,7 +26,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from greensched.cli._app import app, console, err_console, load_scenario_arg
+from greensched.cli._app import (
+    JsonOption,
+    app,
+    console,
+    err_console,
+    load_scenario_arg,
+    print_json,
+)
 from greensched.errors import GreenSchedError
 
 __all__ = ["loop", "serving"]
@@ -131,7 +138,7 @@ def loop(
     work_dir: Annotated[Path | None, typer.Option(
         help="Keep the registry and the store here (default: a temporary folder).")] = None,
     max_minutes: Annotated[float, typer.Option(help="Stop after this much wall time.")] = 30.0,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    json_out: JsonOption = False,
 ) -> None:
     """Serve N periods through the real HTTP service, measure on the twin, close the loop.
 
@@ -215,7 +222,7 @@ def loop(
         if tmp is not None:
             tmp.cleanup()
     if json_out:
-        typer.echo(json.dumps(json_ready(s), indent=2, sort_keys=True, default=str))
+        print_json(json_ready(s))
         return
     keys = ("periods_served", "detected_period", "detection_delay_periods", "promotions",
             "versions_promoted", "error_before", "error_stale_after", "error_after",

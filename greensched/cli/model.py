@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from greensched.cli._app import app, console
+from greensched.cli._app import JsonOption, app, console, print_json
 from greensched.feedback.models import register_model, registry_rows, require_current
 from greensched.feedback.registry import ModelRegistry, RegistryError
 
@@ -23,11 +22,6 @@ app.add_typer(model_app, name="model")
 RegistryOption = Annotated[
     Path, typer.Option("--registry", "-r", help="Model registry root (versions/, CURRENT).")
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def _existing(registry: Path) -> ModelRegistry:
@@ -48,7 +42,7 @@ def model_register(
     """Copy a trained model into the registry as a new version (atomic)."""
     info = register_model(registry, model_dir, promote=promote, notes=notes)
     if json_out:
-        _print_json({**asdict(info), "promoted": promote})
+        print_json({**asdict(info), "promoted": promote})
         return
     console.print(f"registered {model_dir} as [bold]{info.version}[/] ({info.kind}) in "
                   f"{registry}" + ("; promoted" if promote else
@@ -67,7 +61,7 @@ def model_promote(
     previous = reg.current()
     reg.promote(version, reason="greensched model promote")
     if json_out:
-        _print_json({"current": version, "previous": previous})
+        print_json({"current": version, "previous": previous})
         return
     console.print(f"promoted [bold]{version}[/] in {registry} (was {previous or 'none'})")
 
@@ -82,7 +76,7 @@ def model_rollback(
     previous = require_current(reg)
     target = reg.rollback(reason="greensched model rollback")
     if json_out:
-        _print_json({"current": target, "previous": previous})
+        print_json({"current": target, "previous": previous})
         return
     console.print(f"rolled back {registry} from {previous} to [bold]{target}[/]")
 
@@ -95,7 +89,7 @@ def model_list(
     """Registered versions, oldest first; the current one is marked."""
     rows = registry_rows(_existing(registry))
     if json_out:
-        _print_json(rows)
+        print_json(rows)
         return
     table = Table(title=f"Model registry {registry}")
     for col in ("version", "current", "kind", "parent", "created (UTC)", "energy MAPE",
@@ -124,7 +118,7 @@ def model_show(
     out = {**asdict(info), "current": reg.current() == v, "lineage": reg.lineage(v),
            "path": str(reg.path(v)), "history": events}
     if json_out:
-        _print_json(out)
+        print_json(out)
         return
     table = Table(title=f"Model version {v}" + (" (current)" if out["current"] else ""),
                   show_header=False)

@@ -9,11 +9,13 @@ import typer
 from rich.table import Table
 
 from greensched.cli._app import (
+    JsonOption,
     app,
-    console,
     err_console,
     load_scenario_arg,
     parse_weights,
+    print_json,
+    say_console,
 )
 from greensched.errors import GreenSchedError, InfeasibleError
 from greensched.scenario import Scenario
@@ -81,7 +83,8 @@ def plan(
     out: Annotated[
         Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")
     ] = None,
-    plot: Annotated[bool, typer.Option(help="Also write PNG figures into --out.")] = False,
+    plot: Annotated[bool, typer.Option(help="Also write the figures into --out.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
     time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
     delay_model: Annotated[
         str | None,
@@ -103,8 +106,14 @@ def plan(
         str | None,
         typer.Option(help="q=2,mu_c=1500,mu_w=60: add the environmental Lq term (docs/equity.md)."),
     ] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Solve the Green-LLM allocation of a scenario and print a summary."""
+    """Solve the Green-LLM allocation of a scenario and print a summary.
+
+    --json prints the plan.json content (status, mode, objective, carbon_kg, water_l, grid_kwh,
+    it_kwh, solver, solve_seconds, phases, ...) plus scenario, out and files (docs/cli-json.md);
+    on an infeasible scenario it is printed too (with the diagnosis) before the exit 3.
+    """
     from greensched.scheduler import PlanConfig
     from greensched.scheduler import plan as run_plan
 
@@ -113,7 +122,7 @@ def plan(
             raise GreenSchedError("--equity works with --weights only (weighted mode)")
         from greensched.cli.equity import run_equity_plan
 
-        run_equity_plan(scenario_dir, equity, weights, out)
+        run_equity_plan(scenario_dir, equity, weights, out, json_out=json_out)
         return
 
     modes = sum(v is not None for v in (weights, lexicographic, preset))
@@ -121,6 +130,10 @@ def plan(
         raise GreenSchedError("choose at most one of --weights, --lexicographic and --preset")
     if plot and out is None:
         raise GreenSchedError("--plot needs --out DIR to write the figures into")
+    from greensched.plotstyle import parse_format
+
+    fig_format = parse_format(fmt)
+    say = say_console(json_out)
     scen = load_scenario_arg(scenario_dir, coefficients)
     delay = _delay_config(delay_model, scenario_dir, scen)
     if preset is not None:
@@ -155,15 +168,21 @@ def plan(
         result = run_plan(scen, cfg)
     if out is not None:
         result.write(out)
+    summary: dict[str, Any] = {**result.to_dict(), "scenario": scen.name,
+                               "out": out, "files": []}
     if not result.is_ok:
         if out is not None:
             err_console.print(f"[dim]wrote {out / 'plan.json'} (status and diagnosis)[/dim]")
+        if json_out:
+            print_json(summary)
         raise InfeasibleError(
             result.message or f"solver ended {result.status.value}", result.diagnosis
         )
-    console.print(_summary_table(result, scen))
+    say.print(_summary_table(result, scen))
     if decompose is not None:
-        console.print(
+        summary["decomposition"] = {k: getattr(result, k, None) for k in (
+            "method", "engine", "workers", "rounds", "gap_usd", "gap_relative")}
+        say.print(
             f"method {getattr(result, 'method', '')} ({getattr(result, 'engine', '')}, "
             f"{getattr(result, 'workers', '')} workers, {getattr(result, 'rounds', '')} rounds): "
             f"certified gap {getattr(result, 'gap_usd', float('nan')):.3g} USD "
@@ -181,14 +200,19 @@ def plan(
                 f"{p['carbon_usd']:.2f}",
                 f"{p['delay_usd']:.2f}",
             )
-        console.print(ph)
+        say.print(ph)
     if out is not None:
-        console.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
+        summary["files"] = [out / n for n in ("plan.json", "allocation.csv", "dc_hourly.csv",
+                                              "duals.csv") if (out / n).is_file()]
+        say.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
         if plot:
             from greensched.scheduler.plots import plot_plan
 
-            for path in plot_plan(result, scen, out):
-                console.print(f"wrote {path}")
+            for path in plot_plan(result, scen, out, fmt=fig_format):
+                summary["files"].append(path)
+                say.print(f"wrote {path}")
+    if json_out:
+        print_json(summary)
 
 
 @app.command()
@@ -214,11 +238,20 @@ def sweep(
         str | None,
         typer.Option("--delay-model", help="letter or per_query; default: the scenario's."),
     ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
+    json_out: JsonOption = False,
 ) -> None:
-    """Sensitivity sweeps and the letter's tables (Section III of Green-LLM)."""
+    """Sensitivity sweeps and the letter's tables (Section III of Green-LLM).
+
+    --json: {scenario, param (or table), rows (one record per point and preset, or table
+    row: the CSV's columns), out, files} (docs/cli-json.md).
+    """
+    from greensched.plotstyle import parse_format
     from greensched.scenario import DELAY_MODELS
     from greensched.scheduler import sweep as sw
 
+    fig_format = parse_format(fmt)
+    say = say_console(json_out)
     scen = load_scenario_arg(scenario_dir)
     if delay_model is not None:
         if delay_model not in DELAY_MODELS:
@@ -238,14 +271,22 @@ def sweep(
             t.add_column(col.replace("_usd", "").replace("w_", "σ_"), justify="right")
         for row in frame[shown].itertuples(index=False):
             t.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row])
-        console.print(t)
-        console.print(f"wrote {path}")
+        say.print(t)
+        say.print(f"wrote {path}")
+        if json_out:
+            print_json({"scenario": scen.name, "table": table, "rows": frame, "out": out,
+                        "files": [path]})
         return
     scales = sw.parse_scale(scale)
     names = [p.strip() for p in presets.split(",") if p.strip()]
     frame = sw.run_sweep(scen, param, scales, names, solver=solver, workers=workers)
     path = out / f"sweep_{param}.csv"
     frame.to_csv(path, index=False)
-    console.print(f"wrote {path} ({len(frame)} rows)")
+    say.print(f"wrote {path} ({len(frame)} rows)")
+    files = [path]
     if plot:
-        console.print(f"wrote {sw.plot_sweep(frame, param, out)}")
+        files.append(sw.plot_sweep(frame, param, out, fig_format))
+        say.print(f"wrote {files[-1]}")
+    if json_out:
+        print_json({"scenario": scen.name, "param": param, "rows": frame, "out": out,
+                    "files": files})

@@ -9,7 +9,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from greensched.cli._app import app, console, err_console, load_scenario_arg
+from greensched.cli._app import (
+    JsonOption,
+    app,
+    err_console,
+    load_scenario_arg,
+    print_json,
+    say_console,
+)
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
 
@@ -56,12 +63,21 @@ def relocation(
             "default scenario."
         ),
     ] = None,
-    plot: Annotated[bool, typer.Option(help="Write frontier.png and layers.png.")] = True,
+    plot: Annotated[bool, typer.Option(help="Write the frontier and layers figures.")] = True,
+    fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
+    json_out: JsonOption = False,
 ) -> None:
     """Where each workload class may run, what relaxing its latency budget saves, and when
-    moving stops paying (masks, frontier, EROL, CROL, RID, break-even, layers)."""
+    moving stops paying (masks, frontier, EROL, CROL, RID, break-even, layers).
+
+    --json: {scenario, classes, summary (summary.json: rid_all, layer_share_all, declared,
+    sweep, ...), metrics: [one record per class, the metrics.csv columns], out, files}.
+    """
+    from greensched.plotstyle import parse_format
     from greensched.scheduler.relocation import analyse, load_classes
 
+    fig_format = parse_format(fmt)
+    say = say_console(json_out)
     scen = _scenario(scenario_dir, coefficients)
     cfg = load_classes(classes)
     with Progress(
@@ -78,8 +94,12 @@ def relocation(
             bar.update(task, completed=done, total=total)
 
         report = analyse(scen, cfg, progress=tick)
-    paths = report.write(out, plot=plot)
+    paths = report.write(out, plot=plot, fmt=fig_format)
     m = report.metrics
+    if json_out:
+        print_json({"scenario": scen.name, "classes": classes, "summary": report.summary,
+                    "metrics": m, "out": out, "files": paths})
+        return
     t = Table(title=f"Relocation of {scen.name!r} — classes {classes.name}")
     for col in (
         "class",
@@ -113,14 +133,14 @@ def relocation(
             _fmt(r["break_even_state_gb"], 1),
             _fmt(r["break_even_budget_ms"], 0),
         )
-    console.print(t)
+    say.print(t)
     s = report.summary
     layers = ", ".join(f"{k} {100 * v:.1f} %" for k, v in s["layer_share_all"].items())
     d = s["declared"]
-    console.print(
+    say.print(
         f"RID {100 * s['rid_all']:.1f} % of demand; layers: {layers}. Declared budgets: "
         f"energy {d['energy_usd']:,.2f} USD, carbon {d['carbon_kg']:,.1f} kg, friction "
         f"{d['friction_usd']:,.2f} USD, {100 * d['moved_share']:.1f} % of energy moved. "
         f"{s['sweep']['solves']} solves in {s['sweep']['seconds']:.1f} s."
     )
-    console.print(f"wrote {len(paths)} files to {out}")
+    say.print(f"wrote {len(paths)} files to {out}")

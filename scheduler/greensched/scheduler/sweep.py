@@ -171,30 +171,9 @@ def run_table(scen: Scenario, table: str, *, solver: str = "highs") -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def plot_sweep(frame: pd.DataFrame, param: str, out: str | Path) -> Path:
-    """Energy, carbon and delay cost and carbon mass against the scale, one line per preset."""
-    import matplotlib
+def plot_sweep(frame: pd.DataFrame, param: str, out: str | Path, fmt: str = "png") -> Path:
+    """Energy, carbon and delay cost and carbon mass against the scale, one line per preset
+    (:func:`greensched.scheduler.plots.plot_sweep`: the house style, ``fmt`` png/svg/pdf)."""
+    from greensched.scheduler.plots import plot_sweep as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), constrained_layout=True)
-    panels = [
-        ("energy_usd", "energy cost (USD)"),
-        ("carbon_usd", "carbon cost (USD)"),
-        ("delay_usd", "delay cost (USD)"),
-        ("carbon_kg", "CO$_2$ (kg)"),
-    ]
-    ok = frame[frame["status"] == "optimal"]
-    for ax, (col, label) in zip(axes, panels, strict=True):
-        for model, part in ok.groupby("model", sort=True):
-            ax.plot(part["scale"], part[col], marker="o", label=str(model).upper())
-        ax.set_xlabel(f"{param} scale factor")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle(f"Sensitivity to {param}")
-    path = Path(out) / f"sweep_{param}.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return plot(frame, param, out, fmt)

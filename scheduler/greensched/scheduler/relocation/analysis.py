@@ -55,8 +55,9 @@ class RelocationReport:
     friction: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
 
-    def write(self, out: str | Path, *, plot: bool = True) -> list[Path]:
-        """Write the tables (and figures) to directory ``out``; return the paths written."""
+    def write(self, out: str | Path, *, plot: bool = True, fmt: str = "png") -> list[Path]:
+        """Write the tables (and figures, as ``fmt``: png, svg or pdf) to directory ``out``;
+        return the paths written."""
         d = Path(out)
         d.mkdir(parents=True, exist_ok=True)
         m = self.masks
@@ -98,8 +99,8 @@ class RelocationReport:
         if plot:
             from greensched.scheduler.relocation.plots import plot_frontier, plot_layers
 
-            paths.append(plot_frontier(self.frontier, d / "frontier.png", self.metrics))
-            paths.append(plot_layers(self.metrics, d / "layers.png"))
+            paths.append(plot_frontier(self.frontier, d / "frontier", self.metrics, fmt=fmt))
+            paths.append(plot_layers(self.metrics, d / "layers", fmt=fmt))
         return paths
 
 
