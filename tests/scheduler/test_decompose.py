@@ -227,3 +227,7 @@ def test_per_query_delay_model_with_budget() -> None:
     assert _close(dec.phases[0]["value_usd"], mono.phases[0]["value_usd"])
     assert dec.water_l == pytest.approx(scen.water_budget_l, rel=1e-9)
     assert set(mono.duals) == set(dec.duals)  # every family, the queueing rows included
+    # the latency summary of the monolithic planner, from the recovered hour solutions
+    assert set(dec.latency) == set(mono.latency) and mono.latency
+    for key, value in mono.latency.items():
+        assert dec.latency[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import linopy
+from typing import TYPE_CHECKING
+
 import numpy as np
 import xarray as xr
 
 from greensched.scheduler.backends import label_maps, make_backend
-from greensched.scheduler.greenllm import GreenLLMModel
+
+if TYPE_CHECKING:
+    import linopy
+
+    from greensched.scheduler.greenllm import GreenLLMModel
 
 __all__ = ["_Compiled", "_load_backend"]
 

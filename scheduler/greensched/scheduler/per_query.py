@@ -35,8 +35,8 @@ the queueing seconds of a type-k pool are all type-k seconds.  It remains an LP.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import linopy
 import numpy as np
 import xarray as xr
 
@@ -47,9 +47,13 @@ from greensched.queueing import (
     DEFAULT_WAIT_TOLERANCE,
     OVERLOAD_RHO,
     default_pool_slots,
+    hourly_wait_s,
     wait_tangents,
 )
 from greensched.scenario import DELAY_MODELS, Scenario
+
+if TYPE_CHECKING:  # the letter planner runs without linopy (direct.py)
+    import linopy
 
 __all__ = [
     "DelayOptions",
@@ -57,6 +61,7 @@ __all__ = [
     "define_queueing_constraints",
     "define_utilization_constraints",
     "delay_floor_usd",
+    "latency_summary",
     "per_query_latency_s",
     "pool_load_s",
     "wait_segments",
@@ -305,3 +310,34 @@ def delay_floor_usd(scen: Scenario) -> float:
     ds = scen.ds
     best = per_query_latency_s(scen).min("dc")
     return float((ds["delay_penalty_usd_per_s"] * ds["queries"] * best).sum())
+
+
+def latency_summary(
+    scen: Scenario,
+    delay_s: xr.DataArray,
+    pool_load_s: xr.DataArray,
+    slots: xr.DataArray,
+    service_scv: float,
+    queueing_lp_s: float,
+    delay_usd: float,
+) -> dict[str, float]:
+    """The ``latency`` block of a per_query plan (:class:`~greensched.scheduler.PlanResult`).
+
+    ``delay_s`` is the plan's mean latency Σ_j ℓ x per (area, query_type, hour) (queueing
+    excluded), ``pool_load_s`` its busy seconds per (dc, query_type, hour), ``queueing_lp_s``
+    the LP's queueing seconds ΣQ and ``delay_usd`` its delay cost.  The queueing seconds are
+    re-evaluated with the M/G/c wait at the pool loads (the LP's tangents under-estimate it).
+    """
+    lam = scen.ds["queries"]
+    load = pool_load_s.clip(min=0.0)
+    c = slots.broadcast_like(load).transpose(*load.dims)
+    queue = float(hourly_wait_s(load.values, c.values, service_scv).sum())
+    query_s = float((delay_s * lam).sum()) + queue
+    floor = delay_floor_usd(scen)
+    return {
+        "latency_s_per_query": query_s / max(float(lam.sum()), 1e-300),
+        "queueing_s": queue,
+        "queueing_lp_s": float(queueing_lp_s),
+        "delay_floor_usd": floor,
+        "decision_share": (delay_usd - floor) / delay_usd if delay_usd > 0 else 0.0,
+    }

@@ -22,21 +22,24 @@ import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from greensched.errors import GreenSchedError
-from greensched.queueing import DEFAULT_MAX_UTILIZATION, DEFAULT_SERVICE_SCV, hourly_wait_s
+from greensched.queueing import DEFAULT_MAX_UTILIZATION, DEFAULT_SERVICE_SCV
 from greensched.scenario import Scenario
 from greensched.scheduler.backends import BackendSolution, SolveStatus
-from greensched.scheduler.compiled import _Compiled, _load_backend
-from greensched.scheduler.greenllm import FAMILIES, GreenLLMModel, build_model
-from greensched.scheduler.per_query import DelayOptions, delay_floor_usd
+from greensched.scheduler.diagnose import diagnose_infeasibility, diagnosis_message
+from greensched.scheduler.per_query import DelayOptions, latency_summary
 from greensched.util import jsonable
 from greensched.weights import OBJECTIVES, Weights
+
+if TYPE_CHECKING:  # linopy (through greenllm) is imported only where a model is built with it
+    from greensched.scheduler.compiled import _Compiled
+    from greensched.scheduler.greenllm import GreenLLMModel
 
 __all__ = [
     "OBJECTIVES",
@@ -296,9 +299,7 @@ class PlanResult:
         return out
 
 
-def _components(
-    comp: _Compiled, vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray
-) -> dict[str, float]:
+def _components(vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray) -> dict[str, float]:
     vals = {f"{k}_usd": float(vec @ x + const) for k, (vec, const) in vectors.items()}
     vals["total_usd"] = vals["energy_usd"] + vals["carbon_usd"] + vals["delay_usd"]
     return vals
@@ -318,24 +319,32 @@ class PlanSession:
         threads: int | None = None,
         delay: DelayOptions | None = None,
     ):
+        from greensched.scheduler.compiled import _Compiled, _load_backend
+        from greensched.scheduler.greenllm import build_model
+
         t0 = time.perf_counter()
         self.scenario = scenario
         self.solver = solver
         self.delay = delay or DelayOptions()
         self.gm = build_model(scenario, delay=self.delay)
+        self.delay_model = self.gm.delay_model
         self.comp = _Compiled(self.gm)
         self.vectors = {k: self.comp.vector(self.gm.objectives[k]) for k in OBJECTIVES}
         self.backend = _load_backend(self.comp, solver, threads)
         self.build_seconds = time.perf_counter() - t0
 
+    def _read(self, result: PlanResult, sol: BackendSolution) -> None:
+        """Fill ``result``'s outputs from an optimal solution."""
+        _read_solution(result, self.comp, self.gm, self.vectors, sol)
+
     def solve(self, cfg: PlanConfig) -> PlanResult:
         """Solve under ``cfg`` (its solver and threads fields are ignored here)."""
-        scenario, comp, vectors, backend = self.scenario, self.comp, self.vectors, self.backend
+        scenario, vectors, backend = self.scenario, self.vectors, self.backend
         result = PlanResult(
             status=SolveStatus.ERROR,
             mode=cfg.mode,
             solver=self.solver,
-            delay_model=self.gm.delay_model,
+            delay_model=self.delay_model,
         )
         result.build_seconds = self.build_seconds
         solve_s = 0.0
@@ -355,7 +364,7 @@ class PlanSession:
             solve_s += sol.seconds
             if sol.status.is_ok:
                 assert sol.x is not None
-                comps = _components(comp, vectors, sol.x)
+                comps = _components(vectors, sol.x)
                 weighted = sum(weights[k] * comps[f"{k}_usd"] for k in OBJECTIVES)
                 result.phases = [
                     {
@@ -380,7 +389,7 @@ class PlanSession:
                         break
                     assert sol.x is not None
                     best = float(vec @ sol.x + const)
-                    comps = _components(comp, vectors, sol.x)
+                    comps = _components(vectors, sol.x)
                     result.phases.append(
                         {
                             "phase": i + 1,
@@ -406,9 +415,9 @@ class PlanSession:
                 SolveStatus.INFEASIBLE_OR_UNBOUNDED,
             ):
                 result.diagnosis = diagnose_infeasibility(scenario, self.solver, delay=self.delay)
-                result.message = _diagnosis_message(result.diagnosis)
+                result.message = diagnosis_message(result.diagnosis)
             return result
-        _read_solution(result, comp, self.gm, vectors, sol)
+        self._read(result, sol)
         return result
 
 
@@ -425,7 +434,12 @@ def plan(scenario: Scenario, config: PlanConfig | None = None) -> PlanResult:
         from greensched.scheduler.decompose import plan_decomposed
 
         return plan_decomposed(scenario, cfg)
-    return PlanSession(scenario, cfg.solver, cfg.threads, cfg.delay_options()).solve(cfg)
+    delay = cfg.delay_options()
+    if delay.model_of(scenario) == "letter":  # built with numpy, no linopy (direct.py)
+        from greensched.scheduler.direct_session import DirectPlanSession
+
+        return DirectPlanSession(scenario, cfg.solver, cfg.threads, delay).solve(cfg)
+    return PlanSession(scenario, cfg.solver, cfg.threads, delay).solve(cfg)
 
 
 def _read_solution(
@@ -438,7 +452,7 @@ def _read_solution(
     assert sol.x is not None and sol.row_duals is not None
     x = sol.x
     scen = gm.scenario
-    result.objective = _components(comp, vectors, x)
+    result.objective = _components(vectors, x)
     result.allocation = comp.values(gm.x, x).clip(0.0, 1.0)
     grid = comp.values(gm.p_grid, x).transpose("dc", "hour")
     it = comp.evaluate(gm.it_kwh, x).transpose("dc", "hour")
@@ -447,139 +461,40 @@ def _read_solution(
     theta = scen.ds["carbon_kg_per_kwh"].transpose("dc", "hour")
     carbon = grid * theta
     renewable_used = (facility - grid).clip(min=0.0)
-    set_dc_flows(result, it=it, facility=facility, grid=grid, renewable_used=renewable_used,
-                 water=water, carbon=carbon)
+    set_dc_flows(
+        result,
+        it=it,
+        facility=facility,
+        grid=grid,
+        renewable_used=renewable_used,
+        water=water,
+        carbon=carbon,
+    )
     result.delay_s = comp.evaluate(gm.delay_s, x)
     result.duals = comp.duals(sol.row_duals)
     if gm.delay_model == "per_query":
         assert gm.queue_s is not None and gm.pool_load_s is not None and gm.slots is not None
-        lam = scen.ds["queries"]
-        queue_lp = float(comp.values(gm.queue_s, x).sum())
-        load = comp.evaluate(gm.pool_load_s, x).clip(min=0.0)
-        slots = gm.slots.broadcast_like(load).transpose(*load.dims)
-        queue = float(hourly_wait_s(load.values, slots.values, gm.service_scv).sum())
-        query_s = float((result.delay_s * lam).sum()) + queue
-        delay_usd = result.objective["delay_usd"]
-        floor = delay_floor_usd(scen)
-        result.latency = {
-            "latency_s_per_query": query_s / max(float(lam.sum()), 1e-300),
-            "queueing_s": queue,
-            "queueing_lp_s": queue_lp,
-            "delay_floor_usd": floor,
-            "decision_share": (delay_usd - floor) / delay_usd if delay_usd > 0 else 0.0,
-        }
+        result.latency = latency_summary(
+            scen,
+            result.delay_s,
+            comp.evaluate(gm.pool_load_s, x),
+            gm.slots,
+            gm.service_scv,
+            float(comp.values(gm.queue_s, x).sum()),
+            result.objective["delay_usd"],
+        )
 
 
-# -- infeasibility ------------------------------------------------------------------------------
-
-_FAMILY_TEXT = {
-    "power_balance": "power supply (grid cap + on-site renewables) is short of the facility load",
-    "water": "the water budget is exceeded",
-    "resource": "resource capacity is exceeded",
-    "delay": "the delay limit cannot be met",
-    "utilization": "a serving pool's utilisation cap is exceeded",
-}
-
-
-def _slack_scale(gm: GreenLLMModel, family: str) -> xr.DataArray | float:
-    scen = gm.scenario
-    ds = scen.ds
-    if family == "utilization":
-        assert gm.slots is not None
-        return gm.max_utilization * 3600.0 * gm.slots
-    if family == "power_balance":
-        return (ds["grid_cap_kw"] + ds["renewable_kw"]).transpose("dc", "hour")
-    if family == "water":
-        # the budget itself (0 is a budget of 0 l, not "no budget"); 1 only when there is none
-        return float(scen.water_budget_l) if scen.water_budget_l is not None else 1.0
-    if family == "resource":
-        return ds["capacity"].transpose("dc", "resource")
-    if family == "delay":
-        return ds["delay_limit_s"]
-    raise KeyError(family)
-
-
-def diagnose_infeasibility(
-    scenario: Scenario,
-    solver: str = "highs",
+def set_dc_flows(
+    result: PlanResult,
     *,
-    tolerance: float = 1e-6,
-    limit: int = 20,
-    delay: DelayOptions | None = None,
-) -> list[dict[str, Any]]:
-    """Which constraint rows cannot be met, where and by how much.
-
-    Solves the elastic model (a non-negative slack on every inequality family) minimising the
-    sum of slacks, each divided by its row's scale (the limit it relaxes), and lists the rows with
-    a positive slack, largest relative violation first.  Each entry has ``family``, ``where``
-    (index labels), ``shortfall`` (in ``unit``), ``limit`` and ``relative``.
-    """
-    gm = build_model(scenario, elastic=True, delay=delay)
-    comp = _Compiled(gm)
-    c = np.zeros(comp.n)
-    for family, var in gm.slacks.items():
-        scale = _slack_scale(gm, family)
-        scale_da = xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
-        weight = 1.0 / np.maximum(np.abs(scale_da.broadcast_like(var.labels)), 1e-6)
-        vec, _ = comp.vector((var * weight).sum())
-        c += vec
-    backend = _load_backend(comp, solver, None)
-    backend.set_objective(c)
-    sol = backend.solve()
-    if not sol.status.is_ok or sol.x is None:
-        return [{"family": "unknown", "where": {}, "message": f"elastic model {sol.status.value}"}]
-    rows: list[dict[str, Any]] = []
-    for family, var in gm.slacks.items():
-        vals = comp.values(var, sol.x)
-        scale = _slack_scale(gm, family)
-        scale_da = (
-            xr.DataArray(scale) if not isinstance(scale, xr.DataArray) else scale
-        ).broadcast_like(vals)
-        series = vals.to_series() if vals.ndim else pd.Series([float(vals)])
-        limits = scale_da.transpose(*vals.dims).to_series() if vals.ndim else pd.Series([scale])
-        for key, amount in series.items():
-            lim = float(limits.loc[key]) if vals.ndim else float(limits.iloc[0])
-            if amount > tolerance * max(1.0, abs(lim)):
-                where = (
-                    dict(zip(vals.dims, key if isinstance(key, tuple) else (key,), strict=True))
-                    if vals.ndim
-                    else {}
-                )
-                rows.append(
-                    {
-                        "family": family,
-                        "where": {k: (int(v) if k == "hour" else str(v)) for k, v in where.items()},
-                        "shortfall": float(amount),
-                        "unit": FAMILIES[family][0],
-                        "limit": lim,
-                        "relative": float(amount) / max(abs(lim), 1e-12),
-                    }
-                )
-    rows.sort(key=lambda r: -r["relative"])
-    return rows[:limit] if limit else rows
-
-
-def _diagnosis_message(diagnosis: list[dict[str, Any]]) -> str:
-    if not diagnosis:
-        return "infeasible; no single constraint family could be identified"
-    families: dict[str, int] = {}
-    for row in diagnosis:
-        families[row["family"]] = families.get(row["family"], 0) + 1
-    first = diagnosis[0]
-    if first["family"] == "unknown":
-        return f"infeasible ({first.get('message', '')})"
-    where = ", ".join(f"{k}={v!r}" for k, v in first["where"].items()) or "whole horizon"
-    more = "; ".join(f"{f}: {n} row(s)" for f, n in families.items())
-    return (
-        f"infeasible: {_FAMILY_TEXT.get(first['family'], first['family'])} at {where}: short by "
-        f"{first['shortfall']:.6g} {first['unit']} (limit {first['limit']:.6g} {first['unit']}); "
-        f"rows that cannot be met — {more}"
-    )
-
-
-def set_dc_flows(result: PlanResult, *, it: xr.DataArray, facility: xr.DataArray,
-                 grid: xr.DataArray, renewable_used: xr.DataArray, water: xr.DataArray,
-                 carbon: xr.DataArray) -> None:
+    it: xr.DataArray,
+    facility: xr.DataArray,
+    grid: xr.DataArray,
+    renewable_used: xr.DataArray,
+    water: xr.DataArray,
+    carbon: xr.DataArray,
+) -> None:
     """Totals and the ``dc_hourly`` table (exchange-format columns) of a plan's per-DC flows,
     each a (dc, hour) array: kW held for one hourly slot, litres, kg CO2."""
     result.carbon_kg = float(carbon.sum())
@@ -600,5 +515,13 @@ def set_dc_flows(result: PlanResult, *, it: xr.DataArray, facility: xr.DataArray
 
 
 #: Columns of ``dc_hourly.csv`` (shared/spec/scenario-format.md).
-DC_HOURLY_COLUMNS = ("hour", "dc", "it_kw", "facility_kw", "grid_kw", "renewable_used_kw",
-                     "water_l", "carbon_kg")
+DC_HOURLY_COLUMNS = (
+    "hour",
+    "dc",
+    "it_kw",
+    "facility_kw",
+    "grid_kw",
+    "renewable_used_kw",
+    "water_l",
+    "carbon_kg",
+)

@@ -8,16 +8,23 @@ import numpy as np
 import xarray as xr
 
 from greensched.scenario import Scenario
+from greensched.scheduler.per_query import DelayOptions, latency_summary
 from greensched.scheduler.planner import OBJECTIVES, PlanResult, set_dc_flows
 
 __all__ = ["assemble_result"]
 
 
-def assemble_result(result: PlanResult, scen: Scenario, parts: dict[int, dict[str, Any]]) -> None:
+def assemble_result(
+    result: PlanResult,
+    scen: Scenario,
+    parts: dict[int, dict[str, Any]],
+    delay: DelayOptions | None = None,
+) -> None:
     """Fill ``result``'s labelled outputs from the recovered hour solutions ``parts``.
 
     Same fields and shapes as the monolithic planner: allocation (area, dc, query_type, hour),
-    ``dc_hourly``, ``delay_s``, objective components, totals and row duals per family.
+    ``dc_hourly``, ``delay_s``, objective components, totals and row duals per family; for
+    ``per_query`` plans also the ``latency`` summary (pool slots and cs² from ``delay``).
     """
     ds = scen.ds
     T = scen.hours
@@ -46,11 +53,18 @@ def assemble_result(result: PlanResult, scen: Scenario, parts: dict[int, dict[st
     comps = {f"{k}_usd": float(f[i]) for i, k in enumerate(OBJECTIVES)}
     comps["total_usd"] = comps["energy_usd"] + comps["carbon_usd"] + comps["delay_usd"]
     result.objective = comps
-    set_dc_flows(result, it=it, facility=facility, grid=grid, renewable_used=renewable_used,
-                 water=water, carbon=carbon)
-    delay = np.stack([p["delay_s"] for p in hours], axis=-1)
+    set_dc_flows(
+        result,
+        it=it,
+        facility=facility,
+        grid=grid,
+        renewable_used=renewable_used,
+        water=water,
+        carbon=carbon,
+    )
+    delay_s = np.stack([p["delay_s"] for p in hours], axis=-1)
     result.delay_s = xr.DataArray(
-        delay,
+        delay_s,
         dims=("area", "query_type", "hour"),
         coords={
             "area": ds.indexes["area"],
@@ -58,6 +72,22 @@ def assemble_result(result: PlanResult, scen: Scenario, parts: dict[int, dict[st
             "hour": ds.indexes["hour"],
         },
     )
+    if result.delay_model == "per_query" and "pool_load_s" in hours[0]:
+        opts = delay or DelayOptions()
+        load = xr.DataArray(
+            np.stack([p["pool_load_s"] for p in hours], axis=-1),
+            dims=("dc", "query_type", "hour"),
+            coords={d: ds.indexes[d] for d in ("dc", "query_type", "hour")},
+        )
+        result.latency = latency_summary(
+            scen,
+            result.delay_s,
+            load,
+            opts.slots_of(scen),
+            opts.service_scv,
+            float(sum(np.sum(p["queue_s"]) for p in hours)),
+            comps["delay_usd"],
+        )
     duals: dict[str, xr.DataArray] = {}
     for name, (dims, dim_coords) in hours[0]["dual_dims"].items():
         if name not in hours[0]["duals"]:

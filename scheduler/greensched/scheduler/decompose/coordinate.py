@@ -510,7 +510,7 @@ def plan_decomposed(
         parts: dict[int, dict[str, Any]] = {}
         for got in pool.call("combine", [(w,) for w in coord.weights(phase.lam)]):
             parts.update(got)
-        assemble_result(result, scenario, parts)
+        assemble_result(result, scenario, parts, delay)
         if water_rows:
             mu_w = float(phase.mu[0])
             result.water_price_usd_per_l = mu_w

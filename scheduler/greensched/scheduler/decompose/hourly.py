@@ -19,9 +19,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import linopy
 import numpy as np
 import scipy.sparse as sp
 import xarray as xr
@@ -29,8 +28,13 @@ import xarray as xr
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
 from greensched.scheduler.backends import label_maps, silence_highs_banner
-from greensched.scheduler.greenllm import GreenLLMModel, build_model
+from greensched.scheduler.direct import build_direct
 from greensched.scheduler.per_query import DelayOptions
+
+if TYPE_CHECKING:  # linopy is imported only for models the numpy builder does not cover
+    import linopy
+
+    from greensched.scheduler.greenllm import GreenLLMModel
 
 __all__ = [
     "BLOCK_VARIABLES",
@@ -38,6 +42,7 @@ __all__ = [
     "DecompositionError",
     "HourLP",
     "HourWorker",
+    "direct_hour_lp",
     "split_by_hour",
 ]
 
@@ -186,7 +191,11 @@ def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
 
     vectors = [_scalar_vector(gm.objectives[k], col_of, n) for k in ("energy", "carbon", "delay")]
     vectors.append(_scalar_vector(gm.water_l.sum(), col_of, n))
-    reports = {name: _expr_matrix(getattr(gm, name), col_of, n) for name in _REPORTS}
+    exprs = {name: getattr(gm, name) for name in _REPORTS}
+    if gm.pool_load_s is not None and gm.queue_s is not None:  # per_query: latency summary
+        exprs["pool_load_s"] = gm.pool_load_s
+        exprs["queue_s"] = gm.queue_s.to_linexpr()
+    reports = {name: _expr_matrix(expr, col_of, n) for name, expr in exprs.items()}
     x_lab = gm.x.labels.transpose("hour", "area", "dc", "query_type").values
     g_lab = gm.p_grid.labels.transpose("hour", "dc").values
 
@@ -249,6 +258,77 @@ def split_by_hour(gm: GreenLLMModel, hour_offset: int = 0) -> list[HourLP]:
     return out
 
 
+def direct_hour_lp(scenario: Scenario, hour: int) -> HourLP:
+    """Hour ``hour`` of a letter-model scenario as an :class:`HourLP`, built with numpy.
+
+    Same LP as the linopy build cut by :func:`split_by_hour` (the water budget left to the
+    coordinator), from :func:`greensched.scheduler.direct.build_direct` on the one-hour
+    scenario: no linopy model, so a worker holds only its hours' matrices.
+    """
+    sub = scenario.subset(hours=[hour])
+    sub.water_budget_l = None
+    d = build_direct(sub, water_row=False)
+    _, I, J, K = d.shape()
+    R = d.resources
+    nx = I * J * K
+    nh = nx + J
+    ii, jj, kk = np.indices((I, J, K))
+    cols = np.arange(nx)
+
+    def report(row: np.ndarray, vals: np.ndarray, cells: int) -> sp.csr_array:
+        return sp.csr_array((vals.ravel(), (row.ravel(), cols)), shape=(cells, nh))
+
+    itc = d.itc[0]
+    fac = itc * d.pue[None, :, None]
+    zeros_j, zeros_ik = np.zeros(J), np.zeros(I * K)
+    reports = {
+        "it_kwh": (report(jj, itc, J), zeros_j, (J,)),
+        "facility_kwh": (report(jj, fac, J), zeros_j, (J,)),
+        "water_l": (report(jj, fac * d.water_factor[0][None, :, None], J), zeros_j, (J,)),
+        "delay_s": (report(ii * K + kk, d.delay_coef[0], I * K), zeros_ik, (I, K)),
+    }
+    idx = scenario.ds.indexes
+
+    def coords(*dims: str) -> dict[str, np.ndarray]:
+        return {dim: np.asarray(idx[dim]) for dim in dims}
+
+    cut = np.cumsum([0, I * K, J, J, J * R])
+    dual_rows = {
+        "demand": (
+            np.arange(I * K).reshape(I, K),
+            ("area", "query_type"),
+            coords("area", "query_type"),
+        ),
+        "power_balance": (cut[1] + np.arange(J), ("dc",), coords("dc")),
+        "no_export": (cut[2] + np.arange(J), ("dc",), coords("dc")),
+        "resource": (
+            cut[3] + np.arange(J * R).reshape(J, R),
+            ("dc", "resource"),
+            coords("dc", "resource"),
+        ),
+        "delay": (
+            cut[4] + np.arange(I * K).reshape(I, K),
+            ("area", "query_type"),
+            coords("area", "query_type"),
+        ),
+    }
+    funcs = np.stack([d.vectors[k][0] for k in ("energy", "carbon", "delay")] + [d.water])
+    return HourLP(
+        hour=int(hour),
+        A=d.A,
+        row_lower=d.row_lower,
+        row_upper=d.row_upper,
+        lb=d.lb,
+        ub=d.ub,
+        functionals=funcs,
+        constants=np.zeros(len(FUNCTIONALS)),
+        x_cols=cols.reshape(I, J, K),
+        grid_cols=nx + np.arange(J),
+        reports=reports,
+        dual_rows=dual_rows,
+    )
+
+
 @dataclass
 class HourSolve:
     """Outcome of one priced hour solve (sent back to the coordinator)."""
@@ -309,9 +389,17 @@ class HourWorker:
             block_hours = max(1, BLOCK_VARIABLES // max(1, per_hour))
 
         def make(sub: Scenario) -> GreenLLMModel:
+            from greensched.scheduler.greenllm import build_model
+
             return builder(sub) if builder is not None else build_model(sub, delay=delay)
 
         hrs = [int(h) for h in hours]
+        if builder is None and (delay or DelayOptions()).model_of(scenario) == "letter":
+            for h in hrs:  # numpy build, one hour at a time: no linopy model in memory
+                self.hours.append(direct_hour_lp(scenario, h))
+                self.columns[h] = []
+            self.build_seconds = time.perf_counter() - t0
+            return {"hours": hrs, "build_seconds": self.build_seconds}
         for start in range(0, len(hrs), max(1, block_hours)):
             block = hrs[start : start + max(1, block_hours)]
             sub = scenario.subset(hours=block)
