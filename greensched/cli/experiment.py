@@ -1,7 +1,8 @@
 """``greensched experiment run|report``: GreenSched against the published baselines.
 
 ``greensched experiment run EXP.toml --out DIR [--seeds N] [--workers N | --ray ADDRESS|local]
-[--quick] [--report MD] [--scenario SPEC]`` runs every seed × variant of an experiment file
+[--quick] [--report MD] [--scenario SPEC] [--variants A,B]`` runs every seed × variant of an
+experiment file
 (:mod:`greensched.eval.experiment`) with a progress bar and writes ``DIR/results.parquet``
 (one row per seed × variant × metric), ``DIR/hourly.parquet`` and ``DIR/experiment.json``;
 ``--report MD`` also writes the Markdown report there.  ``greensched experiment report DIR
@@ -65,6 +66,9 @@ def run_command(
     scenario: Annotated[str | None, typer.Option(
         "--scenario", help="Override the file's scenario (default, DIR, synth:..., "
         "build:BUILD.toml@YYYY-MM-DD).")] = None,
+    variants: Annotated[str | None, typer.Option(
+        "--variants", help="Run only these variant labels (comma-separated; they must "
+        "include the GreenSched and reference variants).")] = None,
 ) -> None:
     """Run an experiment file's seeds x variants (or, kind = "sweep", its sweeps)."""
     if experiment_kind(experiment) == "sweep":
@@ -75,6 +79,8 @@ def run_command(
         cfg.scenario = scenario
     if quick:
         cfg = cfg.quick_preset()
+    if variants is not None:
+        cfg = cfg.select([x.strip() for x in variants.split(",") if x.strip()])
     if seeds is not None:
         if seeds < 1:
             raise ExperimentError(f"--seeds {seeds!r} must be >= 1")

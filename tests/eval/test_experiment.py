@@ -73,8 +73,7 @@ def test_experiment_file_errors_name_the_field(tmp_path: Path) -> None:
         load_experiment(_write(tmp_path, base + "[jobs]\nbatch_share = 1.5\n" + one))
 
 
-def test_synthetic_experiment_runs_and_pool_equals_in_process(tmp_path: Path) -> None:
-    body = """
+TINY = """
 name = "tiny"
 scenario = "synth:3,2,2,6,1"
 seeds = 2
@@ -82,6 +81,7 @@ greensched = "gs"
 reference = "perf"
 [jobs]
 n_jobs = 120
+train_jobs = 150
 batch_share = 0.5
 batch_deadline_h = [1.0, 3.0]
 represent_demand = false
@@ -95,21 +95,57 @@ policy = "performance-only"
 label = "oracle"
 policy = "greensched"
 predictor = "oracle"
+[[variant]]
+label = "xgb"
+policy = "greensched"
+predictor = "xgboost"
 """
-    cfg = load_experiment(_write(tmp_path, body))
-    run_experiment(cfg, tmp_path / "a")
-    res = pd.read_parquet(tmp_path / "a" / "results.parquet")
-    assert len(res) == 2 * 3 * len(METRICS)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    """The tiny synthetic experiment, run once in-process."""
+    tmp = tmp_path_factory.mktemp("tiny")
+    cfg = load_experiment(_write(tmp, TINY))
+    run_experiment(cfg, tmp / "a")
+    return cfg, tmp / "a"
+
+
+def test_synthetic_experiment_runs(tiny_run: tuple[object, Path]) -> None:
+    res = pd.read_parquet(tiny_run[1] / "results.parquet")
+    assert len(res) == 2 * 4 * len(METRICS)
     val = res.set_index(["variant", "seed", "metric"])["value"]
     # light load: the oracle's per-job values (the twin's, with the run's noise) are exact
     assert val.loc[("oracle", 0, "pred_mape_energy")] == 0.0
+    assert val.loc[("xgb", 0, "pred_mape_energy")] > 0.0  # a learned model is not exact
     assert val.loc[("perf", 0, "deferred_share")] == 0.0
     assert val.loc[("gs", 0, "deferred_share")] > 0.0
-    run_experiment(cfg, tmp_path / "b", workers=2)
+
+
+def test_pool_equals_in_process(tiny_run: tuple[object, Path], tmp_path: Path) -> None:
+    cfg = tiny_run[0]
+    res = pd.read_parquet(tiny_run[1] / "results.parquet")
+    run_experiment(cfg.select(["gs", "perf", "oracle"]), tmp_path / "b",  # type: ignore[attr-defined]
+                   workers=2)
     other = pd.read_parquet(tmp_path / "b" / "results.parquet")
-    keep = ~res["metric"].isin(["ms_per_decision", "max_step_s"])
-    pd.testing.assert_frame_equal(res[keep].reset_index(drop=True),
-                                  other[keep].reset_index(drop=True))
+    mine = res[res["variant"] != "xgb"]
+    keep = ~mine["metric"].isin(["ms_per_decision", "max_step_s"])
+    keep_other = ~other["metric"].isin(["ms_per_decision", "max_step_s"])
+    pd.testing.assert_frame_equal(mine[keep].reset_index(drop=True),
+                                  other[keep_other].reset_index(drop=True))
+
+
+def test_variant_selection_errors(tiny_run: tuple[object, Path]) -> None:
+    cfg = tiny_run[0]
+    with pytest.raises(ExperimentError, match="'pcaps' names no variant"):
+        cfg.select(["gs", "pcaps"])  # type: ignore[attr-defined]
+    with pytest.raises(ExperimentError, match="reference = 'perf' names no variant"):
+        cfg.select(["gs"])  # type: ignore[attr-defined]
+
+
+#: the structural test's variants: the quick preset's cheap ones (no XGBoost training, no
+#: CASPER MILPs; both run in the tiny experiment above and in tests/scheduler)
+QUICK_TEST_VARIANTS = "greensched,greensched-carbon,performance-only,pcaps,carbonscaler"
 
 
 def test_quick_main_experiment_report(tmp_path: Path) -> None:
@@ -121,25 +157,32 @@ def test_quick_main_experiment_report(tmp_path: Path) -> None:
     out = tmp_path / "quick"
     md = tmp_path / "report.md"
     r = CliRunner().invoke(app, ["experiment", "run", str(MAIN), "--out", str(out), "--quick",
-                                 "--seeds", "2", "--report", str(md)])
+                                 "--seeds", "2", "--variants", QUICK_TEST_VARIANTS,
+                                 "--report", str(md)])
     assert r.exit_code == 0, r.output
     text = md.read_text(encoding="utf-8")
     pos = [text.index(s) for s in SECTIONS]
     assert pos == sorted(pos)
     cfg = load_experiment(MAIN).quick_preset()
+    assert {"casper", "pure-ml-xgboost", "oracle"} <= {v.label for v in cfg.variants}
     res = pd.read_parquet(out / "results.parquet")
     assert sorted(res["seed"].unique()) == [0, 1]
-    assert set(res["variant"]) == {v.label for v in cfg.variants}
+    assert set(res["variant"]) == set(QUICK_TEST_VARIANTS.split(","))
+    assert res.groupby("variant").size().nunique() == 1  # every variant has every metric
     # the carbon reduction vs performance-only printed in the report is the paired means'
     carbon = res[res["metric"] == "carbon_kg"].groupby("variant")["value"].mean()
     red = 100 * (1 - carbon["greensched"] / carbon["performance-only"])
     section = text.split(SECTIONS[2])[1].split(SECTIONS[3])[0]
     line = next(ln for ln in section.splitlines() if ln.startswith("| performance-only | "))
     assert f"{red:.1f} ±" in line
+    # outcomes without their variant in the run are 'not measured', never 'met'
+    outcomes = text.split(SECTIONS[4])[1].split(SECTIONS[5])[0]
+    assert "no 'pure-ml-xgboost' variant | **not measured**" in outcomes
     for fig in ("bars_carbon_kg.png", "carbon_vs_sla.png", "hourly_profiles.png",
                 "carbon_per_region.png"):
         assert (tmp_path / "report_figures" / fig).is_file()
     assert (tmp_path / "report_figures" / "bars_carbon_kg.png").stat().st_size > 1000
-    again = write_report(out, tmp_path / "again.md")
-    assert again.read_text(encoding="utf-8").split("## Figures")[0].replace(
-        "regenerate", "") != ""
+    # the report is a function of the run directory alone
+    again = write_report(out, tmp_path / "report-again.md", figures=False)
+    assert again.read_text(encoding="utf-8").replace("report-again_figures", "report_figures") \
+        == text

@@ -98,3 +98,19 @@ def test_tiny_sweep_experiment_run_and_report(tmp_path: Path) -> None:
     assert (tmp_path / "again.md").read_text(encoding="utf-8").split("## Figures")[0] == text.split(
         "## Figures"
     )[0]
+
+
+def test_shipped_experiment_files_parse() -> None:
+    """Every experiment file in examples/experiments loads, and build: scenarios name a file."""
+    files = sorted((REPO / "examples" / "experiments").glob("*.toml"))
+    assert {"main.toml", "seasons.toml", "global-10dc.toml", "letter-section3.toml"} <= {
+        f.name for f in files
+    }
+    for f in files:
+        if experiment_kind(f) == "sweep":
+            continue
+        cfg = load_experiment(f)
+        if cfg.scenario.startswith("build:"):
+            assert Path(cfg.scenario[6:].partition("@")[0]).is_file(), f
+    ten = load_experiment(REPO / "examples" / "experiments" / "global-10dc.toml")
+    assert ten.scenario.endswith("global-10dc.toml@2024-07-15")

@@ -174,6 +174,24 @@ class ExperimentConfig:
                     f"{key} = {getattr(self, key)!r} names no variant; labels are {labels!r}"
                 )
 
+    def select(self, labels: list[str]) -> ExperimentConfig:
+        """A copy with only the variants ``labels`` (the GreenSched and reference variants
+        must be among them)."""
+        known = [v.label for v in self.variants]
+        bad = [x for x in labels if x not in known]
+        if bad:
+            raise ExperimentError(f"--variants: {bad[0]!r} names no variant; labels are "
+                                  f"{known!r}")
+        keep = set(labels)
+        return ExperimentConfig(
+            name=self.name, scenario=self.scenario,
+            variants=[v for v in self.variants if v.label in keep], jobs=self.jobs,
+            seeds=self.seeds, noise=self.noise, forecast_error=self.forecast_error,
+            capacity_scale=self.capacity_scale, greensched=self.greensched,
+            reference=self.reference, quick=dict(self.quick), source=self.source,
+            notes=self.notes, alternatives=[a for a in self.alternatives if a in keep],
+        )
+
     def quick_preset(self) -> ExperimentConfig:
         """The ``[quick]`` overrides applied (few seeds, few jobs)."""
         q = dict(self.quick)

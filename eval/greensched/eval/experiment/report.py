@@ -192,6 +192,17 @@ def _figures(results: pd.DataFrame, hourly: pd.DataFrame, greensched: str, fig_d
     return made
 
 
+#: (caption, file) of the figures :func:`_figures` makes, in order.
+_FIGURE_CAPTIONS: list[tuple[str, Path]] = [
+    ("carbon (kg CO2) per variant", Path("bars_carbon_kg.png")),
+    ("energy + carbon cost (USD) per variant", Path("bars_cost_usd.png")),
+    ("SLA violation rate per variant", Path("bars_sla_violation_rate.png")),
+    ("carbon vs SLA violation (means over seeds)", Path("carbon_vs_sla.png")),
+    ("hourly carbon and cost profiles", Path("hourly_profiles.png")),
+    ("carbon per region", Path("carbon_per_region.png")),
+]
+
+
 def _comparison_table(cmp: pd.DataFrame, unit: str) -> list[str]:
     lines = [f"| baseline | GreenSched {unit} | baseline {unit} | reduction % (95 % CI) | "
              "p t (Holm) | p Wilcoxon (Holm) | Cohen's d_z | rank-biserial |",
@@ -219,8 +230,10 @@ def _source_notes(source: str) -> str:
 
 
 def write_report(run_dir: str | Path, markdown: str | Path | None = None,
-                 command: str | None = None) -> Path:
-    """Write the report of ``run_dir`` (default ``run_dir/report.md``); figures beside it."""
+                 command: str | None = None, figures: bool = True) -> Path:
+    """Write the report of ``run_dir`` (default ``run_dir/report.md``); figures beside it
+    (``figures=False``: the Markdown only, the Figures section links the files of an earlier
+    call)."""
     run = Path(run_dir)
     results = pd.read_parquet(run / "results.parquet")
     hourly = pd.read_parquet(run / "hourly.parquet")
@@ -304,7 +317,8 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
                           f"{100 * m_gs:.3f} %")
     lines += losses or ["- nowhere in this experiment"]
     lines += ["", SECTIONS[6], ""]
-    for caption, path in _figures(results, hourly, gs, fig_dir):
+    made = _figures(results, hourly, gs, fig_dir) if figures else _FIGURE_CAPTIONS
+    for caption, path in made:
         lines.append(f"![{caption}]({fig_dir.name}/{path.name})")
         lines.append("")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
