@@ -106,6 +106,15 @@ def plan(
         str | None,
         typer.Option(help="q=2,mu_c=1500,mu_w=60: add the environmental Lq term (docs/equity.md)."),
     ] = None,
+    rolling: Annotated[bool, typer.Option(
+        help="Re-plan over a moving window, committing --step hours each (docs/rolling.md);"
+        " SCENARIO may be a build config .toml.")] = False,
+    horizon: Annotated[int | None, typer.Option(help="--rolling: hours per window (24).")] = None,
+    step: Annotated[int | None, typer.Option(help="--rolling: hours committed per window (1).")
+                    ] = None,
+    days: Annotated[int | None, typer.Option(help="--rolling: days committed from hour 0.")] = None,
+    dc_tz: Annotated[str | None, typer.Option("--dc-tz", help=(
+        "--rolling: DC time zones, DC=ZONE,... or ZONE or a build config .toml."))] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Solve the Green-LLM allocation of a scenario and print a summary.
@@ -114,9 +123,11 @@ def plan(
     it_kwh, solver, solve_seconds, phases, ...) plus scenario, out and files (docs/cli-json.md);
     on an infeasible scenario it is printed too (with the diagnosis) before the exit 3.
     """
+    from greensched.cli.rolling import check_rolling_options, load_rolling_scenario, run_rolling
     from greensched.scheduler import PlanConfig
     from greensched.scheduler import plan as run_plan
 
+    roll_cfg = check_rolling_options(rolling, horizon, step, days, dc_tz, equity)
     if equity is not None:
         if lexicographic is not None or preset is not None or decompose is not None:
             raise GreenSchedError("--equity works with --weights only (weighted mode)")
@@ -134,7 +145,10 @@ def plan(
 
     fig_format = parse_format(fmt)
     say = say_console(json_out)
-    scen = load_scenario_arg(scenario_dir, coefficients)
+    if roll_cfg is not None:
+        scen = load_rolling_scenario(scenario_dir, coefficients, days)
+    else:
+        scen = load_scenario_arg(scenario_dir, coefficients)
     delay = _delay_config(delay_model, scenario_dir, scen)
     if preset is not None:
         cfg = PlanConfig.preset(preset, solver=solver, time_limit_s=time_limit, **delay)
@@ -158,6 +172,10 @@ def plan(
         )
     if decompose is None and (workers != 1 or ray is not None):
         raise GreenSchedError("--workers and --ray need --decompose hours")
+    if roll_cfg is not None:
+        run_rolling(scen, cfg, roll_cfg, source=scenario_dir, decompose=decompose,
+                    workers=workers, ray=ray, out=out, plot=plot, json_out=json_out)
+        return
     result: PlanResult
     if decompose is not None:
         from greensched.scheduler.decompose import DecomposeConfig, plan_decomposed

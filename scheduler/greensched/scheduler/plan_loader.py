@@ -17,7 +17,15 @@ def plan_guide_for(scen: Scenario, plan_dir: Path, *, need_duals: bool) -> PlanG
 
     The re-solve uses the settings in ``plan.json`` (weights, or order and ε) and must reproduce
     its ``total_usd`` (relative 1e-6), which guards against a plan of another scenario.
+
+    A rolling plan directory (``greensched plan --rolling --out``, with ``rolling.json``) gives
+    the guide of its committed plan: at every hour the shares and prices of the latest window
+    that started at or before it (:func:`greensched.scheduler.rolling_io.read_rolling_guide`).
     """
+    from greensched.scheduler.rolling_io import is_rolling_directory, read_rolling_guide
+
+    if is_rolling_directory(plan_dir):
+        return read_rolling_guide(plan_dir)
     guide = PlanGuide.from_directory(plan_dir)
     if not need_duals or guide.has_duals:
         return guide

@@ -98,6 +98,12 @@ class GreedyAssigner:
         if self.guide is not None:
             water_price += float(self.guide.water_price_usd_per_l)
         self.water_price_usd_per_l = water_price
+        # per (hour, 1): a rolling plan prices each hour as the window that committed it
+        water_h = np.full((scen.hours, 1), water_price)
+        if self.guide is not None and self.guide.water_price_by_hour is not None:
+            water_h += self.guide.water_price_by_hour.reindex(
+                hour=np.arange(scen.hours), fill_value=0.0
+            ).values.astype(float)[:, None]
         # per IT kWh, shape (hour, dc)
         self.energy_usd_per_kwh = price * pue[None, :]
         self.carbon_kg_per_kwh = theta * pue[None, :]
@@ -106,7 +112,7 @@ class GreedyAssigner:
         self.score_per_kwh = (
             se * self.energy_usd_per_kwh
             + sc * self.carbon_usd_per_kwh
-            + water_price * self.water_l_per_kwh
+            + water_h * self.water_l_per_kwh
         )
         if cfg.plan_energy_prices:
             if self.guide is None or self.guide.energy_price is None:
@@ -120,7 +126,7 @@ class GreedyAssigner:
                 .transpose("hour", "dc")
                 .values
             )
-            self.score_per_kwh = marginal * pue[None, :] + water_price * self.water_l_per_kwh
+            self.score_per_kwh = marginal * pue[None, :] + water_h * self.water_l_per_kwh
         types = scen.query_types
         rho = ds["delay_penalty_usd_per_s"].values.astype(float)
         a = cfg.delay_penalty_usd_per_s

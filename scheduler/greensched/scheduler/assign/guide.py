@@ -38,6 +38,10 @@ class PlanGuide:
         Plan shares x, dims (area, dc, query_type, hour), for plan-following.
     weights
         The plan's objective weights (weighted mode), used by default in plan-guided scoring.
+    water_price_by_hour
+        Optional per-hour water shadow price (USD per litre, dims (hour,)), added to
+        ``water_price_usd_per_l``: a rolling plan's guide, where each hour follows the window
+        that committed it (:mod:`greensched.scheduler.rolling`).
     """
 
     resource_price: xr.DataArray | None = None
@@ -46,6 +50,7 @@ class PlanGuide:
     allocation: xr.DataArray | None = None
     weights: dict[str, float] | None = None
     source: str = ""
+    water_price_by_hour: xr.DataArray | None = None
 
     @classmethod
     def from_result(cls, result: PlanResult) -> PlanGuide:
