@@ -15,8 +15,11 @@ import typer
 
 from greensched.cli._app import (
     JOBS_HELP,
+    JsonOption,
     app,
     console,
+    print_json,
+    say_console,
 )
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
@@ -156,7 +159,7 @@ def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,
                     describe_dcs: bool = True, scenario: Path | None = None,
                     lora_epochs: int = 1, lora_max_steps: int | None = None,
                     base_model: str | None = None, seed: int = 0, threads: int | None = None,
-                    command: str = "") -> Path:
+                    command: str = "", say: Any = None) -> Path:
     """``evaluate-predictor --compare``: :func:`greensched.predictor.comparison.run_comparison`
     on a dataset; writes ``out/predictor_comparison.md`` and ``.json``; returns the report."""
     import json
@@ -193,7 +196,8 @@ def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,
         sizes=ints(sizes, "--sizes"), max_rows=caps, test_jobs=test_jobs,
         transfer_train_jobs=transfer_jobs, hour_range=hour_range, leave_out_dc=leave_out_dc,
         options={"lora": lora, "lora-frozen": dict(lora), "xgboost": xgb}, seed=seed)
-    results = run_comparison(df, cfg, report=lambda line: console.print(line))
+    say = say if say is not None else console
+    results = run_comparison(df, cfg, report=lambda line: say.print(line))
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictor_comparison.json").write_text(
         json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
@@ -244,8 +248,13 @@ def train(
         "(variant 'frozen'; default: adapters fine-tuned with the heads).")] = False,
     lora_layers: Annotated[int | None, typer.Option(
         min=1, help="LoRA: adapt the top N transformer layers (default 2).")] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Train an energy and service-time predictor (LoRA transformer or XGBoost)."""
+    """Train an energy and service-time predictor (LoRA transformer or XGBoost).
+
+    --json: {model, data, out, variant, metrics} (metrics: the model's metrics.json:
+    validation errors per target, history, ...); progress bars go to stderr.
+    """
 
     extra: dict[str, Any] = {}
     if model == "lora":
@@ -257,6 +266,10 @@ def train(
     metrics = train_command(data, model, base_model, epochs, out, seed,
                             val_fraction=val_fraction, max_rows=max_rows, **extra)
     variant = metrics.get("history", {}).get("variant")
+    if json_out:
+        print_json({"model": model, "data": data, "out": out, "variant": variant,
+                    "metrics": metrics})
+        return
     if variant:
         console.print(f"LoRA variant: {variant}")
     console.print(summary_line(metrics))
@@ -274,10 +287,18 @@ def predict(
     coefficients_out: Annotated[
         Path | None, typer.Option(help="Write planner coefficients (coefficients.csv).")
     ] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Predict per-job energy and service time, or the planner's coefficients."""
+    """Predict per-job energy and service time, or the planner's coefficients.
 
-    for name, path in predict_command(model, scenario, jobs, out, coefficients_out).items():
+    --json: {model, scenario, files: {predictions, coefficients}} (the paths written).
+    """
+
+    written = predict_command(model, scenario, jobs, out, coefficients_out)
+    if json_out:
+        print_json({"model": model, "scenario": scenario, "files": written})
+        return
+    for name, path in written.items():
         console.print(f"wrote {name}: {path}")
 
 
@@ -310,9 +331,13 @@ def evaluate_predictor(
     threads: Annotated[int | None, typer.Option(
         min=1, help="--compare: torch and XGBoost threads (default: their own).")] = None,
     seed: int = 0,
+    json_out: JsonOption = False,
 ) -> None:
     """RMSE, MAPE, R², quantile coverage and action accuracy on a test set, with plots; or,
     with --compare, a fair side-by-side of predictor variants (reports/predictor_comparison.md).
+
+    --json: {model, data, out, report, metrics} (metrics.json); with --compare {data, out,
+    report, results} (results: predictor_comparison.json).
     """
 
     if compare:
@@ -321,12 +346,22 @@ def evaluate_predictor(
                                leave_out_dc=leave_out_dc, describe_dcs=describe_dcs,
                                scenario=scenario, lora_epochs=lora_epochs,
                                lora_max_steps=lora_max_steps, base_model=base_model, seed=seed,
-                               threads=threads)
+                               threads=threads, say=say_console(json_out))
+        if json_out:
+            import json
+
+            results = json.loads((out / "predictor_comparison.json").read_text("utf-8"))
+            print_json({"data": data, "out": out, "report": path, "results": results})
+            return
         console.print(f"wrote {path}")
         return
     if model is None:
         raise GreenSchedError("give --model DIR (or --compare VARIANTS)")
     metrics = evaluate_command(model, data, out)
+    if json_out:
+        print_json({"model": model, "data": data, "out": out, "report": out / "report.md",
+                    "metrics": metrics})
+        return
     console.print(summary_line(metrics))
     console.print(f"wrote {out}/report.md")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,8 +16,12 @@ from greensched.cli._app import (
     err_console,
     load_scenario_arg,
     print_json,
+    say_console,
     scenario_app,
 )
+
+if TYPE_CHECKING:
+    from greensched.scenario import Scenario
 
 
 @scenario_app.command("validate")
@@ -54,9 +58,18 @@ def scenario_show(
     directory: Annotated[
         Path | None, typer.Argument(help="Omitted = the embedded default.")
     ] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Print a scenario's sizes, data centers and demand."""
+    """Print a scenario's sizes, data centers and demand.
+
+    --json: {name, description, hours, start, water_budget_l, sizes, dcs: [{dc, name, pue,
+    price_usd_per_kwh_mean, carbon_kg_per_kwh_mean, renewable_kw_mean, grid_cap_kw_mean}],
+    query_types: [{query_type, input_tokens, output_tokens, queries_total, wh_per_query}]}.
+    """
     scen = load_scenario_arg(directory)
+    if json_out:
+        print_json(_show_summary(scen))
+        return
     ds = scen.ds
     desc = textwrap.TextWrapper(width=300, max_lines=1, placeholder=" ...",
                                 break_on_hyphens=False, break_long_words=False).fill(
@@ -105,6 +118,24 @@ def scenario_show(
     console.print(q)
 
 
+def _show_summary(scen: Scenario) -> dict[str, Any]:
+    """``scenario show --json``: the scenario's metadata, per-DC means and query types."""
+    ds = scen.ds
+    e = scen.energy_kwh_per_query().mean(["dc", "hour"])
+    dcs = [{"dc": dc, "name": str(ds["dc_name"].sel(dc=dc).item()),
+            "pue": float(ds["pue"].sel(dc=dc)),
+            **{f"{v}_mean": float(ds[v].sel(dc=dc).mean()) for v in (
+                "price_usd_per_kwh", "carbon_kg_per_kwh", "renewable_kw", "grid_cap_kw")}}
+           for dc in scen.dcs]
+    types = [{"query_type": k, "input_tokens": float(ds["input_tokens"].sel(query_type=k)),
+              "output_tokens": float(ds["output_tokens"].sel(query_type=k)),
+              "queries_total": float(ds["queries"].sel(query_type=k).sum()),
+              "wh_per_query": 1000 * float(e.sel(query_type=k))} for k in scen.query_types]
+    return {"name": scen.name, "description": " ".join(scen.description.split()),
+            "hours": scen.hours, "start": scen.start, "water_budget_l": scen.water_budget_l,
+            "sizes": scen.sizes(), "dcs": dcs, "query_types": types}
+
+
 @scenario_app.command("synth")
 def scenario_synth(
     out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
@@ -113,12 +144,19 @@ def scenario_synth(
     types: Annotated[int, typer.Option(min=1)] = 3,
     hours: Annotated[int, typer.Option(min=1)] = 24,
     seed: int = 0,
+    json_out: JsonOption = False,
 ) -> None:
-    """Write a seeded synthetic scenario of any size."""
+    """Write a seeded synthetic scenario of any size.
+
+    --json: {out, name, sizes, seed}.
+    """
     from greensched.synth import synthesize
 
     scen = synthesize(dcs, areas, types, hours, seed)
     scen.save(out)
+    if json_out:
+        print_json({"out": out, "name": scen.name, "sizes": scen.sizes(), "seed": seed})
+        return
     console.print(f"wrote {out} ({scen.name})")
 
 
@@ -130,10 +168,21 @@ def scenario_build(
     out: Annotated[Path, typer.Option(help="Directory to write the scenario into.")],
     days: Annotated[int | None, typer.Option(help="Override the number of days.")] = None,
     start: Annotated[str | None, typer.Option(help="Override the start date (YYYY-MM-DD).")] = None,
+    json_out: JsonOption = False,
 ) -> None:
-    """Build a scenario from real data files described by a TOML config."""
+    """Build a scenario from real data files described by a TOML config.
+
+    --json: {config, out, name, sizes, start, hours} of the scenario written.
+    """
     from greensched.builder import build_from_config
 
-    path = build_from_config(config, out, days=days, start=start)
+    say = say_console(json_out)
+    with say.status(f"building {config}"):
+        path = build_from_config(config, out, days=days, start=start)
+    if json_out:
+        scen = load_scenario_arg(Path(path))
+        print_json({"config": config, "out": path, "name": scen.name, "sizes": scen.sizes(),
+                    "start": scen.start, "hours": scen.hours})
+        return
     console.print(f"wrote {path}")
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from greensched.cli._app import (
+    JsonOption,
     app,
+    print_json,
 )
 
 
@@ -40,11 +43,21 @@ def serve(
         float, typer.Option(help="Seconds a client has to send a whole request.")
     ] = 10.0,
     max_connections: Annotated[int, typer.Option(help="Most open connections.")] = 1000,
+    json_out: JsonOption = False,
 ) -> None:
-    """Serve online assignment over HTTP (FastAPI): /v1/assign, /v1/outcomes, /metrics ..."""
+    """Serve online assignment over HTTP (FastAPI): /v1/assign, /v1/outcomes, /metrics ...
+
+    --json prints one JSON object on stdout once the socket is bound (--port 0 picks a free
+    port), then serves: {url, host, port, pid, mode, scenario, model, registry, coefficients,
+    plan, store, ledger, endpoints}; the API key is never printed; logs go to stderr.
+    """
     from greensched.service import serve_command
+
+    def ready(info: dict[str, Any]) -> None:
+        print_json(info)
+        sys.stdout.flush()
 
     serve_command(scenario, model, coefficients, plan, store, host, port, api_key_file,
                   mode=mode, ledger=ledger, request_timeout_s=request_timeout_s,
-                  max_connections=max_connections)
+                  max_connections=max_connections, on_ready=ready if json_out else None)
 

@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from greensched.service.app import create_app
 from greensched.service.auth import redact_query
 from greensched.service.config import ServiceConfig, ServiceError
 
-__all__ = ["RedactKeys", "serve_command", "timed_protocol"]
+__all__ = ["RedactKeys", "serve_command", "service_info", "timed_protocol"]
 
 log = logging.getLogger("greensched.service")
 
@@ -126,6 +127,7 @@ def serve_command(
     log_level: str = "info",
     access_log: bool = True,
     config_overrides: dict[str, Any] | None = None,
+    on_ready: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     """Run the service with uvicorn until interrupted (``greensched serve``).
 
@@ -160,6 +162,10 @@ def serve_command(
         API key, are never logged).
     config_overrides
         Further :class:`ServiceConfig` fields (benchmarks, tests).
+    on_ready
+        Called once the listening socket is bound (port 0 picks a free one), before requests
+        are served, with :func:`service_info` of the bound address (``greensched serve
+        --json``); uvicorn's access log then goes to stderr, not stdout.
     """
     if workers != 1:
         raise ServiceError(
@@ -194,10 +200,56 @@ def serve_command(
     import uvicorn
 
     logging.getLogger("uvicorn.access").addFilter(RedactKeys())
-    uvicorn.run(app, host=host, port=int(port), log_level=log_level, access_log=access_log,
-                server_header=False, http=timed_protocol(request_timeout_s, max_connections),
-                timeout_keep_alive=int(max(1, round(keep_alive_s))),
-                limit_concurrency=limit_concurrency, backlog=min(2048, max_connections))
+    options: dict[str, Any] = dict(
+        log_level=log_level, access_log=access_log, server_header=False,
+        http=timed_protocol(request_timeout_s, max_connections),
+        timeout_keep_alive=int(max(1, round(keep_alive_s))),
+        limit_concurrency=limit_concurrency, backlog=min(2048, max_connections))
+    if on_ready is None:
+        uvicorn.run(app, host=host, port=int(port), **options)
+        return
+    import copy
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(options["backlog"])  # clients that read the address may connect at once
+    bound_host, bound_port = sock.getsockname()[:2]
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    server = uvicorn.Server(uvicorn.Config(app, host=bound_host, port=bound_port,
+                                           log_config=log_config, **options))
+    on_ready(service_info(config, app, bound_host, bound_port))
+    server.run(sockets=[sock])
+
+
+def service_info(config: ServiceConfig, app: Any, host: str, port: int) -> dict[str, Any]:
+    """What a started service serves: ``url``, ``host``, ``port``, ``pid``, ``mode`` (``None``:
+    plan with a plan, else greedy), ``scenario`` (``None``: the embedded default), the source
+    of predictions (``model`` / ``registry`` / ``coefficients``), ``plan``, ``store``,
+    ``ledger`` (``None``: in memory) and ``endpoints`` (the routes' paths).  The API key is
+    never included, nor a password in a store or ledger URL."""
+    import re
+
+    shown = f"[{host}]" if ":" in host else host
+
+    def text(v: Any) -> str | None:
+        if v is None:
+            return None
+        raw = str(v) if isinstance(v, str | Path) else str(getattr(v, "name", v))
+        return re.sub(r"(//[^/:@]*):[^/@]*@", r"\1:***@", raw)
+
+    return {
+        "url": f"http://{shown}:{port}", "host": host, "port": int(port), "pid": os.getpid(),
+        "mode": None if config.mode is None else str(config.mode),
+        "scenario": text(config.scenario), "model": text(config.model),
+        "registry": text(config.registry), "coefficients": text(config.coefficients),
+        "plan": text(config.plan), "store": text(config.store), "ledger": text(config.ledger),
+        "endpoints": sorted({str(getattr(r, "path", "")) for r in getattr(app, "routes", [])
+                             if getattr(r, "path", "").startswith(("/v1", "/healthz",
+                                                                    "/metrics"))}),
+    }
 
 
 def _is_loopback(host: str) -> bool:
