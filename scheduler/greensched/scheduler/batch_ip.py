@@ -421,6 +421,7 @@ def assign_batch_ip(
     mip_rel_gap: float = 1e-4,
     unassigned_penalty_usd: float | None = None,
     threads: int | None = None,
+    assigner: GreedyAssigner | None = None,
 ) -> Assignment:
     """Place a batch of jobs jointly (one DC each) with a MILP; see the module docs.
 
@@ -428,13 +429,17 @@ def assign_batch_ip(
     (exploration is not available here).  ``time_limit_s`` bounds the whole call (the solver
     gets what preparation left less a margin for the bookkeeping after it, at least 0.05 s).
     ``info`` of the result holds the solver status, objective, bound, gap, sizes and the
-    greedy objective of the same batch for comparison.
+    greedy objective of the same batch for comparison.  ``assigner`` reuses a prepared
+    :class:`~greensched.scheduler.assign.GreedyAssigner` (its scores, masks and ledger; built
+    once per run by the batch-IP policy instead of per call: ``config``, ``guide`` and
+    ``ledger`` are then ignored).
     """
     t_call = time.perf_counter()
-    cfg = config or AssignConfig()
-    if cfg.explore is not None:
-        raise AssignError("the batch IP is deterministic; exploration is for the greedy modes")
-    assigner = GreedyAssigner(scenario, cfg, guide=_as_guide(guide), ledger=ledger)
+    if assigner is None:
+        cfg = config or AssignConfig()
+        if cfg.explore is not None:
+            raise AssignError("the batch IP is deterministic; exploration is for the greedy modes")
+        assigner = GreedyAssigner(scenario, cfg, guide=_as_guide(guide), ledger=ledger)
     batch = assigner.prepare(jobs, predictions)
     score, ok = assigner.score_matrix(batch)
     hour = batch.codes["hour"]

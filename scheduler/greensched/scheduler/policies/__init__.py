@@ -32,12 +32,12 @@ from greensched.scheduler.policies.pcaps import CAPPolicy, PCAPSPolicy
 from greensched.scheduler.policies.spatial import (
     BatchIPPolicy,
     GreedyPolicy,
-    GreenSchedPolicy,
     NearestPolicy,
     PerformanceOnlyPolicy,
     PlanFollowingPolicy,
     RandomPolicy,
 )
+from greensched.scheduler.policies.spatiotemporal import GreenSchedPolicy
 
 __all__ = [
     "POLICY_NAMES",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -53,8 +54,12 @@ __all__ = [
     "PolicyError",
     "Schedule",
     "StepJobs",
+    "carbon_cells",
+    "deadline_groups",
     "place_in_cells",
+    "place_or_overflow",
     "run_schedule",
+    "start_interactive",
 ]
 
 
@@ -319,6 +324,54 @@ def hour_window_mask(step: StepJobs, temporal: bool) -> np.ndarray:
     if not temporal:
         return np.broadcast_to(hrs[None, :] == step.hour, (step.m, T)).copy()
     return hrs[None, :] <= step.latest_start_hour[:, None]
+
+
+# -- helpers of the temporal baselines (PCAPS, CAP, CarbonClipper, CarbonScaler) ---------------
+
+
+def carbon_cells(step: StepJobs, ctx: PolicyContext) -> np.ndarray:
+    """(m, T, D) forecast kg CO2 of each job at every (start hour ≥ step hour, DC): E·I·PUE."""
+    hrs = step.hour + np.arange(step.hours - step.hour)
+    return ctx.carbon_per_it_kwh()[hrs][None, :, :] * step.energy_kwh[:, None, :]
+
+
+def start_interactive(
+    ctx: PolicyContext, step: StepJobs, key: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decision arrays (dc, start hour) with the interactive jobs placed on arrival.
+
+    Each interactive job takes the DC of lowest ``key`` (m, T, D) in the step's hour with room;
+    the deferrable jobs stay unplaced (-1) for the caller.
+    """
+    dc = np.full(step.m, -1, dtype=np.int64)
+    start = np.full(step.m, step.hour, dtype=np.int64)
+    inter = ~step.deferrable
+    if inter.any():
+        d, s = place_in_cells(ctx, step.subset(inter), key[inter][:, :1, :])
+        dc[inter], start[inter] = d, s
+    return dc, start
+
+
+def deadline_groups(step: StepJobs) -> Iterator[tuple[np.ndarray, int]]:
+    """The step's deferrable jobs grouped by latest start hour: (rows, hours in the window)."""
+    for last in np.unique(step.latest_start_hour[step.deferrable]):
+        rows = np.flatnonzero(step.deferrable & (step.latest_start_hour == last))
+        yield rows, int(last) - step.hour + 1
+
+
+def place_or_overflow(
+    ctx: PolicyContext, step: StepJobs, key: np.ndarray, fallback: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Place by ``key``; jobs no cell of ``key`` can hold take their lowest ``fallback`` cell.
+
+    Both keys have shape (m, T, D) from the step's hour (``inf`` forbids a cell).
+    """
+    d, s = place_in_cells(ctx, step, key)
+    miss = d < 0
+    if miss.any():
+        d2, s2 = place_in_cells(ctx, step.subset(miss), fallback[miss])
+        d[miss], s[miss] = d2, s2
+    return d, s
 
 
 @dataclass

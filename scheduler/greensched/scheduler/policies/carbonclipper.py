@@ -45,8 +45,11 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
+    carbon_cells,
+    deadline_groups,
     hour_window_mask,
-    place_in_cells,
+    place_or_overflow,
+    start_interactive,
 )
 
 __all__ = [
@@ -186,20 +189,12 @@ class CarbonClipperPolicy(Policy):
     def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
         h = step.hour
         T = step.hours - h
-        hrs = h + np.arange(T)
         D = len(ctx.scenario.dcs)
         ci = ctx.carbon_per_it_kwh()
-        e_i = ci[hrs][None, :, :] * step.energy_kwh[:, None, :]
-        dc = np.full(step.m, -1, dtype=np.int64)
-        start = np.full(step.m, h, dtype=np.int64)
-        inter = ~step.deferrable
-        if inter.any():
-            d, s = place_in_cells(ctx, step.subset(inter), e_i[inter][:, :1, :])
-            dc[inter], start[inter] = d, s
+        e_i = carbon_cells(step, ctx)
+        dc, start = start_interactive(ctx, step, e_i)
         window = hour_window_mask(step, True)
-        for last in np.unique(step.latest_start_hour[step.deferrable]):
-            rows = np.flatnonzero(step.deferrable & (step.latest_start_hour == last))
-            n_t = int(last) - h + 1
+        for rows, n_t in deadline_groups(step):
             cost = ci[h : h + n_t] * step.energy_kwh[rows].mean(axis=0)[None, :]
             up = float(cost.max())
             lo = max(float(cost.min()), self.floor * up)  # a zero-carbon cell: L > 0 needed
@@ -222,13 +217,9 @@ class CarbonClipperPolicy(Policy):
             key = np.full((rows.size, T, D), np.inf)
             tt, dd = np.divmod(target, D)
             key[np.arange(target.size), tt, dd] = 0.0
-            key = np.where(window[rows][:, :, None], key, np.inf)
-            sub = step.subset(rows)
-            d, s = place_in_cells(ctx, sub, key)
-            miss = d < 0
-            if miss.any():
-                k2 = np.where(window[rows][miss][:, :, None], e_i[rows][miss], np.inf)
-                d2, s2 = place_in_cells(ctx, sub.subset(miss), k2)
-                d[miss], s[miss] = d2, s2
-            dc[rows], start[rows] = d, s
+            in_window = window[rows][:, :, None]
+            dc[rows], start[rows] = place_or_overflow(
+                ctx, step.subset(rows), np.where(in_window, key, np.inf),
+                np.where(in_window, e_i[rows], np.inf),
+            )
         return Decision(dc, start)

@@ -31,8 +31,11 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
+    carbon_cells,
+    deadline_groups,
     hour_window_mask,
-    place_in_cells,
+    place_or_overflow,
+    start_interactive,
 )
 
 __all__ = ["CarbonScalerPolicy", "carbonscaler_schedule"]
@@ -126,21 +129,13 @@ class CarbonScalerPolicy(Policy):
     def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
         h = step.hour
         T = step.hours - h
-        hrs = h + np.arange(T)
         D = len(ctx.scenario.dcs)
-        e_i = ctx.carbon_per_it_kwh()[hrs][None, :, :] * step.energy_kwh[:, None, :]
-        dc = np.full(step.m, -1, dtype=np.int64)
-        start = np.full(step.m, h, dtype=np.int64)
-        inter = ~step.deferrable
-        if inter.any():
-            d, s = place_in_cells(ctx, step.subset(inter), e_i[inter][:, :1, :])
-            dc[inter], start[inter] = d, s
+        e_i = carbon_cells(step, ctx)
+        dc, start = start_interactive(ctx, step, e_i)
         window = hour_window_mask(step, True)
         led = ctx.ledger
         frac = (np.arange(self.slices + 1) / self.slices) ** self.elasticity
-        for last in np.unique(step.latest_start_hour[step.deferrable]):
-            rows = np.flatnonzero(step.deferrable & (step.latest_start_hour == last))
-            n_t = int(last) - h + 1
+        for rows, n_t in deadline_groups(step):
             # work in ticks of the step's scarcest resource
             with led.lock:
                 rem = led.capacity_ticks[h : h + n_t] - led.used_ticks[h : h + n_t]  # (n_t,D,R)
@@ -168,13 +163,10 @@ class CarbonScalerPolicy(Policy):
             value = np.where(sched > 0, 1.0 / (per_unit * ci), 0.0).reshape(n_t, D)
             key = np.full((len(rows), T, D), np.inf)
             key[:, :n_t, :] = np.where(value[None] > 0, -value[None], np.inf)
-            key = np.where(window[rows][:, :, None], key, np.inf)
-            sub = step.subset(rows)
-            d, s = place_in_cells(ctx, sub, key)
-            miss = d < 0
-            if miss.any():  # the schedule's cells are full: any cell in the window, argmin E·I
-                k2 = np.where(window[rows][miss][:, :, None], e_i[rows][miss], np.inf)
-                d2, s2 = place_in_cells(ctx, sub.subset(miss), k2)
-                d[miss], s[miss] = d2, s2
-            dc[rows], start[rows] = d, s
+            in_window = window[rows][:, :, None]
+            # the schedule's cells full: any cell in the window, argmin E·I
+            dc[rows], start[rows] = place_or_overflow(
+                ctx, step.subset(rows), np.where(in_window, key, np.inf),
+                np.where(in_window, e_i[rows], np.inf),
+            )
         return Decision(dc, start)

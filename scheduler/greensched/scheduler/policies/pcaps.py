@@ -45,8 +45,11 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
+    carbon_cells,
     hour_window_mask,
     place_in_cells,
+    place_or_overflow,
+    start_interactive,
 )
 
 __all__ = ["CAPPolicy", "PCAPSPolicy", "cap_alpha", "cap_thresholds", "pcaps_bounds", "pcaps_psi"]
@@ -110,7 +113,6 @@ class PCAPSPolicy(Policy):
         h, m = step.hour, step.m
         T = step.hours - h
         hrs = h + np.arange(T)
-        ci = ctx.carbon_per_it_kwh()  # (H, D)
         intensity = ctx.carbon_forecast_kg_per_kwh
         slack = np.maximum(step.latest_start_s - step.arrival_s, 0.0)
         max_slack = self.max_slack_s or float(slack.max(initial=0.0)) or 1.0
@@ -128,18 +130,12 @@ class PCAPSPolicy(Policy):
         last = step.latest_start_hour - h
         run_at = np.where(first >= 0, first, last)
         forced = first < 0
-        e_i = ci[hrs][None, :, :] * step.energy_kwh[:, None, :]  # (m, T, D)
+        e_i = carbon_cells(step, ctx)  # (m, T, D)
         onehot = np.arange(T)[None, :] == run_at[:, None]
         allowed = onehot[:, :, None] & (below | forced[:, None, None])
-        key = np.where(allowed, e_i, np.inf)
-        dc, start = place_in_cells(ctx, step, key)
         # a job whose hour is full waits for room within its window (argmin E·I)
-        miss = dc < 0
-        if miss.any():
-            sub = step.subset(miss)
-            k2 = np.where(window[miss][:, :, None], e_i[miss], np.inf)
-            d2, s2 = place_in_cells(ctx, sub, k2)
-            dc[miss], start[miss] = d2, s2
+        dc, start = place_or_overflow(ctx, step, np.where(allowed, e_i, np.inf),
+                                      np.where(window[:, :, None], e_i, np.inf))
         return Decision(dc, start)
 
 
@@ -174,14 +170,8 @@ class CAPPolicy(Policy):
         hrs = h + np.arange(T)
         led = ctx.ledger
         intensity = ctx.carbon_forecast_kg_per_kwh
-        e_i = ctx.carbon_per_it_kwh()[hrs][None, :, :] * step.energy_kwh[:, None, :]
-        dc = np.full(step.m, -1, dtype=np.int64)
-        start = np.full(step.m, h, dtype=np.int64)
-        inter = ~step.deferrable
-        if inter.any():
-            sub = step.subset(inter)
-            d, s = place_in_cells(ctx, sub, e_i[inter][:, :1, :], first_hour=h)
-            dc[inter], start[inter] = d, s
+        e_i = carbon_cells(step, ctx)
+        dc, start = start_interactive(ctx, step, e_i)
         window = hour_window_mask(step, True)
         todo = step.deferrable.copy()
         for i, t in enumerate(hrs):

@@ -6,15 +6,13 @@
   only, M2 carbon only) applied to the arriving jobs (Cheng & Nguyen, arXiv 2507.09942);
 * :class:`BatchIPPolicy` — the batch MILP (:mod:`greensched.scheduler.batch_ip`) per step;
 * :class:`NearestPolicy`, :class:`RandomPolicy`, :class:`PerformanceOnlyPolicy`;
-* :class:`GreenSchedPolicy` — GreenSched's spatio-temporal mode: each job takes the (start
-  hour, DC) cell with the lowest weighted score over its window — forecast price and carbon,
-  the plan's capacity shadow prices of that hour, and the delay cost (SLA excess for interactive
-  jobs, lateness past the deadline for batch jobs) — in arrival order, with exact capacity.
+
+GreenSched's spatio-temporal mode lives in :mod:`greensched.scheduler.policies.spatiotemporal`.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,14 +26,12 @@ from greensched.scheduler.policies.base import (
     PolicyError,
     StepJobs,
     greedy_assigner,
-    hour_window_mask,
     place_in_cells,
 )
 
 __all__ = [
     "BatchIPPolicy",
     "GreedyPolicy",
-    "GreenSchedPolicy",
     "NearestPolicy",
     "PerformanceOnlyPolicy",
     "PlanFollowingPolicy",
@@ -134,18 +130,32 @@ class PlanFollowingPolicy(Policy):
 
 
 class BatchIPPolicy(Policy):
-    """The step's jobs placed jointly by the batch MILP (HiGHS), ``time_limit_s`` per step."""
+    """The step's jobs placed jointly by the batch MILP (HiGHS), ``time_limit_s`` per step.
+
+    The greedy assigner behind the IP (scores, masks) is built once per run.  The IP gets
+    ``time_limit_s`` (default 0.5 s: the step stays under the proposal's 1 s per batch) and
+    ``mip_rel_gap``; it starts from the LP rounding and the arrival-order greedy, so a time
+    limit returns the best incumbent found, whose relative gap to the LP / MILP bound is in the
+    decision's ``info`` (``gap``, ``status``).
+    """
 
     name = "batch-ip"
 
-    def __init__(self, weights: _WEIGHTS | None = None, time_limit_s: float = 1.0) -> None:
+    def __init__(self, weights: _WEIGHTS | None = None, time_limit_s: float = 0.5,
+                 mip_rel_gap: float = 1e-3) -> None:
+        if not time_limit_s > 0 or not mip_rel_gap >= 0:
+            raise PolicyError(f"batch-ip needs time_limit_s > 0 and mip_rel_gap >= 0, got "
+                              f"{time_limit_s!r}, {mip_rel_gap!r}")
         self.weights = weights
         self.time_limit_s = float(time_limit_s)
+        self.mip_rel_gap = float(mip_rel_gap)
 
     def reset(self, ctx: PolicyContext) -> None:
-        from greensched.scheduler.assign import AssignConfig
-
-        self._config = AssignConfig(weights=self.weights)
+        self._assigner = greedy_assigner(ctx, self.weights)
+        scen = ctx.scenario
+        self._areas = np.asarray(scen.areas, dtype=object)
+        self._types = np.asarray(scen.query_types, dtype=object)
+        self._dcs = np.asarray(scen.dcs, dtype=object)
 
     def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
         from greensched.scheduler.batch_ip import assign_batch_ip
@@ -159,29 +169,32 @@ class BatchIPPolicy(Policy):
             "job_id": ids,
             "arrival_s": step.arrival_s,
             "hour": hour,
-            "area": np.asarray(scen.areas, dtype=object)[step.area],
-            "query_type": np.asarray(scen.query_types, dtype=object)[step.qtype],
+            "area": self._areas[step.area],
+            "query_type": self._types[step.qtype],
             "input_tokens": np.round(step.tokens).astype(np.int64),
             "output_tokens": np.zeros(step.m, dtype=np.int64),
             "sla_s": step.sla_s,
         })
-        dcs = np.asarray(scen.dcs, dtype=object)
         pred = xr.Dataset(
             {"energy_kwh": (("job", "dc"), step.energy_kwh),
              "service_s": (("job", "dc"), step.service_s)},
-            coords={"job": ids, "dc": dcs},
+            coords={"job": ids, "dc": self._dcs},
         )
         before = ctx.ledger.used_ticks.copy()
-        result = assign_batch_ip(scen, jobs, pred, self._config, ledger=ctx.ledger,
-                                 time_limit_s=self.time_limit_s)
+        result = assign_batch_ip(scen, jobs, pred, ledger=ctx.ledger,
+                                 time_limit_s=self.time_limit_s, mip_rel_gap=self.mip_rel_gap,
+                                 assigner=self._assigner)
         choice = pd.Index(scen.dcs).get_indexer(np.asarray(result.frame["dc"], dtype=object))
         # the batch IP reserves rounded tokens; re-book the step's exact usage ticks
         ctx.ledger.used_ticks[...] = before
         for j in np.flatnonzero(choice >= 0):
             if not ctx.ledger.reserve_ticks(step.hour, int(choice[j]), step.usage_ticks[j]):
                 choice[j] = -1
+        info = result.info
         return Decision(choice.astype(np.int64), hour,
-                        {"status": str(result.info.get("status", ""))})
+                        {"status": str(info.get("status", "")),
+                         "gap": float(info.get("gap", 0.0)),
+                         "solve_s": float(info.get("solve_s", 0.0))})
 
 
 class NearestPolicy(Policy):
@@ -215,80 +228,3 @@ class PerformanceOnlyPolicy(Policy):
 
     def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
         return Decision(*place_in_cells(ctx, step, _spatial(step, step.service_s)))
-
-
-class GreenSchedPolicy(Policy):
-    """GreenSched's spatio-temporal mode (see the module docstring).
-
-    score(j, t, d) = [σ_e c_f(t,d) + σ_c δ_d θ_f(t,d)] PUE_d E_j(d) + Σ_r π[d,r,t] u_jr
-                     + σ_d α_k · excess_j(t, d),
-    with forecast price c_f and carbon θ_f, plan shadow prices π (``guided``), excess the SLA
-    excess (interactive) or the lateness start_s(t) + s_j(d) − deadline_j (batch).  With
-    ``temporal=False`` every job starts now (the spatial greedy on the forecast).  ``carbon``
-    False drops the carbon term (ablation).  ``plan_energy`` values energy at the plan's
-    marginal facility-energy price (which sees on-site renewables and grid caps) instead of the
-    forecast grid price and carbon.  ``deadline_margin_s`` asks batch jobs to finish
-    that long before their deadline (a margin for queueing the prediction does not see).
-    """
-
-    name = "greensched"
-    temporal: ClassVar[bool] = True
-
-    def __init__(
-        self,
-        weights: _WEIGHTS | None = None,
-        *,
-        guided: bool = True,
-        temporal: bool = True,
-        carbon: bool = True,
-        deadline_margin_s: float = 600.0,
-        plan_energy: bool = True,
-    ) -> None:
-        if not deadline_margin_s >= 0:
-            raise PolicyError(f"deadline_margin_s {deadline_margin_s!r} must be >= 0")
-        self.deadline_margin_s = float(deadline_margin_s)
-        self.weights = weights
-        self.guided = guided
-        self.use_time = temporal
-        self.carbon = carbon
-        self.plan_energy = plan_energy
-
-    def reset(self, ctx: PolicyContext) -> None:
-        guide = PlanGuide.from_result(solve_plan(ctx)) if self.guided else None
-        a = greedy_assigner(ctx, self.weights, guide)
-        se, sc, sd = (a.weights[k] for k in ("energy", "carbon", "delay"))
-        if not self.carbon:
-            sc = 0.0
-        pue = ctx.pue
-        delta = np.asarray(ctx.scenario.ds["carbon_price_usd_per_kg"].values, dtype=float)
-        per_kwh = (se * ctx.price_forecast_usd_per_kwh
-                   + sc * delta[None, :] * ctx.carbon_forecast_kg_per_kwh) * pue[None, :]
-        if self.plan_energy and guide is not None and guide.energy_price is not None:
-            # the plan's marginal USD per facility kWh (0 where on-site renewables are in
-            # surplus), in place of the forecast's grid price and carbon
-            marginal = guide.energy_price.reindex(
-                dc=ctx.scenario.dcs, hour=np.arange(ctx.scenario.hours), fill_value=0.0
-            ).transpose("hour", "dc").values
-            per_kwh = np.asarray(marginal, dtype=float) * pue[None, :]
-        self._per_kwh = per_kwh + a.water_price_usd_per_l * a.water_l_per_kwh
-        self._guide = a.guide_per_token  # (H, K, D) or None
-        self._w_alpha = sd * a.alpha
-
-    def decide(self, step: StepJobs, ctx: PolicyContext) -> Decision:
-        h, m = step.hour, step.m
-        T = step.hours - h
-        hrs = h + np.arange(T)
-        key = self._per_kwh[hrs][None, :, :] * step.energy_kwh[:, None, :]  # (m, T, D)
-        if self._guide is not None:
-            key = key + self._guide[hrs][:, step.qtype, :].transpose(1, 0, 2) * step.tokens[
-                :, None, None
-            ]
-        start = step.start_s(np.broadcast_to(hrs[None, :], (m, T)).T).T  # (m, T)
-        finish = start[:, :, None] + step.service_s[:, None, :]
-        limit = np.where(step.deferrable, step.deadline_s - self.deadline_margin_s,
-                         step.arrival_s + step.sla_s)
-        excess = np.maximum(finish - limit[:, None, None], 0.0)
-        key = key + self._w_alpha[step.qtype][:, None, None] * excess
-        window = hour_window_mask(step, self.use_time)
-        key = np.where(window[:, :, None], key, np.inf)
-        return Decision(*place_in_cells(ctx, step, key))
