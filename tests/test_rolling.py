@@ -234,18 +234,19 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 
 def test_cli_rolling_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    scen = small(hours=24, water_factor=0.97)
-    scen.save(tmp_path / "s")
+    small(hours=6).save(tmp_path / "s")
     code, out, err = _cli(monkeypatch, capsys, "plan", str(tmp_path / "s"), "--rolling",
-                          "--horizon", "12", "--step", "8", "--days", "1", "--json",
-                          "--out", str(tmp_path / "r"))
+                          "--horizon", "4", "--step", "3", "--json", "--out", str(tmp_path / "r"))
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["windows_count"] == 3 and doc["budget_met"] is True
-    assert [w["start_hour"] for w in doc["windows"]] == [0, 8, 16]
+    assert doc["windows_count"] == 2 and doc["budget_met"] is True
+    assert [(w["start_hour"], w["end_hour"]) for w in doc["windows"]] == [(0, 4), (3, 6)]
     assert all(w["solve_seconds"] > 0 for w in doc["windows"])
+    assert doc["objective"]["total_usd"] == pytest.approx(
+        sum(w["objective"]["total_usd"] for w in doc["windows"]), rel=1e-12)
     table = pd.read_csv(tmp_path / "r" / "committed_dc_hourly.csv")
-    assert len(table) == 24 * 3 and table["window"].tolist()[:3] == [0, 0, 0]
+    assert len(table) == 6 * 3 and table["window"].tolist() == [0] * 9 + [1] * 9
+    assert table["time_utc"].iloc[0] == "2024-01-15T00:00:00Z"
 
 
 @pytest.mark.parametrize(
