@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Extra child arguments of the low-memory run (``--low-blocks N`` sets a block size).
-LOW_MEMORY_BLOCKS: list[str] = []
+#: ``--skip-hot``: leave out the hot-start run (one HiGHS instance per hour).
+SKIP_HOT: list[bool] = []
 DATA = ROOT.parent / "shared" / "data"
 
 
@@ -113,7 +113,7 @@ def child(argv: list[str]) -> None:
     ap.add_argument("--ray", default=None)
     ap.add_argument("--no-budget", action="store_true")
     ap.add_argument("--block-hours", type=int, default=None)
-    ap.add_argument("--low-memory", action="store_true")
+    ap.add_argument("--hot-start", action="store_true", help="one HiGHS instance per hour")
     ap.add_argument("--lexicographic", action="store_true")
     a = ap.parse_args(argv)
     from greensched.scenario import load_scenario
@@ -133,7 +133,7 @@ def child(argv: list[str]) -> None:
             workers=a.workers,
             ray_address=a.ray,
             block_hours=a.block_hours,
-            keep_solvers=not a.low_memory,
+            keep_solvers=a.hot_start,
         )
         r = plan_decomposed(scen, cfg, d)
         extra = {
@@ -183,42 +183,33 @@ def compare(
     scen.water_budget_l = 0.95 * float(free["water_l"])
     scen.save(directory)
     dec = run_child([str(directory), "--mode", "dec", "--workers", str(workers), *extra], timeout_s)
-    low = run_child(
-        [
-            str(directory),
-            "--mode",
-            "dec",
-            "--workers",
-            str(workers),
-            "--low-memory",
-            *LOW_MEMORY_BLOCKS,
-            *extra,
-        ],
-        timeout_s,
+    hot: dict[str, Any] = (
+        {"status": "skipped"}
+        if SKIP_HOT
+        else run_child(
+            [str(directory), "--mode", "dec", "--workers", str(workers), "--hot-start", *extra],
+            timeout_s,
+        )
     )
     mono = run_child([str(directory), "--mode", "mono", *extra], timeout_s)
     out: dict[str, Any] = {
         "label": label,
         "unconstrained_water_l": free["water_l"],
         "decomposed": dec,
-        "decomposed_low_memory": low,
+        "decomposed_hot_start": hot,
         "monolithic": mono,
     }
-    if dec.get("status") == "optimal" and mono.get("status") == "optimal":
-        out["speedup_in_process"] = mono["in_process_wall_s"] / dec["in_process_wall_s"]
-        out["speedup_whole_process"] = mono["process_wall_s"] / dec["process_wall_s"]
-        out["memory_ratio_rss"] = dec["peak_tree_rss_gib"] / mono["peak_tree_rss_gib"]
-        out["memory_ratio_pss"] = dec["peak_tree_pss_gib"] / mono["peak_tree_pss_gib"]
-        out["objective_rel_diff"] = abs(dec["value_usd"] - mono["value_usd"]) / max(
+    for key, run in (("", dec), ("hot_start_", hot)):
+        if run.get("status") != "optimal" or mono.get("status") != "optimal":
+            continue
+        out[f"{key}speedup_in_process"] = mono["in_process_wall_s"] / run["in_process_wall_s"]
+        out[f"{key}speedup_whole_process"] = mono["process_wall_s"] / run["process_wall_s"]
+        out[f"{key}memory_ratio_rss"] = run["peak_tree_rss_gib"] / mono["peak_tree_rss_gib"]
+        out[f"{key}memory_ratio_pss"] = run["peak_tree_pss_gib"] / mono["peak_tree_pss_gib"]
+        out[f"{key}objective_rel_diff"] = abs(run["value_usd"] - mono["value_usd"]) / max(
             1.0, abs(mono["value_usd"])
         )
-        out["budget_rel_diff"] = abs(dec["water_l"] - dec["budget_l"]) / dec["budget_l"]
-    if low.get("status") == "optimal" and mono.get("status") == "optimal":
-        out["low_memory_speedup_in_process"] = mono["in_process_wall_s"] / low["in_process_wall_s"]
-        out["low_memory_ratio_pss"] = low["peak_tree_pss_gib"] / mono["peak_tree_pss_gib"]
-        out["low_memory_objective_rel_diff"] = abs(low["value_usd"] - mono["value_usd"]) / max(
-            1.0, abs(mono["value_usd"])
-        )
+        out[f"{key}budget_rel_diff"] = abs(run["water_l"] - run["budget_l"]) / run["budget_l"]
     return out
 
 
@@ -244,11 +235,11 @@ def main() -> None:
     ap.add_argument("--letter-days", type=int, default=0)
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--lexicographic", action="store_true", help="lexicographic plans")
-    ap.add_argument("--low-blocks", type=int, default=None, help="block hours, low-memory run")
+    ap.add_argument("--skip-hot", action="store_true", help="no hot-start decomposed run")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    if args.low_blocks is not None:
-        LOW_MEMORY_BLOCKS[:] = ["--block-hours", str(args.low_blocks)]
+    if args.skip_hot:
+        SKIP_HOT.append(True)
     report: dict[str, Any] = {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_synthetic:

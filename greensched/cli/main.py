@@ -9,10 +9,6 @@ line on stderr and exit non-zero without a traceback:
 
 from __future__ import annotations
 
-import sys
-
-import typer
-
 # Every command module registers its commands on the shared app when imported.
 from greensched.cli import (  # noqa: F401
     assign,
@@ -28,54 +24,20 @@ from greensched.cli import (  # noqa: F401
     serve,
     simulate,
 )
-from greensched.cli._app import EXIT_INFEASIBLE, EXIT_INPUT, EXIT_SOLVER, app
-from greensched.errors import GreenSchedError, InfeasibleError, SolverUnavailableError
+from greensched.cli._app import app
 
 __all__ = ["app", "main"]
 
 
-def _fail(exc: BaseException | str) -> None:
-    """Print a user error as one unwrapped line on stderr."""
-    print(f"error: {exc}", file=sys.stderr, flush=True)
-
-
 def main() -> None:
-    """Console-script entry point: runs the app and turns user errors into one-line messages."""
-    try:
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
-    except SolverUnavailableError as exc:
-        _fail(exc)
-        sys.exit(EXIT_SOLVER)
-    except InfeasibleError as exc:
-        _fail(exc)
-        sys.exit(EXIT_INFEASIBLE)
-    except GreenSchedError as exc:
-        _fail(exc)
-        sys.exit(EXIT_INPUT)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        _fail(exc)
-        sys.exit(EXIT_INPUT)
-    except ImportError as exc:  # an optional extra is not installed: name it, no traceback
-        from greensched.extras import missing_extra_message
+    """Console-script entry point: runs the app and turns user errors into one-line messages.
 
-        msg = missing_extra_message(exc)
-        if msg is None:
-            raise
-        _fail(msg)
-        sys.exit(EXIT_INPUT)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as exc:  # usage errors of the command-line parser
-        show = getattr(exc, "show", None)
-        code = getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            show()
-            sys.exit(code)
-        raise
+    Every command module is imported here; the ``greensched`` script itself starts at
+    :func:`greensched.cli.launch.main`, which imports only what the command line needs.
+    """
+    from greensched.cli.launch import run
+
+    run(app)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -110,9 +110,9 @@ def test_lexicographic_phases_equal_monolithic(binding: Scenario) -> None:
     assert dec.water_l <= binding.water_budget_l * (1 + 1e-9)
 
 
-def test_two_worker_processes_low_memory_match_serial(binding: Scenario) -> None:
+def test_two_worker_processes_hot_start_match_serial(binding: Scenario) -> None:
     serial = plan_decomposed(binding)
-    pooled = plan_decomposed(binding, decompose=DecomposeConfig(workers=2, keep_solvers=False))
+    pooled = plan_decomposed(binding, decompose=DecomposeConfig(workers=2, keep_solvers=True))
     assert pooled.engine == "processes" and pooled.workers == 2
     assert _close(pooled.phases[0]["value_usd"], serial.phases[0]["value_usd"], 1e-9)
     assert pooled.water_l == pytest.approx(binding.water_budget_l, rel=1e-9)

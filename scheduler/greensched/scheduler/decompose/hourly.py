@@ -353,7 +353,7 @@ class HourWorker:
 
     threads: int = 1
     presolve: bool = False
-    keep_solvers: bool = True
+    keep_solvers: bool = False
     hours: list[HourLP] = field(default_factory=list)
     columns: dict[int, list[np.ndarray]] = field(default_factory=dict)
     bases: dict[int, Any] = field(default_factory=dict)
@@ -368,7 +368,7 @@ class HourWorker:
         hours: Sequence[int],
         block_hours: int | None = None,
         delay: DelayOptions | None = None,
-        keep_solvers: bool = True,
+        keep_solvers: bool = False,
         builder: Callable[[Scenario], GreenLLMModel] | None = None,
     ) -> dict[str, Any]:
         """Build the hourly LPs of ``hours`` (contiguous blocks of ``block_hours`` at a time).
