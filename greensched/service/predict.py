@@ -143,6 +143,13 @@ class ModelPredictor:
     predictor's public :meth:`~greensched.predictor.base.BasePredictor.predict_arrays` without
     re-validation (the request models checked labels, ranges and tokens).  Predictors without
     ``predict_arrays`` get a jobs table through ``predict_jobs``.
+
+    XGBoost models (``accepts_feature_blocks``) skip the rows altogether: the per-DC features
+    of every hour and area are standardised once
+    (:meth:`~greensched.predictor.features.Featurizer.dc_table`), a batch's job features come
+    from its arrays (:meth:`~greensched.predictor.features.Featurizer.job_block`), both
+    bit-identical to featurising the rows, and the best-DC classifier, which the service does
+    not read, is not evaluated.
     """
 
     kind = "model"
@@ -156,21 +163,36 @@ class ModelPredictor:
         self.kind = str(getattr(model, "kind", type(model).__name__))
         dcs = scenario.dcs
         state = dc_hour_state(scenario)
-        self._state = [
-            ([dc_column(f, d) for d in dcs], state[f].transpose("hour", "dc").values)
-            for f in STATE_FIELDS
-        ]
-        self._rtt = ([dc_column("rtt_s", d) for d in dcs],
-                     scenario.ds["rtt_s"].transpose("area", "dc").values)
+        by_hour = {f: state[f].transpose("hour", "dc").values for f in STATE_FIELDS}
+        rtt = scenario.ds["rtt_s"].transpose("area", "dc").values
+        self._state = [([dc_column(f, d) for d in dcs], by_hour[f]) for f in STATE_FIELDS]
+        self._rtt = ([dc_column("rtt_s", d) for d in dcs], rtt)
         self._areas = np.asarray(scenario.areas, dtype=object)
         self._types = np.asarray(scenario.query_types, dtype=object)
         self._fast = False
+        self._blocks: Any = None
         model_dcs = [str(d) for d in getattr(model, "dcs_", [])]
         if fast and callable(getattr(model, "predict_arrays", None)) and (
             sorted(model_dcs) == sorted(dcs)
         ):
             self._fast = True
             self._order = np.asarray([model_dcs.index(d) for d in dcs], dtype=np.int64)
+            fz = getattr(model, "featurizer_", None)
+            if getattr(model, "accepts_feature_blocks", False) and fz is not None and set(
+                    fz.dc_fields) <= {*STATE_FIELDS, "rtt_s"}:
+                self._featurizer = fz
+                self._dc_table = fz.dc_table(dcs, by_hour, {"rtt_s": rtt})
+                self._qpos = fz.positions(scenario.query_types, "query_type")
+                self._apos = fz.positions(scenario.areas, "area")
+                self._blocks = self._feature_blocks
+
+    def _feature_blocks(self, jobs: JobArrays) -> Any:
+        from greensched.predictor.features import FeatureBlocks
+
+        fz = self._featurizer
+        job = fz.job_block(jobs.input_tokens, jobs.output_tokens, jobs.sla_s,
+                           self._qpos[jobs.qtype], self._apos[jobs.area], missing=np.nan)
+        return FeatureBlocks(job, self._dc_table.block(jobs.hour, jobs.area), best_dc=False)
 
     def rows(self, jobs: JobArrays) -> pd.DataFrame:
         """Dataset-format rows without targets (``docs/dataset-format.md``)."""
@@ -197,7 +219,8 @@ class ModelPredictor:
     def predict(self, jobs: JobArrays) -> dict[str, np.ndarray]:
         """Every variable of :data:`PRED_VARS` the model gives, per (job, dc)."""
         if self._fast:
-            arrays = self.model.predict_arrays(self.rows(jobs), validate=False)
+            rows = self._blocks(jobs) if self._blocks is not None else self.rows(jobs)
+            arrays = self.model.predict_arrays(rows, validate=False)
             return {v: np.asarray(arrays[v], dtype=float)[:, self._order]
                     for v in PRED_VARS if v in arrays}
         dcs = self.scenario.dcs

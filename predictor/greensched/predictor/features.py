@@ -19,7 +19,8 @@ one-hots.  Targets are modelled as standardised logarithms per (target, DC).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,14 @@ import pandas as pd
 
 from greensched.predictor.dataset import DC_FIELDS, TARGETS, DatasetError, dc_column
 
-__all__ = ["DC_DESCRIPTOR_FIELDS", "Featurizer", "TargetScaler", "descriptor_fields"]
+__all__ = [
+    "DC_DESCRIPTOR_FIELDS",
+    "DCFeatureTable",
+    "FeatureBlocks",
+    "Featurizer",
+    "TargetScaler",
+    "descriptor_fields",
+]
 
 #: Optional per-(job, DC) descriptors of the serving set-up (numeric, ``<field>__<dc>``).
 DC_DESCRIPTOR_FIELDS = ("gpu_memory_gb", "model_params_b", "gpus_per_replica")
@@ -99,14 +107,9 @@ class Featurizer:
     # -- transforms --------------------------------------------------------------------------
     @staticmethod
     def _job_raw(df: pd.DataFrame) -> np.ndarray:
-        out_tok = df["output_tokens"].to_numpy(dtype=float)
-        known = np.isfinite(out_tok)
-        return np.column_stack([
-            np.log1p(df["input_tokens"].to_numpy(dtype=float)),
-            np.where(known, np.log1p(np.where(known, out_tok, 0.0)), np.nan),
-            known.astype(float),
-            np.log(df["sla_s"].to_numpy(dtype=float)),
-        ])
+        return _job_raw_arrays(df["input_tokens"].to_numpy(dtype=float),
+                               df["output_tokens"].to_numpy(dtype=float),
+                               df["sla_s"].to_numpy(dtype=float))
 
     def _dc_raw(self, df: pd.DataFrame) -> np.ndarray:
         arr = np.empty((len(df), len(self.dcs), len(self.dc_fields)))
@@ -116,16 +119,20 @@ class Featurizer:
                 if col not in df.columns:
                     raise DatasetError("missing column: the model was trained with this DC "
                                        "descriptor", column=col)
-                arr[:, j, k] = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+                s = df[col]
+                # numeric numpy columns convert as they are (what to_numeric would return)
+                arr[:, j, k] = (s.to_numpy(dtype=float) if s.dtype.kind in "fiub"
+                                else pd.to_numeric(s, errors="coerce").to_numpy(dtype=float))
         return arr
 
-    @staticmethod
-    def _one_hot(values: pd.Series, labels: list[str]) -> np.ndarray:
-        pos = pd.Index(labels).get_indexer(values.astype(str))
-        out = np.zeros((len(values), len(labels)))
-        ok = pos >= 0
-        out[np.flatnonzero(ok), pos[ok]] = 1.0
-        return out
+    def positions(self, values: Sequence[str] | pd.Series, kind: str) -> np.ndarray:
+        """Positions of ``values`` among the learned ``"query_type"`` or ``"area"`` categories
+        (int64, -1 for an unknown category: an all-zero one-hot)."""
+        labels = {"query_type": self.query_types, "area": self.areas}.get(kind)
+        if labels is None:
+            raise ValueError(f"kind must be 'query_type' or 'area', got {kind!r}")
+        vals = values.astype(str) if isinstance(values, pd.Series) else [str(v) for v in values]
+        return np.asarray(pd.Index(labels).get_indexer(vals), dtype=np.int64)
 
     @property
     def n_job(self) -> int:
@@ -135,17 +142,135 @@ class Featurizer:
     def job_features(self, df: pd.DataFrame, *, missing: float = np.nan) -> np.ndarray:
         """(n, n_job) float32; an unknown ``output_tokens`` becomes ``missing`` (NaN for trees,
         0 = the training mean for the network)."""
-        num = (self._job_raw(df) - self.job_mean) / self.job_std
+        return self.job_block(df["input_tokens"].to_numpy(dtype=float),
+                              df["output_tokens"].to_numpy(dtype=float),
+                              df["sla_s"].to_numpy(dtype=float),
+                              self.positions(df["query_type"], "query_type"),
+                              self.positions(df["area"], "area"), missing=missing)
+
+    def job_block(self, input_tokens: np.ndarray, output_tokens: np.ndarray, sla_s: np.ndarray,
+                  query_type_pos: np.ndarray, area_pos: np.ndarray, *,
+                  missing: float = np.nan) -> np.ndarray:
+        """:meth:`job_features` from arrays: tokens and SLA as floats (``output_tokens`` NaN
+        when unknown), categories as :meth:`positions` (-1 unknown).  Bit-identical to
+        :meth:`job_features` on the same jobs; no DataFrame is built (the HTTP service)."""
+        num = (_job_raw_arrays(np.asarray(input_tokens, dtype=float),
+                               np.asarray(output_tokens, dtype=float),
+                               np.asarray(sla_s, dtype=float)) - self.job_mean) / self.job_std
         num[:, 1] = np.where(np.isfinite(num[:, 1]), num[:, 1], missing)
-        return np.column_stack([
-            num,
-            self._one_hot(df["query_type"], self.query_types),
-            self._one_hot(df["area"], self.areas),
-        ]).astype(np.float32)
+        n, w = len(num), len(_JOB_NUMERIC)
+        out = np.zeros((n, self.n_job), dtype=np.float32)
+        out[:, :w] = num  # the same rounding to float32 as astype
+        rows = np.arange(n)
+        for pos, start in ((np.asarray(query_type_pos), w),
+                           (np.asarray(area_pos), w + len(self.query_types))):
+            ok = pos >= 0
+            out[rows[ok], start + pos[ok]] = 1.0
+        return out
 
     def dc_features(self, df: pd.DataFrame) -> np.ndarray:
         """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
+
+    def dc_table(self, dcs: Sequence[str], by_hour: Mapping[str, np.ndarray],
+                 by_area: Mapping[str, np.ndarray]) -> DCFeatureTable:
+        """:meth:`dc_features` precomputed for every hour and area (see
+        :class:`DCFeatureTable`); ``by_hour[field]`` is (hours, len(dcs)), ``by_area[field]``
+        (areas, len(dcs)), DCs in ``dcs`` order (reordered to the model's)."""
+        return DCFeatureTable(self, dcs, by_hour, by_area)
+
+
+def _job_raw_arrays(input_tokens: np.ndarray, output_tokens: np.ndarray,
+                    sla_s: np.ndarray) -> np.ndarray:
+    known = np.isfinite(output_tokens)
+    return np.column_stack([
+        np.log1p(input_tokens),
+        np.where(known, np.log1p(np.where(known, output_tokens, 0.0)), np.nan),
+        known.astype(float),
+        np.log(sla_s),
+    ])
+
+
+class DCFeatureTable:
+    """Standardised per-DC features for every hour and area, computed once.
+
+    Each of the featurizer's ``dc_fields`` depends either on the hour (grid and DC state) or on
+    the job's area (``rtt_s``); :meth:`block` gathers a batch's (n, D, F) float32 features from
+    the two tables, bit-identical to :meth:`Featurizer.dc_features` on the dataset rows of the
+    same jobs (each element is standardised with the same float64 operations, then rounded to
+    float32).
+
+    Raises
+    ------
+    DatasetError
+        A field of ``dc_fields`` is in neither mapping, or a DC of the model is missing.
+    """
+
+    def __init__(self, featurizer: Featurizer, dcs: Sequence[str],
+                 by_hour: Mapping[str, np.ndarray], by_area: Mapping[str, np.ndarray]) -> None:
+        fz = featurizer
+        given = [str(d) for d in dcs]
+        missing = [d for d in fz.dcs if d not in given]
+        if missing:
+            raise DatasetError(f"no per-DC values for the model's DC(s) {missing}",
+                               column="dc")
+        order = np.asarray([given.index(d) for d in fz.dcs], dtype=np.int64)
+        self.n_fields = len(fz.dc_fields)
+        self.dcs = list(fz.dcs)
+
+        hour_ks = [k for k, f in enumerate(fz.dc_fields) if f in by_hour]
+        area_ks = [k for k, f in enumerate(fz.dc_fields) if f in by_area and f not in by_hour]
+        absent = [f for k, f in enumerate(fz.dc_fields) if k not in {*hour_ks, *area_ks}]
+        if absent:
+            raise DatasetError("missing column: the model was trained with this DC "
+                               "descriptor", column=dc_column(absent[0], fz.dcs[0]))
+
+        def table(source: Mapping[str, np.ndarray], ks: list[int]) -> np.ndarray | None:
+            if not ks:
+                return None
+            return np.stack([((np.asarray(source[fz.dc_fields[k]], dtype=float)[:, order]
+                               - fz.dc_mean[k]) / fz.dc_std[k]).astype(np.float32)
+                             for k in ks], axis=2)
+
+        self.by_hour = table(by_hour, hour_ks)
+        self.by_area = table(by_area, area_ks)
+        self._parts = [(tab, _slot(ks), axis) for axis, (tab, ks) in enumerate(
+            ((self.by_hour, hour_ks), (self.by_area, area_ks))) if tab is not None]
+
+    def block(self, hour: np.ndarray, area: np.ndarray) -> np.ndarray:
+        """(n, D, F) float32 features of jobs at ``hour`` (positions into the hour axis of
+        ``by_hour``) from ``area`` (positions into ``by_area``)."""
+        out = np.empty((len(hour), len(self.dcs), self.n_fields), dtype=np.float32)
+        for tab, slot, axis in self._parts:
+            out[:, :, slot] = tab[area if axis else hour]
+        return out
+
+
+@dataclass
+class FeatureBlocks:
+    """Rows featurised already: :meth:`Featurizer.job_block` (``job``, (n, n_job)) and
+    :meth:`DCFeatureTable.block` (``dc``, (n, D, F)) of the same jobs, for predictors that take
+    them instead of dataset rows (``XGBoostPredictor.predict_arrays``, the HTTP service);
+    ``best_dc=False`` skips the best-DC classifier (``best_dc_prob`` is then the prior)."""
+
+    job: np.ndarray
+    dc: np.ndarray
+    best_dc: bool = True
+
+    def __post_init__(self) -> None:
+        if self.job.ndim != 2 or self.dc.ndim != 3 or len(self.job) != len(self.dc):
+            raise ValueError(f"job (n, n_job) and dc (n, D, F) blocks of the same jobs "
+                             f"expected, got shapes {self.job.shape} and {self.dc.shape}")
+
+    def __len__(self) -> int:
+        return len(self.job)
+
+
+def _slot(ks: list[int]) -> slice | np.ndarray:
+    """A slice for consecutive positions (a plain copy), else the positions."""
+    if ks == list(range(ks[0], ks[0] + len(ks))):
+        return slice(ks[0], ks[0] + len(ks))
+    return np.asarray(ks, dtype=np.int64)
 
 
 class TargetScaler:

@@ -46,6 +46,7 @@ import pandas as pd
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor, PredictorConfig
 from greensched.predictor.dataset import TARGETS
+from greensched.predictor.features import FeatureBlocks
 
 __all__ = ["FIVE_BOOSTER_DEFAULTS", "STRATEGIES", "XGBoostConfig", "XGBoostPredictor"]
 
@@ -147,11 +148,15 @@ class XGBoostPredictor(BasePredictor):
     base class's."""
 
     kind: ClassVar[str] = "xgboost"
+    #: ``predict_arrays`` also takes :class:`FeatureBlocks` (featurised rows).
+    accepts_feature_blocks: ClassVar[bool] = True
     config_class: ClassVar[type[PredictorConfig]] = XGBoostConfig
     config: XGBoostConfig
 
     # -- design matrices ---------------------------------------------------------------------
-    def _blocks(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _blocks(self, df: pd.DataFrame | FeatureBlocks) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(df, FeatureBlocks):  # featurised by the caller (job block: NaN missing)
+            return df.job, df.dc
         return self.featurizer_.job_features(df, missing=np.nan), self.featurizer_.dc_features(df)
 
     def _stacked(self, job: np.ndarray, dc: np.ndarray) -> np.ndarray:
@@ -330,7 +335,7 @@ class XGBoostPredictor(BasePredictor):
             out[t] = self.target_scaler_.inverse(mean, t_i)
             for k, name in enumerate(("p10", "p50", "p90")):
                 out[f"{t}_{name}"] = self.target_scaler_.inverse(q[:, :, k], t_i)
-        if "action" in b:
+        if "action" in b and getattr(data, "best_dc", True):
             prob = np.asarray(b["action"].inplace_predict(wide)).reshape(n, D)
         else:
             prob = np.tile(self.action_prior_, (n, 1))
