@@ -54,7 +54,7 @@ from greensched.predictor.dataset import DC_FIELDS as DC_STATE_FIELDS
 from greensched.predictor.dataset import TARGETS
 from greensched.predictor.lora_net import build_net, encoder_layers, split_outputs
 from greensched.predictor.lora_train import fit_lora
-from greensched.predictor.prompts import render_prompts
+from greensched.predictor.prompts import prompt_fields, render_prompts
 
 __all__ = ["DEFAULT_BASE_MODEL", "VARIANTS", "LoraConfig", "LoraPredictor",
            "default_base_model"]
@@ -152,6 +152,10 @@ class LoraConfig(PredictorConfig):
         Epochs without validation improvement before stopping.
     max_length
         Tokenizer truncation length (prompts are ≤ 96 tokens for 9 DCs).
+    prompt_fields
+        The DC state fields written into each prompt's DC blocks
+        (:data:`~greensched.predictor.prompts.PROMPT_FIELDS` names, prompt order kept);
+        ``None`` (default): all five.  Fewer fields = a shorter prompt context (ablation).
     predict_batch_size
         Jobs per forward pass when predicting.
     progress
@@ -189,6 +193,7 @@ class LoraConfig(PredictorConfig):
     lambda_quantile: float = 0.5
     patience: int = 2
     max_length: int = 128
+    prompt_fields: tuple[str, ...] | None = None
     predict_batch_size: int = 128
     progress: bool = True
     num_threads: int | None = None
@@ -200,6 +205,12 @@ class LoraConfig(PredictorConfig):
         self.target_modules = tuple(str(m) for m in self.target_modules)
         if not self.target_modules:
             raise GreenSchedError("target_modules must name at least one module")
+        if self.prompt_fields is not None:
+            self.prompt_fields = tuple(str(f) for f in self.prompt_fields)
+            try:
+                prompt_fields(self.prompt_fields)
+            except ValueError as exc:
+                raise GreenSchedError(f"prompt_fields: {exc}") from exc
         positive = ("r", "lora_alpha", "epochs", "batch_size", "head_width", "text_dim", "patience",
                     "max_length", "predict_batch_size")
         for name in positive:
@@ -242,6 +253,8 @@ class LoraConfig(PredictorConfig):
         """Plain dict (JSON-serialisable; ``target_modules`` as a list)."""
         d = super().to_dict()
         d["target_modules"] = list(self.target_modules)
+        if self.prompt_fields is not None:
+            d["prompt_fields"] = list(self.prompt_fields)
         return d
 
 
@@ -293,7 +306,8 @@ class LoraPredictor(BasePredictor):
         import torch
 
         extra = self.featurizer_.dc_fields[len(DC_STATE_FIELDS):]
-        enc = self.tokenizer_(render_prompts(df, self.dcs_, extra), padding=True, truncation=True,
+        texts = render_prompts(df, self.dcs_, extra, prompt_fields(self.config.prompt_fields))
+        enc = self.tokenizer_(texts, padding=True, truncation=True,
                               max_length=self.config.max_length, return_tensors="pt")
         num = torch.from_numpy(np.ascontiguousarray(self._numeric(df), dtype=np.float32))
         return enc["input_ids"], enc["attention_mask"], num

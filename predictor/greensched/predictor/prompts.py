@@ -37,7 +37,7 @@ import pandas as pd
 
 from greensched.predictor.dataset import dc_column
 
-__all__ = ["PROMPT_FIELDS", "render_prompt", "render_prompts"]
+__all__ = ["PROMPT_FIELDS", "prompt_fields", "render_prompt", "render_prompts"]
 
 #: (state field, scale, offset) in prompt order; value shown = round((x − offset) × scale).
 PROMPT_FIELDS: tuple[tuple[str, float, float], ...] = (
@@ -47,6 +47,22 @@ PROMPT_FIELDS: tuple[tuple[str, float, float], ...] = (
     ("pue", 100.0, 1.0),
     ("utilization", 100.0, 0.0),
 )
+
+
+def prompt_fields(names: Sequence[str] | None) -> tuple[tuple[str, float, float], ...]:
+    """The :data:`PROMPT_FIELDS` entries named in ``names`` (in prompt order; ``None``: all).
+
+    A shorter prompt context (fewer state fields per DC block) for ablations; unknown names
+    raise ``ValueError`` naming the valid ones.
+    """
+    if names is None:
+        return PROMPT_FIELDS
+    known = [f for f, _, _ in PROMPT_FIELDS]
+    bad = [n for n in names if n not in known]
+    if bad:
+        raise ValueError(f"prompt field {bad[0]!r} is not known; expected some of "
+                         f"{', '.join(known)}")
+    return tuple(e for e in PROMPT_FIELDS if e[0] in set(names))
 
 
 def _num(x: Any, scale: float = 1.0, offset: float = 0.0) -> str:
@@ -69,7 +85,8 @@ def _tokens(x: Any) -> str:
 
 
 def render_prompt(job: Mapping[str, Any], dcs: Sequence[str],
-                  extra_fields: Sequence[str] = ()) -> str:
+                  extra_fields: Sequence[str] = (),
+                  fields: Sequence[tuple[str, float, float]] = PROMPT_FIELDS) -> str:
     """Render one dataset row (job fields + ``<field>__<dc>`` state) as prompt text.
 
     Parameters
@@ -83,20 +100,24 @@ def render_prompt(job: Mapping[str, Any], dcs: Sequence[str],
         DC descriptor fields (``gpu_memory_gb``, ``model_params_b``, ...) appended to each DC
         block as rounded numbers, so that the text describes each DC by what serves the job
         there (needed to predict for a DC the model never saw).
+    fields
+        The state fields of each DC block (default all of :data:`PROMPT_FIELDS`; see
+        :func:`prompt_fields` for a shorter context).
     """
     head = (f"{job['query_type']} {job['area']} in {_tokens(job['input_tokens'])} "
             f"out {_tokens(job.get('output_tokens'))} sla {_num(job['sla_s'])}")
-    blocks = [" ".join([_num(job[dc_column(f, d)], s, o) for f, s, o in PROMPT_FIELDS]
+    blocks = [" ".join([_num(job[dc_column(f, d)], s, o) for f, s, o in fields]
                        + [_num(job.get(dc_column(f, d))) for f in extra_fields])
               for d in dcs]
     return " ; ".join([head, *blocks])
 
 
 def render_prompts(df: pd.DataFrame, dcs: Sequence[str],
-                   extra_fields: Sequence[str] = ()) -> list[str]:
+                   extra_fields: Sequence[str] = (),
+                   fields: Sequence[tuple[str, float, float]] = PROMPT_FIELDS) -> list[str]:
     """:func:`render_prompt` for every row of a dataset frame, in row order."""
     cols = ["query_type", "area", "input_tokens", "output_tokens", "sla_s"]
-    cols += [dc_column(f, d) for d in dcs for f, _, _ in PROMPT_FIELDS]
+    cols += [dc_column(f, d) for d in dcs for f, _, _ in fields]
     cols += [dc_column(f, d) for d in dcs for f in extra_fields]
     recs = df.reindex(columns=cols).to_dict("records")
-    return [render_prompt(r, dcs, extra_fields) for r in recs]
+    return [render_prompt(r, dcs, extra_fields, fields) for r in recs]
