@@ -117,6 +117,21 @@ def test_water_budget_carried_and_respected(tight: Scenario, tight_roll: Rolling
     assert roll.weighted_usd >= pf_weighted * (1 - 1e-9)
 
 
+def test_decomposed_windows_match() -> None:
+    from greensched.scheduler.decompose import DecomposeConfig
+
+    scen = small(hours=6, water_factor=0.95)
+    rcfg = RollingConfig(horizon_h=4, step_h=3)
+    mono = plan_rolling(scen, PlanConfig(), rcfg)
+    rcfg.decompose = DecomposeConfig()
+    dec = plan_rolling(scen, PlanConfig(), rcfg)
+    assert [w.method for w in dec.windows] == ["decomposed-hours"] * 2
+    assert dec.weighted_usd == pytest.approx(mono.weighted_usd, rel=1e-7)
+    assert mono.windows[0].water_price_usd_per_l > 0  # window 0's budget binds
+    assert dec.windows[0].water_price_usd_per_l == pytest.approx(
+        mono.windows[0].water_price_usd_per_l, rel=1e-6)
+
+
 def _costs(scen: Scenario, res: PlanResult, cfg: PlanConfig) -> pd.DataFrame:
     assert res.dc_hourly is not None and res.allocation is not None
     grid = res.dc_hourly.set_index(["dc", "hour"])["grid_kw"].to_xarray()

@@ -486,6 +486,10 @@ def _commit_window(
         window.water_price_usd_per_l = max(
             0.0, -float(np.nan_to_num(water_dual.values.ravel()[0]))
         )
+    else:  # a decomposed window: the coordinated water price μ
+        window.water_price_usd_per_l = max(
+            0.0, float(getattr(result, "water_price_usd_per_l", 0.0) or 0.0)
+        )
     assert roll.water_price is not None
     roll.water_price[s : s + commit] = window.water_price_usd_per_l
     roll.window_of_hour[s : s + commit] = window.index
