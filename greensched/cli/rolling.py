@@ -82,7 +82,8 @@ def _table(roll: RollingResult) -> Table:
     obj = summary["objective"]
     for key in ("energy_usd", "carbon_usd", "delay_usd", "total_usd"):
         table.add_row(key.replace("_usd", " cost (USD)"), f"{obj[key]:,.2f}")
-    table.add_row("weighted objective (USD)", f"{summary['weighted_usd']:,.4f}")
+    if roll.weights:
+        table.add_row("weighted objective (USD)", f"{summary['weighted_usd']:,.4f}")
     table.add_row("carbon (kg CO2)", f"{summary['carbon_kg']:,.1f}")
     table.add_row("water committed (l)", f"{summary['water_l']:,.1f}")
     if roll.water_budget_l is not None:

@@ -362,7 +362,9 @@ class RollingResult:
 
     @property
     def weighted_usd(self) -> float:
-        """Sum of the committed slices' weighted objectives."""
+        """Sum of the committed slices' weighted objectives (NaN for lexicographic plans)."""
+        if not self.weights:
+            return float("nan")
         return float(sum(w.weighted_usd for w in self.windows if w.is_ok))
 
     @property
@@ -455,10 +457,10 @@ def _commit_window(
     costs = hourly_costs(sub, result.allocation, grid, roll.plan_config)
     costs = costs[costs["hour"] < commit]
     flows = result.dc_hourly[result.dc_hourly["hour"] < commit].copy()
-    w = roll.weights or {}
     window.objective = {c: float(costs[c].sum()) for c in costs.columns if c.endswith("_usd")}
-    window.weighted_usd = float(sum(w.get(k, 0.0) * window.objective[f"{k}_usd"]
-                                    for k in OBJECTIVES))
+    if roll.weights:  # weighted mode (lexicographic plans have no weighted objective)
+        window.weighted_usd = float(sum(roll.weights[k] * window.objective[f"{k}_usd"]
+                                        for k in OBJECTIVES))
     window.water_committed_l = float(flows["water_l"].sum())
     window.carbon_kg = float(flows["carbon_kg"].sum())
     ds = sub.ds
