@@ -13,7 +13,12 @@ import pytest
 from greensched.errors import GreenSchedError
 from greensched.scenario import Scenario
 from greensched.scheduler import PlanConfig, PlanResult, plan
-from greensched.scheduler.assign import GreedyAssigner, PlanGuide, predictions_from_coefficients
+from greensched.scheduler.assign import (
+    AssignError,
+    GreedyAssigner,
+    PlanGuide,
+    predictions_from_coefficients,
+)
 from greensched.scheduler.rolling import (
     RollingConfig,
     RollingResult,
@@ -222,6 +227,8 @@ def test_assigner_follows_the_latest_window(
     np.testing.assert_allclose(
         read.allocation.reindex_like(mine.allocation).fillna(0.0).values,
         mine.allocation.values, atol=1e-9)
+    with pytest.raises(AssignError, match="12 hours"):  # a plan longer than the scenario
+        plan_guide_for(small(hours=6), tmp_path / "roll", need_duals=True)
     # jobs at hour t are assigned exactly as the latest window's plan alone would assign them
     jobs = pd.DataFrame({"job_id": [f"j{i}" for i in range(40)], "hour": t,
                          "area": ["area000", "area001"] * 20, "query_type": ["type0"] * 20

@@ -25,7 +25,7 @@ def plan_guide_for(scen: Scenario, plan_dir: Path, *, need_duals: bool) -> PlanG
     from greensched.scheduler.rolling_io import is_rolling_directory, read_rolling_guide
 
     if is_rolling_directory(plan_dir):
-        return read_rolling_guide(plan_dir)
+        return read_rolling_guide(plan_dir, scen)
     guide = PlanGuide.from_directory(plan_dir)
     if not need_duals or guide.has_duals:
         return guide

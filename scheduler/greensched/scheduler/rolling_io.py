@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from greensched.scenario import Scenario
 from greensched.scheduler.assign import AssignError, PlanGuide
 from greensched.scheduler.assign.guide import _read_duals_csv
 from greensched.scheduler.rolling_time import local_time_strings, utc_strings
@@ -146,11 +147,12 @@ def write_rolling(roll: RollingResult, directory: str | Path) -> Path:
     return out
 
 
-def read_rolling_guide(directory: str | Path) -> PlanGuide:
+def read_rolling_guide(directory: str | Path, scenario: Scenario | None = None) -> PlanGuide:
     """The guide of a rolling plan directory: every hour follows the window that committed it.
 
     Reads ``rolling.json`` (status must be optimal), ``committed_allocation.csv`` and
     ``committed_duals.csv``; the water rows become :attr:`PlanGuide.water_price_by_hour`.
+    With ``scenario``, the plan's span and DCs must fit it.
     """
     root = Path(directory)
     meta_path = root / "rolling.json"
@@ -182,6 +184,15 @@ def read_rolling_guide(directory: str | Path) -> PlanGuide:
     need = {"hour", "area", "query_type", "dc", "fraction"}
     if not need <= set(df.columns):
         raise AssignError(f"{alloc_path}: needs columns {sorted(need)}")
+    if scenario is not None:
+        span = int(meta.get("span_hours", 0))
+        unknown = sorted(set(df["dc"]) - set(scenario.dcs))
+        if span > scenario.hours or unknown:
+            what = f"dc {unknown[0]!r}" if unknown else f"{span} hours"
+            raise AssignError(
+                f"{meta_path}: the rolling plan has {what}, which the scenario "
+                f"{scenario.name!r} ({scenario.hours} hours) does not; is it of another scenario?"
+            )
     guide.allocation = df.set_index(["area", "dc", "query_type", "hour"])["fraction"].to_xarray()
     weights = meta.get("weights")
     if meta.get("mode") == "weighted" and isinstance(weights, dict):
