@@ -252,8 +252,14 @@ class PlanResult:
         if self.allocation is None:
             return pd.DataFrame(columns=["hour", "area", "query_type", "dc", "fraction"])
         da = self.allocation.transpose("hour", "area", "query_type", "dc")
-        df = da.to_series().rename("fraction").reset_index()
-        return df[df["fraction"] > threshold].reset_index(drop=True)
+        vals = np.asarray(da.values)
+        keep = np.nonzero(vals > threshold)  # C order: hour, area, query_type, dc
+        data: dict[str, Any] = {
+            str(dim): np.asarray(da.indexes[dim])[pos]
+            for dim, pos in zip(da.dims, keep, strict=True)
+        }
+        data["fraction"] = vals[keep]
+        return pd.DataFrame(data)
 
     def duals_frame(self) -> pd.DataFrame:
         """Row duals in long form: ``family, hour, dc, area, query_type, resource, dual``.
@@ -280,23 +286,38 @@ class PlanResult:
         out["hour"] = out["hour"].astype("Int64")
         return out[cols]
 
-    def write(self, directory: str | Path) -> Path:
+    def write(self, directory: str | Path, tables: str = "csv") -> Path:
         """Write plan.json, allocation.csv and dc_hourly.csv (and duals.csv) into ``directory``.
 
         ``duals.csv`` is an addition of this tool (the spec's three files are unchanged): the
         online assigner's plan-guided mode reads the capacity and water prices from it.
+        ``tables="parquet"`` writes the three tables as ``.parquet`` files instead (same
+        columns; measured at 100 x 100 x 5 x 24 in ``reports/decomposition.md``).
         """
+        if tables not in TABLE_FORMATS:
+            raise GreenSchedError(f"tables {tables!r} is not known; expected csv or parquet")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         (out / "plan.json").write_text(
             json.dumps(jsonable(self.to_dict()), indent=2) + "\n", encoding="utf-8"
         )
         if self.is_ok:
-            self.allocation_frame().to_csv(out / "allocation.csv", index=False)
             assert self.dc_hourly is not None
-            self.dc_hourly.to_csv(out / "dc_hourly.csv", index=False)
-            self.duals_frame().to_csv(out / "duals.csv", index=False)
+            frames = {
+                "allocation": self.allocation_frame(),
+                "dc_hourly": self.dc_hourly,
+                "duals": self.duals_frame(),
+            }
+            for name, frame in frames.items():
+                if tables == "parquet":
+                    frame.to_parquet(out / f"{name}.parquet", index=False)
+                else:
+                    frame.to_csv(out / f"{name}.csv", index=False)
         return out
+
+
+#: Formats of the plan tables (``PlanResult.write``; ``greensched plan --tables``).
+TABLE_FORMATS = ("csv", "parquet")
 
 
 def _components(vectors: dict[str, tuple[np.ndarray, float]], x: np.ndarray) -> dict[str, float]:

@@ -88,7 +88,8 @@ class PlanGuide:
         Reads ``plan.json`` (status must be optimal), ``allocation.csv`` (hour, area,
         query_type, dc, fraction) and, when present, the row duals: ``duals.csv`` as written by
         ``PlanResult.write`` (long form: family, hour, dc, area, query_type, resource, dual) or
-        ``duals.json`` as written by :func:`write_plan_duals`.
+        ``duals.json`` as written by :func:`write_plan_duals`.  ``allocation.parquet`` and
+        ``duals.parquet`` (``PlanResult.write(tables="parquet")``) are read the same way.
         """
         root = Path(directory)
         meta_path = root / "plan.json"
@@ -108,6 +109,8 @@ class PlanGuide:
         duals_json = root / "duals.json"
         if duals_csv.is_file():
             guide = cls._from_duals(_read_duals_csv(duals_csv))
+        elif (root / "duals.parquet").is_file():  # PlanResult.write(tables="parquet")
+            guide = cls._from_duals(_read_duals_csv(root / "duals.parquet"))
         elif duals_json.is_file():
             try:
                 raw = json.loads(duals_json.read_text(encoding="utf-8"))
@@ -119,8 +122,14 @@ class PlanGuide:
                 ) from exc
             guide = cls._from_duals(duals)
         alloc_path = root / "allocation.csv"
+        if not alloc_path.is_file():
+            alloc_path = root / "allocation.parquet"
         if alloc_path.is_file():
-            df = pd.read_csv(alloc_path, dtype={"area": str, "query_type": str, "dc": str})
+            df = (
+                pd.read_parquet(alloc_path)
+                if alloc_path.suffix == ".parquet"
+                else pd.read_csv(alloc_path, dtype={"area": str, "query_type": str, "dc": str})
+            )
             need = {"hour", "area", "query_type", "dc", "fraction"}
             if not need <= set(df.columns):
                 raise AssignError(f"{alloc_path}: needs columns {sorted(need)}")
@@ -150,9 +159,13 @@ _DUAL_DIMS = {
 def _read_duals_csv(path: Path) -> dict[str, xr.DataArray]:
     """Duals of the families in :data:`_DUAL_DIMS` from the planner's long-form ``duals.csv``."""
     try:
-        df = pd.read_csv(
-            path, dtype={"family": str, "dc": str, "area": str, "query_type": str, "resource": str}
-        )
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(
+                path,
+                dtype={"family": str, "dc": str, "area": str, "query_type": str, "resource": str},
+            )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise AssignError(f"{path}: cannot parse as CSV ({exc})") from exc
     if not {"family", "dual"} <= set(df.columns):
