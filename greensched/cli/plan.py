@@ -83,6 +83,9 @@ def plan(
     out: Annotated[
         Path | None, typer.Option(help="Write plan.json, allocation.csv, dc_hourly.csv.")
     ] = None,
+    tables: Annotated[
+        str, typer.Option(help="Format of the --out tables: csv (default) or parquet.")
+    ] = "csv",
     plot: Annotated[bool, typer.Option(help="Also write the figures into --out.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="Figure format: png, svg or pdf.")] = "png",
     time_limit: Annotated[float | None, typer.Option(help="Time limit per solve (s).")] = None,
@@ -141,6 +144,8 @@ def plan(
         raise GreenSchedError("choose at most one of --weights, --lexicographic and --preset")
     if plot and out is None:
         raise GreenSchedError("--plot needs --out DIR to write the figures into")
+    if tables not in ("csv", "parquet"):
+        raise GreenSchedError(f"--tables {tables!r} is not known; expected csv or parquet")
     from greensched.plotstyle import parse_format
 
     fig_format = parse_format(fmt)
@@ -185,7 +190,7 @@ def plan(
     else:
         result = run_plan(scen, cfg)
     if out is not None:
-        result.write(out)
+        result.write(out, tables=tables)
     summary: dict[str, Any] = {**result.to_dict(), "scenario": scen.name,
                                "out": out, "files": []}
     if not result.is_ok:
@@ -220,9 +225,9 @@ def plan(
             )
         say.print(ph)
     if out is not None:
-        summary["files"] = [out / n for n in ("plan.json", "allocation.csv", "dc_hourly.csv",
-                                              "duals.csv") if (out / n).is_file()]
-        say.print(f"wrote {out}/plan.json, allocation.csv, dc_hourly.csv")
+        names = ("plan.json", *(f"{t}.{tables}" for t in ("allocation", "dc_hourly", "duals")))
+        summary["files"] = [out / n for n in names if (out / n).is_file()]
+        say.print(f"wrote {out}/" + ", ".join(names[:3]))
         if plot:
             from greensched.scheduler.plots import plot_plan
 
