@@ -372,17 +372,18 @@ def _sweep_figure(frame: pd.DataFrame, param: str, path: Path) -> Path:
 def _profile_figure(prof: pd.DataFrame, path: Path, title: str) -> Path:
     from greensched.plotstyle import figure, legend_below, save_figure, series_style
 
-    fig, axes = figure(1, 2, width="page", aspect=0.3)
+    fig, axes = figure(1, 3, width="page", aspect=0.3)
     for i, (model, part) in enumerate(prof.groupby("model", sort=True)):
         style = series_style(i)
         axes[0].plot(part["hour"], part["carbon_kg"], label=str(model).upper(), **style)
-        cost = part["energy_usd"] + part["carbon_usd"] + part["delay_usd"]
-        axes[1].plot(part["hour"], cost, label=str(model).upper(), **style)
-    axes[0].set_ylabel("CO$_2$ (kg per hour)")
-    axes[1].set_ylabel("energy + carbon + delay cost (USD per hour)")
-    for ax in axes:
-        ax.set_xlabel("hour of the day")
-    axes[0].set_title(title)
+        axes[1].plot(part["hour"], part["energy_usd"] + part["carbon_usd"],
+                     label=str(model).upper(), **style)
+        axes[2].plot(part["hour"], part["delay_usd"], label=str(model).upper(), **style)
+    for ax, label in zip(axes, ("CO$_2$ (kg/h)", "energy+carbon (USD/h)",
+                                "delay (USD/h)"), strict=True):
+        ax.set_ylabel(label)
+        ax.set_xlabel("hour of the horizon")
+    fig.suptitle(title)
     legend_below(fig, axes, ncol=4)
     return save_figure(fig, path)
 
@@ -447,7 +448,7 @@ def write_sweep_report(run_dir: str | Path, markdown: str | Path | None = None) 
         lines += [
             f"### {label}{_LABELS.get(spec['param'], spec['param'])}, {lo:g}–{hi:g}",
             "",
-            "Each cell: the value at the lowest → the highest scale.",
+            "Each cell: the value at the lowest → the highest scale with an optimal plan.",
             "",
             "| preset | energy USD | carbon USD | delay USD | CO2 kg |",
             "|---|---|---|---|---|",
