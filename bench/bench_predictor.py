@@ -4,8 +4,10 @@ Run on demand:  python bench/bench_predictor.py [--lora-jobs 512] [--xgb-jobs 20
                    [--train-steps 20] [--skip-lora] [--compare-strategies] [--json OUT]
                    [--fit-compare 20000 [--fit-threads 1]]
 
-Data: the synthetic stand-in dataset (greensched.predictor.synthetic) of a 9-DC scenario.
-Each figure is reported with a ratio to a reference measured in the same run:
+Data: the synthetic stand-in dataset (greensched.predictor.synthetic) of a 9-DC scenario, or
+with ``--data`` (fit comparison and coverage) a twin dataset written by ``greensched simulate
+--dataset``, split as the predictor comparison splits it.  Each figure is reported with a ratio
+to a reference measured in the same run:
 
 * LoRA training samples/s  vs  a bare forward+backward pass of the base model (no LoRA, no
   heads) on the same prompts and batch size;
@@ -14,11 +16,23 @@ Each figure is reported with a ratio to a reference measured in the same run:
 * XGBoost job×DC predictions/s (validation + features + all boosters)  vs  one bare
   ``inplace_predict`` of the point-energy booster on the prepared matrix.
 
-* ``--fit-compare N``: the XGBoost fit of N training jobs with one multi-quantile booster per
-  target (the default layout) against the five-booster layout with its shipped settings
-  (:data:`~greensched.predictor.xgb.FIVE_BOOSTER_DEFAULTS`), same rows, same threads, same
-  run (new, five, new, five: the median of two each); test MAPE and p10–p90 coverage (raw →
-  calibrated) on 2000 other jobs.  Target: ≤ 0.4× the five-booster time, accuracy no worse.
+* ``--fit-compare N``: the XGBoost fit of N training jobs in the default ``"point"`` layout
+  (one squared-error booster per target, conformal p10/p90) against the five-booster layout
+  with its shipped settings (:data:`~greensched.predictor.xgb.FIVE_BOOSTER_DEFAULTS`), same
+  rows, same threads, same run (new, five, new, five: the median of ``--fit-rounds`` each;
+  ``--multi-quantile`` adds the multi-quantile layout); test MAPE, RMSE and p10–p90 coverage
+  (raw → calibrated, pooled and the per-DC range) on ``--test-jobs`` other jobs.  Target:
+  ≤ 0.4× the five-booster time, accuracy no worse.
+* ``--coverage-sizes 1500,5000,20000 [--coverage-seeds 0,1,2,3]``: calibrated p10–p90
+  coverage of the default layout on the test jobs at each training size and model seed
+  (mean, sd, range, how many runs lie within 0.80 ± 0.03).
+
+Reference run (reports/predictor_xgb_fit.md)::
+
+    greensched simulate --jobs 24000 --policy random --seed 3 --dataset /tmp/xgb24k.parquet
+    python bench/bench_predictor.py --skip-lora --skip-xgb --data /tmp/xgb24k.parquet \
+        --test-jobs 4000 --fit-compare 20000 --fit-threads 1 \
+        --coverage-sizes 1500,5000,20000 --coverage-seeds 0,1,2,3,4,5,6,7 --json OUT
 
 Targets: LoRA ≥ 100 jobs/s batched, XGBoost ≥ 200k job×DC predictions/s batched.
 """
@@ -124,16 +138,17 @@ def bench_xgb(scen: Any, n_jobs: int, n_train: int, repeat: int,
     data = validate_dataset(test, model.dcs_, targets=False)
     arrays_s = n_jobs * D / _median_time(lambda: model._predict_arrays(data), repeat)
     job, dc = model._blocks(data)
-    if strategy == "stacked":
+    if strategy in ("point", "stacked", "quantile"):
         x = model._stacked(job, dc)
-        booster = model.boosters_["energy_kwh"]
+        booster = model.boosters_["energy_kwh" if strategy != "quantile" else "energy_kwh_q"]
     else:
         x = np.concatenate([job, dc[:, 0]], axis=1) if strategy == "per_dc" else \
             model._wide(job, dc)
         booster = model.boosters_[f"energy_kwh_q@{model.dcs_[0]}"]
-    rows = len(x) if strategy == "stacked" else len(x) * D
+    stacked = strategy in ("point", "stacked", "quantile")
+    rows = len(x) if stacked else len(x) * D
     bare = _median_time(lambda: booster.inplace_predict(x), repeat)
-    if strategy != "stacked":
+    if not stacked:
         bare *= D  # one booster per DC
     bare_per_s = rows / bare
     from greensched.predictor.factory import measure_latency_ms
@@ -183,38 +198,80 @@ def compare_xgb_strategies(scen: Any, n_train: int, n_test: int) -> dict[str, An
     return out
 
 
-def compare_fits(scen: Any, n_train: int, threads: int, rounds: int = 2) -> dict[str, Any]:
-    """Fit time and accuracy: multi-quantile layout vs the five-booster one (module docstring)."""
-    from greensched.predictor.metrics import evaluate_predictions
-    from greensched.predictor.xgb import FIVE_BOOSTER_DEFAULTS, XGBoostPredictor
+def _split_dataset(scen: Any, data: Path | None, n_train: int, n_test: int
+                   ) -> tuple[Any, Any, str]:
+    """Training pool and test rows: a twin dataset (``greensched simulate --dataset``) split
+    as the predictor comparison does it (one seeded permutation: the first ``n_test`` jobs
+    are the test set, training sets are prefixes of the rest), or the synthetic stand-in."""
+    import pandas as pd
 
-    train, meta = synthetic_dataset(scen, n_train, seed=1, noise=0.02)
-    test, _ = synthetic_dataset(scen, 2000, seed=2, noise=0.02)
-    layouts = {"multi-quantile (3 boosters)": {}, "five boosters": FIVE_BOOSTER_DEFAULTS}
+    if data is None:
+        train, _ = synthetic_dataset(scen, n_train, seed=1, noise=0.02)
+        test, _ = synthetic_dataset(scen, n_test, seed=2, noise=0.02)
+        return train, test, "synthetic 9-DC stand-in (seeds 1 / 2, 2 % noise)"
+    df = pd.read_parquet(data)
+    if len(df) < n_train + n_test:
+        raise SystemExit(f"{data}: {len(df)} jobs, need {n_train} training + {n_test} test")
+    perm = np.random.default_rng(0).permutation(len(df))
+    test = df.iloc[perm[:n_test]].reset_index(drop=True)
+    pool = df.iloc[perm[n_test:]].reset_index(drop=True)
+    return pool, test, f"{data} ({len(df)} jobs; permutation seed 0, {n_test} test jobs)"
+
+
+def _scores(model: Any, test: Any) -> dict[str, Any]:
+    from greensched.predictor.metrics import evaluate_predictions
+
+    rep = evaluate_predictions(model.predict_frame(test), test, model.dcs_)
+    raw = evaluate_predictions(model.predict_frame(test, calibrated=False), test, model.dcs_)
+    out: dict[str, Any] = {"action_accuracy": rep["action_accuracy"]}
+    for t in ("energy_kwh", "service_s"):
+        a = rep[t]["all"]
+        by_dc = [rep[t][d]["coverage_p10_p90"] for d in model.dcs_]
+        out.update({f"{t}_mape": a["mape"], f"{t}_rmse": a["rmse"],
+                    f"{t}_coverage_p10_p90": a["coverage_p10_p90"],
+                    f"{t}_below_p10": a["below_p10"], f"{t}_above_p90": a["above_p90"],
+                    f"{t}_coverage_raw": raw[t]["all"]["coverage_p10_p90"],
+                    f"{t}_coverage_dc_min": min(by_dc), f"{t}_coverage_dc_max": max(by_dc)})
+    return out
+
+
+def compare_fits(scen: Any, n_train: int, threads: int, rounds: int = 2,
+                 data: Path | None = None, n_test: int = 2000,
+                 multi_quantile: bool = False) -> dict[str, Any]:
+    """Fit time and accuracy: the ``"point"`` layout (default) vs the five-booster one
+    (module docstring), alternating in one run; optionally the multi-quantile layout too."""
+    from greensched.predictor.xgb import (
+        FIVE_BOOSTER_DEFAULTS,
+        MULTI_QUANTILE_DEFAULTS,
+        XGBoostPredictor,
+    )
+
+    pool, test, source = _split_dataset(scen, data, n_train, n_test)
+    train = pool.iloc[:n_train]
+    layouts: dict[str, dict[str, Any]] = {"point (3 boosters)": {},
+                                          "five boosters": FIVE_BOOSTER_DEFAULTS}
+    if multi_quantile:
+        layouts["multi-quantile (3 boosters)"] = MULTI_QUANTILE_DEFAULTS
     times: dict[str, list[float]] = {k: [] for k in layouts}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"data": source, "n_train": n_train, "n_test": len(test),
+                           "threads": threads, "rounds": rounds}
     for _ in range(rounds):
         for name, opts in layouts.items():
             model = XGBoostPredictor(n_jobs=threads, **opts)
             t0 = time.perf_counter()
-            model.fit(train, meta=meta)
+            model.fit(train)
             times[name].append(time.perf_counter() - t0)
-            rep = evaluate_predictions(model.predict_frame(test), test, model.dcs_)
-            raw = evaluate_predictions(model.predict_frame(test, calibrated=False), test,
-                                       model.dcs_)
+            h = model.metrics_["history"]
             out[name] = {
                 "fit_seconds": statistics.median(times[name]), "fit_runs": times[name],
-                "boosters": len(model.boosters_),
-                **{f"{t}_{k}": rep[t]["all"][k] for t in ("energy_kwh", "service_s")
-                   for k in ("mape", "rmse", "coverage_p10_p90")},
-                **{f"{t}_coverage_raw": raw[t]["all"]["coverage_p10_p90"]
-                   for t in ("energy_kwh", "service_s")},
-                "action_accuracy": rep["action_accuracy"],
+                "boosters": len(model.boosters_), "booster_seconds": h["booster_seconds"],
+                "booster_rounds": h["rounds"], **_scores(model, test),
             }
-    new, old = out["multi-quantile (3 boosters)"], out["five boosters"]
+    new, old = out["point (3 boosters)"], out["five boosters"]
     out["time_ratio"] = new["fit_seconds"] / old["fit_seconds"]
-    print(f"XGBoost fit of {n_train} jobs ({n_train * len(scen.dcs)} job×DC rows), "
-          f"{threads} thread(s), median of {rounds}:")
+    out["n_dcs"] = len(model.dcs_)
+    print(f"XGBoost fit of {n_train} jobs ({n_train * len(model.dcs_)} job×DC rows), "
+          f"{threads} thread(s), median of {rounds}; test {len(test)} jobs of {source}:")
     for name in layouts:
         o = out[name]
         print(f"  {name:28s} {o['fit_seconds']:7.1f} s  energy MAPE "
@@ -227,12 +284,45 @@ def compare_fits(scen: Any, n_train: int, threads: int, rounds: int = 2) -> dict
     return out
 
 
+def coverage_by_size(scen: Any, sizes: list[int], seeds: list[int], threads: int,
+                     data: Path | None = None, n_test: int = 2000) -> dict[str, Any]:
+    """Calibrated p10–p90 coverage of the default layout on the test rows at each training
+    size, for several model seeds (each seed draws other validation / calibration rows)."""
+    from greensched.predictor.xgb import XGBoostPredictor
+
+    pool, test, source = _split_dataset(scen, data, max(sizes), n_test)
+    out: dict[str, Any] = {"data": source, "n_test": len(test), "seeds": seeds, "sizes": {}}
+    print(f"Calibrated p10-p90 coverage on {len(test)} test jobs ({source}), seeds {seeds}:")
+    for n in sizes:
+        runs = []
+        for seed in seeds:
+            model = XGBoostPredictor(n_jobs=threads, seed=seed).fit(pool.iloc[:n])
+            runs.append({"seed": seed, "n_calibration": model.metrics_["n_calibration"],
+                         **_scores(model, test)})
+        summary: dict[str, Any] = {"runs": runs}
+        for t in ("energy_kwh", "service_s"):
+            cov = np.array([r[f"{t}_coverage_p10_p90"] for r in runs])
+            summary[t] = {"mean": float(cov.mean()), "sd": float(cov.std(ddof=1))
+                          if len(cov) > 1 else 0.0, "min": float(cov.min()),
+                          "max": float(cov.max()),
+                          "within_0.03": int((np.abs(cov - 0.8) <= 0.03).sum()),
+                          "mape_mean": float(np.mean([r[f"{t}_mape"] for r in runs]))}
+        out["sizes"][n] = summary
+        e, s = summary["energy_kwh"], summary["service_s"]
+        print(f"  {n:6d} jobs ({runs[0]['n_calibration']} calibration jobs): energy "
+              f"{e['mean']:.3f} ± {e['sd']:.3f} [{e['min']:.3f}, {e['max']:.3f}], service "
+              f"{s['mean']:.3f} ± {s['sd']:.3f} [{s['min']:.3f}, {s['max']:.3f}]; within "
+              f"0.80 ± 0.03: {e['within_0.03']}/{len(runs)} and {s['within_0.03']}/{len(runs)}",
+              flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lora-jobs", type=int, default=512)
     ap.add_argument("--xgb-jobs", type=int, default=20000)
     ap.add_argument("--xgb-train", type=int, default=3000)
-    ap.add_argument("--xgb-strategy", default="stacked")
+    ap.add_argument("--xgb-strategy", default="point")
     ap.add_argument("--train-steps", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--base-model", default=None)
@@ -243,12 +333,29 @@ def main() -> None:
     ap.add_argument("--fit-compare", type=int, default=None, metavar="N",
                     help="compare XGBoost fit time/accuracy of the two layouts on N jobs")
     ap.add_argument("--fit-threads", type=int, default=2)
+    ap.add_argument("--fit-rounds", type=int, default=2, help="fits per layout (median)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="--fit-compare / --coverage-sizes: a twin dataset (parquet) instead "
+                         "of the synthetic stand-in")
+    ap.add_argument("--test-jobs", type=int, default=2000)
+    ap.add_argument("--multi-quantile", action="store_true",
+                    help="--fit-compare: also fit the multi-quantile layout")
+    ap.add_argument("--coverage-sizes", default=None, metavar="N,N,...",
+                    help="calibrated coverage of the default layout at these training sizes")
+    ap.add_argument("--coverage-seeds", default="0,1,2,3")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     scen = synthesize(dcs=9, areas=3, types=3, hours=24, seed=0)
     results: dict[str, Any] = {}
     if args.fit_compare:
-        results["xgboost_fit"] = compare_fits(scen, args.fit_compare, args.fit_threads)
+        results["xgboost_fit"] = compare_fits(scen, args.fit_compare, args.fit_threads,
+                                              args.fit_rounds, args.data, args.test_jobs,
+                                              args.multi_quantile)
+    if args.coverage_sizes:
+        results["xgboost_coverage"] = coverage_by_size(
+            scen, [int(x) for x in args.coverage_sizes.split(",")],
+            [int(x) for x in args.coverage_seeds.split(",")], args.fit_threads, args.data,
+            args.test_jobs)
     if not args.skip_xgb:
         x = bench_xgb(scen, args.xgb_jobs, args.xgb_train, args.repeat, args.xgb_strategy)
         results["xgboost"] = x

@@ -1,21 +1,47 @@
 """Split-conformal calibration of predicted quantiles (conformalised quantile regression).
 
-A predictor's raw p10/p90 come from pinball-loss heads (LoRA) or ``reg:quantileerror`` trees
-(XGBoost); neither is guaranteed to cover 80 % of new outcomes.  After fitting, the base class
-predicts a held-out *calibration* split that took no part in training or early stopping and
-shifts each end separately, per target and DC, in log space (the models work on log targets)::
+A predictor's raw p10/p90 come from pinball-loss heads (LoRA), ``reg:quantileerror`` trees or
+validation-residual quantiles around a squared-error point model (XGBoost); none is guaranteed
+to cover 80 % of new outcomes.  After fitting, the base class predicts a held-out
+*calibration* split that took no part in training or early stopping and moves each end
+separately, per target, in log space (the models work on log targets).  Two conformity scores
+(:class:`CalibrationScore`):
 
-    lower score  e_i = ln q10_i − ln y_i        upper score  f_i = ln y_i − ln q90_i
-    Q_lo = the ⌈(n+1)(1−α)⌉-th smallest e_i,    Q_hi = the same order statistic of f_i
-    p10' = q10 · exp(−Q_lo)                     p90' = q90 · exp(Q_hi)
+``"pooled-scaled"`` (default)
+    Scores normalised by the raw half-widths and pooled over all DCs::
 
-with α = 0.1 for each tail, so that for exchangeable rows P(y < p10') ≤ 0.1 and
-P(y > p90') ≤ 0.1 (each within 1/(n+1) above that bound), i.e. [p10', p90'] covers ≥ 80 %.
-This is the asymmetric variant of conformalised quantile regression (Romano, Patterson and
-Candès, *Conformalized Quantile Regression*, NeurIPS 2019, Sec. 3 and the asymmetric
-Theorem 2); the median and the point prediction are left as they are, and p10' ≤ p50 ≤ p90' is
-enforced afterwards.  With fewer than :data:`MIN_CALIBRATION_ROWS` rows the offsets are 0
-(uncalibrated) and :attr:`QuantileCalibration.calibrated` is False.
+        s_lo = ln q50 − ln q10,   s_hi = ln q90 − ln q50     (each ≥ a floor, see below)
+        e_i = (ln q10_i − ln y_i) / s_lo_i,   f_i = (ln y_i − ln q90_i) / s_hi_i
+        Q_lo, Q_hi = the ⌈(N+1)(1−α)⌉-th smallest e_i, f_i over all N (job, DC) scores
+        p10' = q10 · exp(−Q_lo · s_lo),   p90' = q90 · exp(Q_hi · s_hi)
+
+    One offset per target, so the calibration uses D times as many scores as a per-DC one
+    (fewer calibration jobs suffice), and the interval still adapts to each row through its
+    raw width: a DC, an hour or a DC never seen in training whose raw interval is wider gets
+    a wider calibrated one (normalised conformity scores, Lei, G'Sell, Rinaldo, Tibshirani and
+    Wasserman, *Distribution-Free Predictive Inference for Regression*, JASA 2018, Sec. 5.2).
+``"per-dc"``
+    Additive log-space offsets estimated per DC (the layout of the first calibrated models)::
+
+        e_i = ln q10_i − ln y_i,   f_i = ln y_i − ln q90_i
+        Q_lo, Q_hi per DC;  p10' = q10 · exp(−Q_lo),   p90' = q90 · exp(Q_hi)
+
+With α = 0.1 for each tail and exchangeable rows, P(y < p10') ≤ 0.1 and P(y > p90') ≤ 0.1
+(each within 1/(n+1) above that bound), i.e. [p10', p90'] covers ≥ 80 %: the asymmetric
+variant of conformalised quantile regression (Romano, Patterson and Candès, *Conformalized
+Quantile Regression*, NeurIPS 2019, Sec. 3 and Theorem 2).  The ⌈(n+1)(1−α)⌉-th order
+statistic, not the empirical (1−α) quantile, is what makes the bound hold in finite samples
+(:func:`conformal_offset`).  For the pooled score the D scores of one job are not
+independent (their errors are strongly correlated), so the guarantee is per job and the
+effective calibration size lies between the number of jobs and N.
+
+The median and the point prediction are left as they are, and p10' ≤ p50 ≤ p90' is enforced
+afterwards.  Half-widths below :data:`SCALE_FLOOR_SHARE` of their median over the calibration
+rows are raised to that floor (stored as ``scale_floor``), so that a collapsed raw interval
+cannot produce an unbounded score; when the median half-width itself is ~0 (a model without
+quantiles) the scaled score falls back to additive offsets.  With fewer than
+:data:`MIN_CALIBRATION_ROWS` rows the offsets are 0 (uncalibrated) and
+:attr:`QuantileCalibration.calibrated` is False.
 """
 
 from __future__ import annotations
@@ -23,18 +49,44 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
+from greensched.errors import GreenSchedError
 from greensched.predictor.dataset import TARGETS
 
-__all__ = ["MIN_CALIBRATION_ROWS", "TAIL", "QuantileCalibration", "conformal_offset"]
+__all__ = ["DEFAULT_SCORE", "MIN_CALIBRATION_ROWS", "SCALE_FLOOR_SHARE", "TAIL",
+           "CalibrationScore", "QuantileCalibration", "conformal_offset"]
 
 #: Share of outcomes allowed below p10 and above p90 (each).
 TAIL = 0.1
 #: Fewer calibration rows than this leave the quantiles uncalibrated.
 MIN_CALIBRATION_ROWS = 20
+#: Half-widths are floored at this share of their median (scaled score).
+SCALE_FLOOR_SHARE = 0.05
+#: A median half-width below this (log space) means "no raw interval": additive offsets.
+_NO_WIDTH = 1e-9
+
+
+class CalibrationScore(StrEnum):
+    """Conformity score of the calibration (module docstring)."""
+
+    POOLED_SCALED = "pooled-scaled"
+    PER_DC = "per-dc"
+
+    @classmethod
+    def parse(cls, value: str | CalibrationScore) -> CalibrationScore:
+        """The score named ``value``; :class:`~greensched.errors.GreenSchedError` otherwise."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise GreenSchedError(f"calibration score must be one of "
+                                  f"{', '.join(s.value for s in cls)}, got {value!r}") from None
+
+
+DEFAULT_SCORE = CalibrationScore.POOLED_SCALED
 
 
 def conformal_offset(scores: np.ndarray, tail: float = TAIL) -> float:
@@ -52,8 +104,13 @@ def conformal_offset(scores: np.ndarray, tail: float = TAIL) -> float:
     n = s.size
     if n == 0:
         return 0.0
-    rank = math.ceil((n + 1) * (1.0 - tail))
+    rank = math.ceil((n + 1) * (1.0 - tail) - 1e-9)  # 1e-9: (n+1)(1-tail) may be 17.999...
     return float(s[min(rank, n) - 1])
+
+
+def _half_widths(arrays: dict[str, np.ndarray], t: str) -> tuple[np.ndarray, np.ndarray]:
+    ln50 = np.log(arrays[f"{t}_p50"])
+    return ln50 - np.log(arrays[f"{t}_p10"]), np.log(arrays[f"{t}_p90"]) - ln50
 
 
 @dataclass
@@ -65,11 +122,17 @@ class QuantileCalibration:
     dcs
         DC order of the offsets.
     lo, hi
-        ``{target: [offset per DC]}``; p10' = p10 · exp(−lo), p90' = p90 · exp(hi).
+        ``{target: [offset per DC]}`` (equal over DCs for the pooled score); ``"per-dc"``:
+        p10' = p10 · exp(−lo), p90' = p90 · exp(hi); ``"pooled-scaled"``: the offsets
+        multiply each row's half-widths (module docstring).
     n_rows
         Calibration rows (jobs) used.
     coverage_before
         ``{target: {dc | "all": share of calibration truths in the raw [p10, p90]}}``.
+    score
+        The conformity score (:class:`CalibrationScore`).
+    scale_floor
+        ``{target: [floor of the lower, upper half-width]}`` (scaled score; 0 = additive).
     """
 
     dcs: list[str]
@@ -77,6 +140,11 @@ class QuantileCalibration:
     hi: dict[str, list[float]] = field(default_factory=dict)
     n_rows: int = 0
     coverage_before: dict[str, dict[str, float]] = field(default_factory=dict)
+    score: CalibrationScore = CalibrationScore.PER_DC
+    scale_floor: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.score = CalibrationScore.parse(self.score)
 
     @property
     def calibrated(self) -> bool:
@@ -93,52 +161,84 @@ class QuantileCalibration:
 
     @classmethod
     def fit(cls, arrays: dict[str, np.ndarray], truth: dict[str, np.ndarray],
-            dcs: Sequence[str], tail: float = TAIL) -> QuantileCalibration:
+            dcs: Sequence[str], tail: float = TAIL, *,
+            score: CalibrationScore | str = DEFAULT_SCORE) -> QuantileCalibration:
         """Offsets from raw predictions ``arrays`` (``{var: (n, D)}``) and outcomes
         ``truth`` (``{target: (n, D)}``) of the calibration rows."""
         dcs = [str(d) for d in dcs]
+        score = CalibrationScore.parse(score)
         n = len(next(iter(truth.values()))) if truth else 0
         if n < MIN_CALIBRATION_ROWS:
             out = cls.identity(dcs)
             out.n_rows = n
             return out
+        D = len(dcs)
         lo: dict[str, list[float]] = {}
         hi: dict[str, list[float]] = {}
+        floors: dict[str, list[float]] = {}
         cover: dict[str, dict[str, float]] = {}
         for t in TARGETS:
             y = np.log(truth[t])
             q10 = np.log(arrays[f"{t}_p10"])
             q90 = np.log(arrays[f"{t}_p90"])
-            lo[t] = [conformal_offset(q10[:, j] - y[:, j], tail) for j in range(len(dcs))]
-            hi[t] = [conformal_offset(y[:, j] - q90[:, j], tail) for j in range(len(dcs))]
+            if score is CalibrationScore.PER_DC:
+                lo[t] = [conformal_offset(q10[:, j] - y[:, j], tail) for j in range(D)]
+                hi[t] = [conformal_offset(y[:, j] - q90[:, j], tail) for j in range(D)]
+            else:
+                s_lo, s_hi = _half_widths(arrays, t)
+                floors[t] = [_floor(s_lo), _floor(s_hi)]
+                e = (q10 - y) / _scale(s_lo, floors[t][0])
+                f = (y - q90) / _scale(s_hi, floors[t][1])
+                lo[t] = [conformal_offset(e, tail)] * D
+                hi[t] = [conformal_offset(f, tail)] * D
             inside = (y >= q10) & (y <= q90)
             cover[t] = {d: float(inside[:, j].mean()) for j, d in enumerate(dcs)}
             cover[t]["all"] = float(inside.mean())
-        return cls(dcs, lo, hi, n, cover)
+        return cls(dcs, lo, hi, n, cover, score, floors)
 
     def apply(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Calibrated copies of the p10/p90 arrays (other variables passed through)."""
         out = dict(arrays)
         for t in TARGETS:
-            lo = np.exp(-np.asarray(self.lo[t], dtype=float))[None, :]
-            hi = np.exp(np.asarray(self.hi[t], dtype=float))[None, :]
+            lo = np.asarray(self.lo[t], dtype=float)[None, :]
+            hi = np.asarray(self.hi[t], dtype=float)[None, :]
+            if self.score is CalibrationScore.POOLED_SCALED and t in self.scale_floor:
+                s_lo, s_hi = _half_widths(arrays, t)
+                lo = lo * _scale(s_lo, self.scale_floor[t][0])
+                hi = hi * _scale(s_hi, self.scale_floor[t][1])
             p50 = arrays[f"{t}_p50"]
-            out[f"{t}_p10"] = np.minimum(arrays[f"{t}_p10"] * lo, p50)
-            out[f"{t}_p90"] = np.maximum(arrays[f"{t}_p90"] * hi, p50)
+            out[f"{t}_p10"] = np.minimum(arrays[f"{t}_p10"] * np.exp(-lo), p50)
+            out[f"{t}_p90"] = np.maximum(arrays[f"{t}_p90"] * np.exp(hi), p50)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (stored in the model's ``config.json``)."""
         return {"method": "split-conformal CQR (asymmetric), log space", "tail": TAIL,
+                "score": self.score.value, "scale_floor": self.scale_floor,
                 "dcs": self.dcs, "lo": self.lo, "hi": self.hi, "n_rows": self.n_rows,
                 "coverage_before": self.coverage_before}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> QuantileCalibration:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict` (a file without ``score`` holds per-DC offsets)."""
         return cls([str(x) for x in d["dcs"]],
                    {t: [float(v) for v in d["lo"][t]] for t in TARGETS},
                    {t: [float(v) for v in d["hi"][t]] for t in TARGETS},
                    int(d.get("n_rows", 0)),
                    {t: {k: float(v) for k, v in c.items()}
-                    for t, c in d.get("coverage_before", {}).items()})
+                    for t, c in d.get("coverage_before", {}).items()},
+                   CalibrationScore.parse(d.get("score", CalibrationScore.PER_DC.value)),
+                   {t: [float(v) for v in f] for t, f in d.get("scale_floor", {}).items()})
+
+
+def _floor(width: np.ndarray) -> float:
+    """The half-width floor: a share of the median (0: no usable width, additive offsets)."""
+    med = float(np.median(width))
+    return SCALE_FLOOR_SHARE * med if med > _NO_WIDTH else 0.0
+
+
+def _scale(width: np.ndarray, floor: float) -> np.ndarray:
+    """Half-widths raised to ``floor``; all ones when ``floor`` is 0 (additive offsets)."""
+    if floor <= 0.0:
+        return np.ones_like(width)
+    return np.maximum(width, floor)
