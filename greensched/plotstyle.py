@@ -33,6 +33,7 @@ __all__ = [
     "MARKERS",
     "OKABE_ITO",
     "PAGE_IN",
+    "PNG_DPI",
     "FigureFormat",
     "figure",
     "legend_below",
@@ -54,6 +55,8 @@ _LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1)), (0, (3, 1, 1,
                                 (0, (1, 1)), (0, (5, 3, 1, 3)), (0, (7, 2)))
 #: Width of one journal column and of a full page, inches.
 COLUMN_IN = 3.5
+#: Resolution of PNG figures (dots per inch).
+PNG_DPI = 300
 PAGE_IN = 7.16
 
 
@@ -176,6 +179,7 @@ def save_figure(fig: Any, path: str | Path, fmt: str | FigureFormat | None = Non
     meta: dict[str, Any] = {"png": {"Software": None}, "svg": {"Date": None, "Creator": None},
                             "pdf": {"CreationDate": None, "Creator": None, "Producer": None}}[
         f.value]
-    fig.savefig(p, format=f.value, dpi=300 if f is FigureFormat.PNG else None, metadata=meta)
+    fig.savefig(p, format=f.value, dpi=PNG_DPI if f is FigureFormat.PNG else None,
+                metadata=meta)
     _pyplot().close(fig)
     return p

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from greensched.errors import GreenSchedError
 from greensched.plotstyle import (
     OKABE_ITO,
     FigureFormat,
@@ -67,30 +68,46 @@ def _time_x(scen: Scenario, hours: np.ndarray) -> tuple[Any, float, bool]:
 
 
 def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
-              fmt: str | FigureFormat = FigureFormat.PNG) -> list[Path]:
-    """Write the plan's figures (:data:`PLAN_FIGURES`) into ``out`` as ``fmt`` (png, svg, pdf);
-    returns their paths (none for a plan that is not optimal)."""
+              fmt: str | FigureFormat = FigureFormat.PNG,
+              figures: tuple[str, ...] = PLAN_FIGURES) -> list[Path]:
+    """Write the plan's figures (:data:`PLAN_FIGURES`, or the subset ``figures``) into ``out``
+    as ``fmt`` (png, svg, pdf); returns their paths (none for a plan that is not optimal)."""
     f = parse_format(fmt)
+    unknown = sorted(set(figures) - set(PLAN_FIGURES))
+    if unknown:
+        raise GreenSchedError(f"plan figures {unknown} are not known; expected some of "
+                              f"{', '.join(PLAN_FIGURES)}")
     if not result.is_ok or result.dc_hourly is None or result.allocation is None:
         return []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ds = scen.ds
     hourly = result.dc_hourly
+    names = dc_labels(scen)
+    span = f"{len(scen.dcs)} data centers, {scen.hours} h"
+    paths: list[Path] = []
+    if PLAN_FIGURES[0] in figures:
+        paths.append(_hourly_costs(result, scen, out, f))
+    if PLAN_FIGURES[1] in figures:
+        paths.append(_grid_by_dc(hourly, scen, names, span, out, f))
+    if PLAN_FIGURES[2] in figures:
+        paths.append(_energy_by_dc(hourly, scen, names, out, f))
+    if PLAN_FIGURES[3] in figures:
+        paths.append(_allocation_heatmap(result, scen, names, out, f))
+    return paths
+
+
+def _hourly_costs(result: PlanResult, scen: Scenario, out: Path, f: FigureFormat) -> Path:
+    """Energy, carbon and delay cost per hour (three stacked panels)."""
+    ds = scen.ds
+    assert result.dc_hourly is not None and result.delay_s is not None
     price = ds["price_usd_per_kwh"].to_series().rename("price")
     carbon_price = (ds["carbon_kg_per_kwh"] * ds["carbon_price_usd_per_kg"]).to_series()
-    df = hourly.set_index(["hour", "dc"])
+    df = result.dc_hourly.set_index(["hour", "dc"])
     energy_cost = (df["grid_kw"] * price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
     carbon_cost = (
         (df["grid_kw"] * carbon_price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
     )
-    assert result.delay_s is not None
     delay_cost = (result.delay_s * ds["delay_penalty_usd_per_s"]).sum(["area", "query_type"])
-    names = dc_labels(scen)
-    span = f"{len(scen.dcs)} data centers, {scen.hours} h"
-    paths: list[Path] = []
-
-    # 1. hourly costs
     hours = np.asarray(energy_cost.index)
     x, width, is_time = _time_x(scen, hours)
     fig, axes = figure(3, 1, width="column", aspect=0.42, sharex=True)
@@ -105,9 +122,12 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
     else:
         axes[-1].set_xlabel("hour of the horizon")
     axes[0].set_title(f"Hourly cost of the plan\n{mode_words(result)}")
-    paths.append(save_figure(fig, out / PLAN_FIGURES[0], f))
+    return save_figure(fig, out / PLAN_FIGURES[0], f)
 
-    # 2. grid power per data center over time (one styled series per DC)
+
+def _grid_by_dc(hourly: pd.DataFrame, scen: Scenario, names: list[str], span: str, out: Path,
+                f: FigureFormat) -> Path:
+    """Grid power per data center over time, one styled series per DC."""
     fig, ax = figure(1, 1, width="page", aspect=0.3)
     grid = hourly.pivot(index="hour", columns="dc", values="grid_kw").reindex(columns=scen.dcs)
     gx, _, g_time = _time_x(scen, np.asarray(grid.index))
@@ -121,9 +141,11 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
         ax.set_xlabel("hour of the horizon")
     ax.set_title(f"Grid power drawn by each data center ({span})")
     legend_right(ax, title="data center")
-    paths.append(save_figure(fig, out / PLAN_FIGURES[1], f))
+    return save_figure(fig, out / PLAN_FIGURES[1], f)
 
-    # 3. grid vs renewable energy per data center
+
+def _energy_by_dc(hourly: pd.DataFrame, scen: Scenario, names: list[str], out: Path,
+                  f: FigureFormat) -> Path:
     per_dc = hourly.groupby("dc", sort=False)[["grid_kw", "renewable_used_kw"]].sum()
     per_dc = per_dc.reindex(scen.dcs)
     fig, ax = figure(1, 1, width="column", aspect=0.25 + 0.07 * len(per_dc))
@@ -136,9 +158,13 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
     ax.set_xlabel(f"facility energy, {scen.hours} h (kWh)")
     fig.suptitle("Grid and renewable energy per data center")
     legend_below(fig, [ax], ncol=2)
-    paths.append(save_figure(fig, out / PLAN_FIGURES[2], f))
+    return save_figure(fig, out / PLAN_FIGURES[2], f)
 
-    # 4. allocation heat-map
+
+def _allocation_heatmap(result: PlanResult, scen: Scenario, names: list[str], out: Path,
+                        f: FigureFormat) -> Path:
+    assert result.allocation is not None
+    ds = scen.ds
     served = (result.allocation * ds["queries"]).sum(["query_type", "hour"])
     share = served / ds["queries"].sum(["query_type", "hour"])
     mat = share.transpose("area", "dc").values
@@ -151,8 +177,7 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
     ax.set_ylabel("user area")
     fig.colorbar(im, ax=ax, label="share of the area's queries")
     ax.set_title(f"Where each area's queries are served — {mode_words(result)}")
-    paths.append(save_figure(fig, out / PLAN_FIGURES[3], f))
-    return paths
+    return save_figure(fig, out / PLAN_FIGURES[3], f)
 
 
 #: Sweep parameters (:data:`greensched.scheduler.sweep.PARAMS`) in words.
