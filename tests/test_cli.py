@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +15,36 @@ import pytest
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "greensched.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
+    """``greensched ARGS`` through the console-script entry point, in this process.
+
+    The entry point, its exit codes and its stdout/stderr are those of the installed command; one
+    test (:func:`test_console_script_as_a_process`) also runs it as its own process.
+    """
+    from greensched.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    argv, old_cwd = sys.argv, os.getcwd()
+    sys.argv = ["greensched", *args]
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+        os.chdir(old_cwd)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+def test_console_script_as_a_process(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "greensched.cli", "plan", "/nonexistent/dir"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "not found" in p.stderr and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
 
 
 def synth_via_cli(out: Path) -> subprocess.CompletedProcess[str]:
