@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from greensched.errors import GreenSchedError
+from greensched.errors import GreenSchedError, InfeasibleError
 from greensched.scenario import Scenario
 from greensched.scheduler import PlanConfig, PlanResult, plan
 from greensched.scheduler.assign import (
@@ -27,6 +27,7 @@ from greensched.scheduler.rolling import (
     plan_rolling,
     window_scenario,
 )
+from greensched.scheduler.rolling_budget import WaterRule, least_water_by_hour
 from greensched.scheduler.rolling_io import committed_dc_hourly_frame
 from greensched.scheduler.rolling_time import DCZone, local_time_strings, resolve_dc_time_zones
 from greensched.synth import synthesize
@@ -120,6 +121,34 @@ def test_water_budget_carried_and_respected(tight: Scenario, tight_roll: Rolling
     assert weights is not None
     pf_weighted = sum(weights[k] * pf.objective[f"{k}_usd"] for k in weights)
     assert roll.weighted_usd >= pf_weighted * (1 - 1e-9)
+
+
+def test_window_budget_rule_known_answers() -> None:
+    rule = WaterRule(6.0, np.array([1.0, 1.0, 2.0, 2.0]), np.ones(4))
+    assert rule.window_budget(0, 2) == pytest.approx(2.0)  # load share 6 x 2/6
+    rule.commit(1.0)
+    assert rule.window_budget(1, 3) == pytest.approx(3.0)  # 5 x 3/5, within [2, 5 - 1]
+    assert rule.window_budget(2, 4) == pytest.approx(5.0)  # the last window: all that is left
+    # a heavy first hour would take 4.5 x 11/13 = 3.8; the later hours' least water is kept
+    greedy = WaterRule(4.5, np.array([10.0, 1.0, 1.0, 1.0]), np.ones(4))
+    assert greedy.window_budget(0, 2) == pytest.approx(2.5)
+    # a light window still gets the least water its hours need
+    light = WaterRule(8.0, np.array([0.0, 0.0, 5.0, 5.0]), np.full(4, 1.5))
+    assert light.window_budget(0, 2) == pytest.approx(3.0)
+
+
+def test_least_water_and_infeasible_budget() -> None:
+    scen = small(hours=4)
+    least = least_water_by_hour(scen)
+    free = plan(scen, PlanConfig())
+    assert least.shape == (4,) and (least > 0).all()
+    assert least.sum() <= free.water_l * (1 + 1e-9)
+    scen.water_budget_l = 0.99 * float(least.sum())
+    with pytest.raises(InfeasibleError, match="below the least water"):
+        plan_rolling(scen, PlanConfig(), RollingConfig(horizon_h=2, step_h=1))
+    scen.water_budget_l = 1.001 * float(least.sum())  # just enough: every window is feasible
+    roll = plan_rolling(scen, PlanConfig(), RollingConfig(horizon_h=2, step_h=1))
+    assert roll.is_ok and roll.water_l <= scen.water_budget_l * (1 + 1e-9)
 
 
 def test_decomposed_windows_match() -> None:

@@ -21,11 +21,13 @@ Windows
 Water budget (the horizon-coupled row): remaining budget carried forward
     The span's budget is Z_S = Z × L[0, S) / L[0, T) (Z itself when the span is the whole
     scenario), with L the *load weight* of hours: the water of an even split of each hour's IT
-    energy over the DCs (the measure ``water_budget_factor`` is defined on).  Window w gets
-    B_w = R_w × L[s_w, e_w) / L[s_w, S), its load share of the remaining budget R_w
-    (R_0 = Z_S, R_{w+1} = R_w − committed water of w).  Each window keeps its own budget and its
-    committed water is part of its planned water, so the committed total never exceeds Z_S; the
-    last window gets all that remains.  Unused budget of early windows flows to later ones.
+    energy over the DCs (the measure ``water_budget_factor`` is defined on).  Window w gets its
+    load share of the remaining budget R_w (R_0 = Z_S, R_{w+1} = R_w − committed water of w),
+    at least the least water M[s_w, e_w) its hours need and at most R_w − M[e_w, S), so that
+    the least water of every later hour stays reserved; the last window gets all that remains
+    (:mod:`greensched.scheduler.rolling_budget`).  Each window keeps its own budget and its
+    committed water is part of its planned water, so the committed total never exceeds Z_S,
+    and every window is feasible when the span is.
 
 Committed slice objective
     Every objective term of the Green-LLM LP is a sum over hours (only the water row couples
@@ -47,13 +49,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from greensched.errors import GreenSchedError
-from greensched.scenario import Scenario, canonical_dataset
+from greensched.errors import GreenSchedError, InfeasibleError
+from greensched.scenario import Scenario
 from greensched.scheduler.assign import PlanGuide
 from greensched.scheduler.decompose import DecomposeConfig
 from greensched.scheduler.greenllm import delay_coefficients
 from greensched.scheduler.per_query import per_query_latency_s, wait_segments
 from greensched.scheduler.planner import OBJECTIVES, PlanConfig, PlanResult, plan
+from greensched.scheduler.rolling_budget import (
+    WaterRule,
+    least_water_by_hour,
+    load_weights,
+    span_water_budget,
+    window_scenario,
+)
 from greensched.scheduler.rolling_time import DCZone, resolve_dc_time_zones
 
 __all__ = [
@@ -70,7 +79,7 @@ __all__ = [
 ]
 
 #: The water-budget rule of a rolling plan (module docs).
-BUDGET_RULE = "carry-forward, load-weighted"
+BUDGET_RULE = "carry-forward, load-weighted, least water of later hours reserved"
 #: Families whose committed duals guide the online assigner.
 GUIDE_FAMILIES = ("resource", "power_balance", "no_export")
 
@@ -130,61 +139,6 @@ class RollingConfig:
                 f"{self.days})"
             )
         return span
-
-
-def window_scenario(
-    scen: Scenario, start: int, end: int, water_budget_l: float | None
-) -> Scenario:
-    """Hours ``[start, end)`` of ``scen`` as a scenario of its own (hours renumbered from 0,
-    ``start`` moved to the window's first hour, the given water budget)."""
-    ds = scen.ds.isel(hour=slice(start, end)).assign_coords(
-        hour=np.arange(end - start, dtype=np.int64)
-    )
-    coef = None
-    if scen.coefficients is not None:
-        coef = scen.coefficients.isel(hour=slice(start, end)).assign_coords(
-            hour=np.arange(end - start, dtype=np.int64)
-        )
-    t0 = None
-    if scen.start is not None:
-        stamp = pd.Timestamp(scen.start)
-        stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-        t0 = (stamp + pd.Timedelta(hours=start)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return Scenario(
-        name=scen.name,
-        description=scen.description,
-        hours=end - start,
-        start=t0,
-        water_budget_l=water_budget_l,
-        weights=dict(scen.weights),
-        ds=canonical_dataset(ds),
-        coefficients=coef,
-        source=scen.source,
-        extra_meta=dict(scen.extra_meta),
-        delay_model=scen.delay_model,
-    )
-
-
-def load_weights(scen: Scenario) -> np.ndarray:
-    """Load weight L_t of every hour (litres): the water of an even split of the hour's IT
-    energy over the DCs, Σ_{i,k} λ Σ_j e PUE (WUE/PUE + EWIF) / J."""
-    ds = scen.ds
-    factor = (ds["wue_l_per_kwh"] / ds["pue"] + ds["ewif_l_per_kwh"]) * ds["pue"]
-    per_query = (scen.energy_kwh_per_query() * factor).mean("dc")  # (query_type, hour)
-    litres = (ds["queries"] * per_query).sum(("area", "query_type"))
-    return np.asarray(litres.transpose("hour").values, dtype=np.float64)
-
-
-def span_water_budget(scen: Scenario, span_h: int) -> float | None:
-    """Budget Z_S of the committed span: Z pro-rated by load weight (Z when S = T)."""
-    if scen.water_budget_l is None:
-        return None
-    if span_h >= scen.hours:
-        return float(scen.water_budget_l)
-    w = load_weights(scen)
-    total = float(w.sum())
-    share = float(w[:span_h].sum()) / total if total > 0 else span_h / scen.hours
-    return float(scen.water_budget_l) * share
 
 
 def hourly_costs(
@@ -326,6 +280,7 @@ class RollingResult:
     window_of_hour: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     zones: dict[str, DCZone] = field(default_factory=dict)
     water_budget_l: float | None = None
+    water_least_l: float | None = None
     weights: dict[str, float] | None = None
     wall_s: float = 0.0
 
@@ -411,6 +366,7 @@ class RollingResult:
             "windows_count": len(self.windows),
             "water_budget_rule": BUDGET_RULE,
             "water_budget_l": budget,
+            "water_least_l": self.water_least_l,
             "water_l": self.water_l,
             "budget_met": None if budget is None else bool(
                 self.water_l <= budget * (1 + 1e-7) + 1e-9
@@ -523,9 +479,19 @@ def plan_rolling(
     span = rcfg.span_hours(scen)
     zones = resolve_dc_time_zones(scen, rcfg.dc_tz)
     starts = list(range(0, span, rcfg.step_h))
-    weights_h = load_weights(scen)[:span]
-    suffix = np.concatenate([np.cumsum(weights_h[::-1])[::-1], [0.0]])  # L[s, S)
     budget_span = span_water_budget(scen, span)
+    rule: WaterRule | None = None
+    if budget_span is not None:
+        span_scen = window_scenario(scen, 0, span, None)
+        least = least_water_by_hour(span_scen, cfg, chunk_h=max(rcfg.horizon_h, 24))
+        rule = WaterRule(budget_span, load_weights(span_scen), least)
+        if budget_span < rule.least_total_l * (1 - 1e-9):
+            raise InfeasibleError(
+                f"infeasible: the water budget of hours 0-{span - 1} ({budget_span:.6g} l) is "
+                f"below the least water they can be served with ({rule.least_total_l:.6g} l)",
+                [{"family": "water", "where": {}, "shortfall": rule.least_total_l - budget_span,
+                  "unit": "l", "limit": budget_span}],
+            )
     roll = RollingResult(
         scenario=scen.name,
         start_utc=window_scenario(scen, 0, 1, None).start,
@@ -533,6 +499,7 @@ def plan_rolling(
         config=rcfg,
         plan_config=cfg,
         water_budget_l=budget_span,
+        water_least_l=None if rule is None else rule.least_total_l,
         zones=zones,
         dc_hourly=pd.DataFrame(),
         water_price=xr.DataArray(
@@ -542,16 +509,11 @@ def plan_rolling(
     )
     sizes = scen.sizes()
     alloc = np.zeros((sizes["area"], sizes["dc"], sizes["query_type"], span))
-    remaining = budget_span
     for index, s in enumerate(starts):
         t0 = time.perf_counter()
         e = min(s + rcfg.horizon_h, span)
         commit = min(rcfg.step_h, span - s)
-        budget = None
-        if remaining is not None:
-            total = float(suffix[s])
-            share = float(suffix[s] - suffix[e]) / total if total > 0 else (e - s) / (span - s)
-            budget = max(0.0, remaining) if e == span else max(0.0, remaining * share)
+        budget = None if rule is None else rule.window_budget(s, e)
         sub = window_scenario(scen, s, e, budget)
         result = _solve(sub, cfg, rcfg.decompose)
         window = RollingWindow(
@@ -574,8 +536,8 @@ def plan_rolling(
         window.window_objective = dict(result.objective)
         window.water_planned_l = float(result.water_l)
         _commit_window(roll, window, sub, result, commit, alloc)
-        if remaining is not None:
-            remaining -= window.water_committed_l
+        if rule is not None:
+            rule.commit(window.water_committed_l)
         window.wall_s = time.perf_counter() - t0
         if progress is not None:
             progress(index + 1, len(starts), window)
