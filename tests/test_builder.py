@@ -3,8 +3,6 @@ embedded default scenario, the European example and the CLI."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from greensched.defaults import default_scenario_path
 from greensched.errors import ScenarioError
 from greensched.scenario import load_scenario
 from greensched.scheduler import plan
+from tests.cli_inprocess import run_cli
 from tests.conftest import REPO, SHARED_DATA, require_shared_data
 
 LETTER = REPO / "examples" / "letter-regions.toml"
@@ -379,12 +378,9 @@ def test_trace_profile_needs_a_day_of_trace(data: Path, tmp_path: Path) -> None:
 
 def test_cli_build_then_plan(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "built"
-    run = [sys.executable, "-m", "greensched.cli"]
-    p = subprocess.run([*run, "scenario", "build", str(LETTER), "--out", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    p = run_cli("scenario", "build", str(LETTER), "--out", str(out), cwd=REPO)
     assert p.returncode == 0, p.stderr
     assert (out / "scenario.toml").is_file()
-    p = subprocess.run([*run, "plan", str(out)], capture_output=True, text=True, timeout=300,
-                       cwd=REPO)
+    p = run_cli("plan", str(out), cwd=REPO)
     assert p.returncode == 0, p.stderr
     assert "total cost (USD)" in p.stdout

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,31 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.cli_inprocess import run_cli
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``greensched ARGS`` through the console-script entry point, in this process.
-
-    The entry point, its exit codes and its stdout/stderr are those of the installed command; one
-    test (:func:`test_console_script_as_a_process`) also runs it as its own process.
-    """
-    from greensched.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    argv, old_cwd = sys.argv, os.getcwd()
-    sys.argv = ["greensched", *args]
-    try:
-        if cwd is not None:
-            os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        os.chdir(old_cwd)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+run = run_cli
 
 
 def test_console_script_as_a_process(tmp_path: Path) -> None:

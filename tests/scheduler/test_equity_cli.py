@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from greensched.synth import synthesize
+from tests.cli_inprocess import run_cli
 
 pytest.importorskip("cvxpy", reason="the q = 2 equity plan needs cvxpy + clarabel")
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "greensched.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+run = run_cli
 
 
 def test_bad_q_is_one_line_exit_2() -> None:
