@@ -251,6 +251,8 @@ def test_assigner_follows_the_latest_window(
     from greensched.scheduler.plan_loader import plan_guide_for
 
     roll.write(tmp_path / "roll")
+    meta = json.loads((tmp_path / "roll" / "plan.json").read_text())
+    assert meta["method"] == "rolling" and meta["water_l"] == pytest.approx(roll.water_l)
     read = plan_guide_for(tight, tmp_path / "roll", need_duals=True)
     assert read.allocation is not None
     np.testing.assert_allclose(

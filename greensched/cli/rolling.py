@@ -144,7 +144,7 @@ def run_rolling(
     files: list[str] = []
     if out is not None:
         roll.write(out)
-        names = ["rolling.json", "windows.csv"]
+        names = ["rolling.json", "plan.json", "windows.csv"]
         if roll.windows:
             names += ["committed_allocation.csv", "committed_dc_hourly.csv", "committed_duals.csv"]
         files = [str(out / n) for n in names]

@@ -15,6 +15,8 @@
     every hour it committed (family ``water``).
 ``windows.csv``
     One row per window (the scalar fields of ``rolling.json``'s windows).
+``plan.json``
+    The committed plan's totals in ``plan.json``'s form, with ``method: "rolling"``.
 
 ``hour`` is the scenario's hour slot, ``time_utc`` its UTC start (``2025-03-25T05:00:00Z``),
 ``time_local`` the same instant in the DC's zone ``tz`` with its offset
@@ -47,6 +49,7 @@ __all__ = [
     "committed_dc_hourly_frame",
     "committed_duals_frame",
     "is_rolling_directory",
+    "plan_json",
     "read_rolling_guide",
     "write_rolling",
 ]
@@ -129,6 +132,38 @@ def committed_duals_frame(roll: RollingResult) -> pd.DataFrame:
     return out[cols]
 
 
+def plan_json(roll: RollingResult) -> dict[str, object]:
+    """The committed plan in ``plan.json``'s form (totals over the span), ``method: rolling``;
+    readers of plan directories (the service) see the committed plan as one plan."""
+    flows = roll.dc_hourly if roll.dc_hourly is not None else pd.DataFrame()
+
+    def total(col: str) -> float:
+        return float(flows[col].sum()) if col in flows else 0.0
+
+    cfg = roll.plan_config
+    out: dict[str, object] = {"status": roll.status, "mode": str(cfg.mode)}
+    if str(cfg.mode) == "weighted":
+        out["weights"] = roll.weights
+    else:
+        out["order"] = list(cfg.order)
+        out["epsilon"] = cfg.epsilon
+    out.update({
+        "objective": roll.objective,
+        "carbon_kg": total("carbon_kg"),
+        "water_l": total("water_l"),
+        "grid_kwh": total("grid_kw"),
+        "it_kwh": total("it_kw"),
+        "solver": cfg.solver,
+        "solve_seconds": float(sum(w.solve_s for w in roll.windows)),
+        "phases": [],
+        "method": "rolling",
+        "rolling": "rolling.json",
+    })
+    if roll.message:
+        out["message"] = roll.message
+    return out
+
+
 def write_rolling(roll: RollingResult, directory: str | Path) -> Path:
     """Write ``rolling.json``, ``windows.csv`` and (when ok) the committed tables."""
     out = Path(directory)
@@ -140,6 +175,8 @@ def write_rolling(roll: RollingResult, directory: str | Path) -> Path:
     for key in ("energy_usd", "carbon_usd", "delay_usd", "total_usd"):
         windows[key] = [w["objective"].get(key, np.nan) for w in summary["windows"]]
     windows.to_csv(out / "windows.csv", index=False)
+    (out / "plan.json").write_text(json.dumps(jsonable(plan_json(roll)), indent=2) + "\n",
+                                   encoding="utf-8")
     if roll.windows:
         committed_allocation_frame(roll).to_csv(out / "committed_allocation.csv", index=False)
         committed_dc_hourly_frame(roll).to_csv(out / "committed_dc_hourly.csv", index=False)
