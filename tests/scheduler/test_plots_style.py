@@ -75,7 +75,7 @@ def test_plan_figures(nine: tuple[Scenario, PlanResult], tmp_path: Path) -> None
     assert "UTC" in text and "2024-06-01" in text, "real time axis with its zone"
     assert "Site A" in text and "Site I" in text and "dc000" not in text, "DC names, not ids"
     heat = (tmp_path / "svg" / "allocation_heatmap.svg").read_text("utf-8")
-    assert "Where each area" in heat and "weighted objective" in heat
+    assert "Where each area" in heat and "energy/carbon/delay weights" in heat
     # without a start time the axis counts hours
     scen2 = scen.copy()
     scen2.start = None

@@ -54,8 +54,9 @@ def mode_words(result: PlanResult) -> str:
     if result.mode == "lexicographic" and result.order:
         return "lexicographic order " + " > ".join(result.order)
     if result.weights:
-        w = ", ".join(f"{k} {v:.2g}" for k, v in result.weights.items())
-        return f"weighted objective ({w})"
+        names = "/".join(result.weights)
+        values = "/".join(f"{v:.2g}" for v in result.weights.values())
+        return f"{names} weights {values}"
     return f"{result.mode} objective"
 
 
@@ -97,23 +98,20 @@ def plot_plan(result: PlanResult, scen: Scenario, out: str | Path,
 
 
 def _hourly_costs(result: PlanResult, scen: Scenario, out: Path, f: FigureFormat) -> Path:
-    """Energy, carbon and delay cost per hour (three stacked panels)."""
-    ds = scen.ds
-    assert result.dc_hourly is not None and result.delay_s is not None
-    price = ds["price_usd_per_kwh"].to_series().rename("price")
-    carbon_price = (ds["carbon_kg_per_kwh"] * ds["carbon_price_usd_per_kg"]).to_series()
-    df = result.dc_hourly.set_index(["hour", "dc"])
-    energy_cost = (df["grid_kw"] * price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
-    carbon_cost = (
-        (df["grid_kw"] * carbon_price.reorder_levels(["hour", "dc"])).groupby("hour").sum()
-    )
-    delay_cost = (result.delay_s * ds["delay_penalty_usd_per_s"]).sum(["area", "query_type"])
-    hours = np.asarray(energy_cost.index)
+    """Energy, carbon and delay cost per hour (three stacked panels); they sum to the plan's
+    objective components (:func:`greensched.scheduler.rolling.hourly_costs`)."""
+    from greensched.scheduler.planner import PlanConfig
+    from greensched.scheduler.rolling import hourly_costs
+
+    assert result.dc_hourly is not None and result.allocation is not None
+    grid = result.dc_hourly.set_index(["dc", "hour"])["grid_kw"].to_xarray()
+    costs = hourly_costs(scen, result.allocation, grid, PlanConfig(delay_model=result.delay_model))
+    hours = costs["hour"].to_numpy()
     x, width, is_time = _time_x(scen, hours)
     fig, axes = figure(3, 1, width="column", aspect=0.42, sharex=True)
-    panels = ((energy_cost.to_numpy(), "energy (USD)", OKABE_ITO[0]),
-              (carbon_cost.to_numpy(), "carbon (USD)", OKABE_ITO[2]),
-              (delay_cost.sel(hour=hours).to_numpy(), "delay (USD)", OKABE_ITO[4]))
+    panels = ((costs["energy_usd"].to_numpy(), "energy (USD)", OKABE_ITO[0]),
+              (costs["carbon_usd"].to_numpy(), "carbon (USD)", OKABE_ITO[2]),
+              (costs["delay_usd"].to_numpy(), "delay (USD)", OKABE_ITO[4]))
     for ax, (vals, label, colour) in zip(axes, panels, strict=True):
         ax.bar(x, vals, width=width, color=colour, align="edge" if is_time else "center")
         ax.set_ylabel(label)
@@ -121,7 +119,7 @@ def _hourly_costs(result: PlanResult, scen: Scenario, out: Path, f: FigureFormat
         time_axis(axes[-1], x)
     else:
         axes[-1].set_xlabel("hour of the horizon")
-    axes[0].set_title(f"Hourly cost of the plan\n{mode_words(result)}")
+    fig.suptitle(f"Hourly cost of the plan\n{mode_words(result)}")
     return save_figure(fig, out / PLAN_FIGURES[0], f)
 
 

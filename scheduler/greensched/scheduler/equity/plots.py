@@ -43,11 +43,11 @@ def plot_per_region(
     per region.  Written as ``path`` with suffix ``fmt`` (default: the path's, else png)."""
     ok = {k: metrics(problem, r.y) for k, r in results.items() if r.is_ok and r.y is not None}
     panels = (
-        ("carbon_t", "carbon per location (t)", problem.dcs),
-        ("water_m3", "water per location (m³)", problem.dcs),
-        ("perf_score", "performance score\nper region (%)", problem.regions),
+        ("carbon_t", "carbon (t)\nper location", problem.dcs),
+        ("water_m3", "water (m³)\nper location", problem.dcs),
+        ("perf_score", "performance\nscore (%)\nper region", problem.regions),
     )
-    fig, axes = figure(3, 1, width="page", aspect=0.2)
+    fig, axes = figure(3, 1, width="page", aspect=0.22)
     width = 0.8 / max(len(ok), 1)
     for ax, (attr, label, names) in zip(axes, panels, strict=True):
         xs = np.arange(len(names))
