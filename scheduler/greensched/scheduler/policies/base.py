@@ -54,6 +54,7 @@ __all__ = [
     "PolicyError",
     "Schedule",
     "StepJobs",
+    "TemporalStep",
     "carbon_cells",
     "deadline_groups",
     "place_in_cells",
@@ -372,6 +373,41 @@ def place_or_overflow(
         d2, s2 = place_in_cells(ctx, step.subset(miss), fallback[miss])
         d[miss], s[miss] = d2, s2
     return d, s
+
+
+@dataclass
+class TemporalStep:
+    """The state a temporal baseline's step shares: carbon per cell, windows, the decision.
+
+    :meth:`begin` places the interactive jobs on arrival (lowest E·I·PUE DC with room) and
+    leaves the deferrable ones unplaced; :meth:`place_group` places a group of them by a key
+    within their windows, overflow at their lowest E·I·PUE cell with room.
+    """
+
+    carbon: np.ndarray  # (m, T, D) E·I·PUE (kg)
+    window: np.ndarray  # (m, T) start hours allowed
+    dc: np.ndarray
+    start: np.ndarray
+
+    @classmethod
+    def begin(cls, ctx: PolicyContext, step: StepJobs) -> TemporalStep:
+        """Carbon per cell and windows of ``step``; its interactive jobs placed."""
+        carbon = carbon_cells(step, ctx)
+        dc, start = start_interactive(ctx, step, carbon)
+        return cls(carbon, hour_window_mask(step, True), dc, start)
+
+    def place_group(self, ctx: PolicyContext, step: StepJobs, rows: np.ndarray,
+                    key: np.ndarray) -> None:
+        """Place jobs ``rows`` by ``key`` (len(rows), T, D) in their windows, with overflow."""
+        in_window = self.window[rows][:, :, None]
+        self.dc[rows], self.start[rows] = place_or_overflow(
+            ctx, step.subset(rows), np.where(in_window, key, np.inf),
+            np.where(in_window, self.carbon[rows], np.inf),
+        )
+
+    def decision(self) -> Decision:
+        """The step's decision."""
+        return Decision(self.dc, self.start)
 
 
 @dataclass

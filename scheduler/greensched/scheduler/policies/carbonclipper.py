@@ -45,11 +45,8 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
-    carbon_cells,
+    TemporalStep,
     deadline_groups,
-    hour_window_mask,
-    place_or_overflow,
-    start_interactive,
 )
 
 __all__ = [
@@ -191,9 +188,7 @@ class CarbonClipperPolicy(Policy):
         T = step.hours - h
         D = len(ctx.scenario.dcs)
         ci = ctx.carbon_per_it_kwh()
-        e_i = carbon_cells(step, ctx)
-        dc, start = start_interactive(ctx, step, e_i)
-        window = hour_window_mask(step, True)
+        ts = TemporalStep.begin(ctx, step)
         for rows, n_t in deadline_groups(step):
             cost = ci[h : h + n_t] * step.energy_kwh[rows].mean(axis=0)[None, :]
             up = float(cost.max())
@@ -217,9 +212,5 @@ class CarbonClipperPolicy(Policy):
             key = np.full((rows.size, T, D), np.inf)
             tt, dd = np.divmod(target, D)
             key[np.arange(target.size), tt, dd] = 0.0
-            in_window = window[rows][:, :, None]
-            dc[rows], start[rows] = place_or_overflow(
-                ctx, step.subset(rows), np.where(in_window, key, np.inf),
-                np.where(in_window, e_i[rows], np.inf),
-            )
-        return Decision(dc, start)
+            ts.place_group(ctx, step, rows, key)
+        return ts.decision()

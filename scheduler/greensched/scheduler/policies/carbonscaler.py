@@ -31,11 +31,8 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
-    carbon_cells,
+    TemporalStep,
     deadline_groups,
-    hour_window_mask,
-    place_or_overflow,
-    start_interactive,
 )
 
 __all__ = ["CarbonScalerPolicy", "carbonscaler_schedule"]
@@ -130,9 +127,7 @@ class CarbonScalerPolicy(Policy):
         h = step.hour
         T = step.hours - h
         D = len(ctx.scenario.dcs)
-        e_i = carbon_cells(step, ctx)
-        dc, start = start_interactive(ctx, step, e_i)
-        window = hour_window_mask(step, True)
+        ts = TemporalStep.begin(ctx, step)
         led = ctx.ledger
         frac = (np.arange(self.slices + 1) / self.slices) ** self.elasticity
         for rows, n_t in deadline_groups(step):
@@ -163,10 +158,5 @@ class CarbonScalerPolicy(Policy):
             value = np.where(sched > 0, 1.0 / (per_unit * ci), 0.0).reshape(n_t, D)
             key = np.full((len(rows), T, D), np.inf)
             key[:, :n_t, :] = np.where(value[None] > 0, -value[None], np.inf)
-            in_window = window[rows][:, :, None]
-            # the schedule's cells full: any cell in the window, argmin E·I
-            dc[rows], start[rows] = place_or_overflow(
-                ctx, step.subset(rows), np.where(in_window, key, np.inf),
-                np.where(in_window, e_i[rows], np.inf),
-            )
-        return Decision(dc, start)
+            ts.place_group(ctx, step, rows, key)  # schedule's cells full: argmin E·I in window
+        return ts.decision()

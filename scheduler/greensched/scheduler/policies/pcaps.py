@@ -45,11 +45,11 @@ from greensched.scheduler.policies.base import (
     PolicyContext,
     PolicyError,
     StepJobs,
+    TemporalStep,
     carbon_cells,
     hour_window_mask,
     place_in_cells,
     place_or_overflow,
-    start_interactive,
 )
 
 __all__ = ["CAPPolicy", "PCAPSPolicy", "cap_alpha", "cap_thresholds", "pcaps_bounds", "pcaps_psi"]
@@ -170,9 +170,8 @@ class CAPPolicy(Policy):
         hrs = h + np.arange(T)
         led = ctx.ledger
         intensity = ctx.carbon_forecast_kg_per_kwh
-        e_i = carbon_cells(step, ctx)
-        dc, start = start_interactive(ctx, step, e_i)
-        window = hour_window_mask(step, True)
+        ts = TemporalStep.begin(ctx, step)
+        e_i, window, dc, start = ts.carbon, ts.window, ts.dc, ts.start
         todo = step.deferrable.copy()
         for i, t in enumerate(hrs):
             rows = np.flatnonzero(todo & window[:, i])
