@@ -178,16 +178,21 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
         return True
 
 
+@pytest.mark.parametrize("impl", ["h11", "httptools"])
 def test_slow_clients_and_connection_bound(scenario: Scenario, coef_file: Path,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+                                          caplog: pytest.LogCaptureFixture, impl: str) -> None:
     import httpx
     import uvicorn
+
+    if impl == "httptools":
+        pytest.importorskip("httptools")
 
     app = create_app(ServiceConfig(scenario=scenario, coefficients=coef_file, api_key=KEY))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            log_level="info", access_log=True,
-                                           http=timed_protocol(0.6, 4), timeout_keep_alive=1))
+                                           http=timed_protocol(0.6, 4, impl),
+                                           timeout_keep_alive=1))
     logging.getLogger("uvicorn.access").addFilter(RedactKeys())
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -222,12 +222,35 @@ class GreenSchedService:
 
     # -- the batch step (micro-batcher thread) -----------------------------------------------------
     def _process(self, items: list[Pending]) -> None:
-        """Predict and assign the jobs of ``items`` (arrival order) and resolve their futures."""
-        track = self.config.remember_jobs > 0 or self.durable is not None
+        """Predict and assign the jobs of ``items`` (arrival order) and resolve their futures.
+
+        With a durable ledger, job ids not remembered in memory may have been answered before
+        (by an earlier run, or by another replica).  PostgreSQL (shared by replicas) is asked
+        first; a single SQLite writer skips that read: a known job id makes the batch's insert
+        fail as a whole (primary key, nothing written), and the batch is then decided again
+        with the stored answers.
+        """
         self.metrics.batch_requests.observe(len(items))
         try:
             self._expire()
-            stored = self._stored_answers(items) if self.durable is not None else {}
+        except BaseException as exc:
+            for it in items:
+                it.future.set_exception(exc)
+            return
+        lookup_first = self.durable is not None and self.durable.shared
+        try:
+            self._decide(items, lookup_first)
+        except JobIdRace:
+            if self.durable is None or lookup_first:
+                raise  # pragma: no cover - _decide resolves the futures itself
+            self._decide([it for it in items if not it.future.done()], True)
+
+    def _decide(self, items: list[Pending], lookup: bool) -> None:
+        """One attempt of :meth:`_process`; raises :class:`JobIdRace` only without ``lookup``
+        (futures of the undecided requests then stay unresolved)."""
+        track = self.config.remember_jobs > 0 or self.durable is not None
+        try:
+            stored = self._stored_answers(items) if lookup else {}
         except BaseException as exc:
             for it in items:
                 it.future.set_exception(exc)
@@ -278,9 +301,16 @@ class GreenSchedService:
             accepted.append(it)
             answers.append(plan)
         try:
-            results = self._assign_fresh(JobArrays.concat(fresh_jobs)) if fresh_jobs else []
+            results = self._assign_fresh(JobArrays.concat(fresh_jobs), pending_fp) \
+                if fresh_jobs else []
+        except JobIdRace:
+            if not lookup and self.durable is not None:
+                raise  # decided again with the stored answers
+            for it in accepted:
+                it.future.set_exception(JobIdRace())
+            return
         except BaseException as exc:
-            if not isinstance(exc, LedgerBusy | JobIdRace):
+            if not isinstance(exc, LedgerBusy):
                 log.exception("assigning a batch of %d job(s) failed", n_fresh)
             for it in accepted:
                 it.future.set_exception(exc)
@@ -327,7 +357,11 @@ class GreenSchedService:
         self._give_back(ended)
         return len(ended)
 
-    def _assign_fresh(self, jobs: JobArrays) -> list[dict[str, Any]]:
+    def _assign_fresh(self, jobs: JobArrays, fingerprints: list[str] | None = None
+                      ) -> list[dict[str, Any]]:
+        fps = fingerprints or []
+        if len(fps) != len(jobs) and (self.durable is not None or self.config.remember_jobs):
+            fps = [_fingerprint(jobs, i) for i in range(len(jobs))]
         predictor, version = self.predictor()
         if version not in self.versions_served:
             self.versions_served.add(version)
@@ -374,7 +408,7 @@ class GreenSchedService:
                 break
             try:
                 durable.commit([
-                    Reservation(r["job_id"], _fingerprint(jobs, i), int(jobs.hour[i]), r["dc"],
+                    Reservation(r["job_id"], fps[i], int(jobs.hour[i]), r["dc"],
                                 ticks[i].tolist() if r["dc"] is not None else None, r)
                     for i, r in enumerate(out)])
                 break
@@ -400,7 +434,7 @@ class GreenSchedService:
         if remember:
             recent = self._recent
             for i, res in enumerate(out):
-                recent[res["job_id"]] = (_fingerprint(jobs, i), res)
+                recent[res["job_id"]] = (fps[i], res)
             while len(recent) > remember:
                 recent.popitem(last=False)
         return out

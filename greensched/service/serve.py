@@ -45,12 +45,29 @@ class RedactKeys(logging.Filter):
         return True
 
 
-def timed_protocol(request_timeout_s: float, max_connections: int) -> type[asyncio.Protocol]:
-    """uvicorn's h11 protocol with a deadline to receive each request and a connection bound.
+def http_implementation() -> str:
+    """``"httptools"`` (uvicorn's C parser, about a sixth less CPU per request) when installed,
+    else ``"h11"`` (pure Python)."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def timed_protocol(request_timeout_s: float, max_connections: int,
+                   impl: str | None = None) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol with a deadline to receive each request and a connection bound.
 
     The deadline starts when the connection opens and again after each response; it is
-    cancelled once the request (headers and body) has been received.
+    cancelled once the request (headers and body) has been received.  ``impl``: ``"h11"`` or
+    ``"httptools"`` (default: :func:`http_implementation`).
     """
+    impl = impl or http_implementation()
+    if impl == "httptools":
+        return _timed_httptools(request_timeout_s, max_connections)
+    if impl != "h11":
+        raise ServiceError(f"unknown HTTP implementation {impl!r}; expected h11 or httptools")
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -97,6 +114,63 @@ def timed_protocol(request_timeout_s: float, max_connections: int) -> type[async
             super().connection_lost(exc)
 
     return TimedH11Protocol
+
+
+def _timed_httptools(request_timeout_s: float, max_connections: int
+                     ) -> type[asyncio.Protocol]:
+    """:func:`timed_protocol` on uvicorn's httptools protocol: the same deadline (armed on
+    connect and after each response, cancelled when a request has arrived whole; a request
+    being answered is never cut) and connection bound."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class TimedHttpToolsProtocol(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+        _answering = 0  # requests received whole and not yet answered
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                log.warning("more than %d connections open; closing a new one",
+                            max_connections)
+                transport.close()
+                return
+            self._arm()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(request_timeout_s, self._expired)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expired(self) -> None:
+            self._deadline = None
+            if self._answering == 0 and not self.transport.is_closing():
+                log.info("closing a connection that did not send a whole request within %g s",
+                         request_timeout_s)
+                self.transport.close()
+
+        def on_message_complete(self) -> None:
+            # a request answered before it arrived whole (401, 413) leaves nothing to answer
+            answering = self.cycle is not None and not self.cycle.response_complete
+            super().on_message_complete()
+            if answering:
+                self._answering += 1
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            self._answering = max(0, self._answering - 1)
+            super().on_response_complete()
+            if not self.transport.is_closing() and self._answering == 0:
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return TimedHttpToolsProtocol
 
 
 def _is_registry(path: Path) -> bool:
