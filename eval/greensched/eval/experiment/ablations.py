@@ -107,8 +107,9 @@ def prompt_context_ablation(
                                          for d in model.dcs_])
                 metrics[key] = _mape(truth, np.asarray(pred[target], dtype=float))
             texts = render_prompts(test.iloc[:64], model.dcs_, (), prompt_fields(fields))
+            tokenizer = getattr(model, "tokenizer_")  # noqa: B009 - LoraPredictor's tokenizer
             metrics["prompt_tokens"] = float(np.mean([len(x) for x in
-                                                      model.tokenizer_(texts)["input_ids"]]))
+                                                      tokenizer(texts)["input_ids"]]))
             rows += ablation_rows("prompt-context", label, int(seed), metrics, "lora-frozen",
                                   is_ablation)
             done += 1
