@@ -112,7 +112,8 @@ def expected_outcomes(results: pd.DataFrame, greensched: str,
         out.append({"id": "batch-ip-s", "outcome": EXPECTED_OUTCOMES[5][1],
                     "measured": "no 'batch-ip' variant", "status": "not measured"})
     out.append({"id": "continuous-learning", "outcome": EXPECTED_OUTCOMES[6][1],
-                "measured": "not part of this experiment (see the feedback drift experiment)",
+                "measured": "not part of this experiment (measured by `greensched experiment "
+                "ablations`: reports/ablations.md)",
                 "status": "not measured"})
     return out
 
