@@ -95,6 +95,12 @@ def test_point_layout_boosters_quantiles_and_saved_form(
     path = model.save(tmp_path / "point")
     loaded = load_predictor(path)
     pd.testing.assert_frame_equal(loaded.predict_frame(test), model.predict_frame(test))
+    # warm start: more rounds on the current trees, residual quantiles of the new rows
+    before = model.boosters_["service_s"].num_boosted_rounds()
+    more, _ = synthetic_dataset(scenario, 200, seed=35, noise=0.2)
+    model.fit(more, warm_start=True)
+    assert model.boosters_["service_s"].num_boosted_rounds() > before
+    assert model.residual_quantiles_["service_s"]["hi"] != rq["service_s"]["hi"]
     cfg = json.loads((path / "config.json").read_text())
     del cfg["residual_quantiles"]
     (path / "config.json").write_text(json.dumps(cfg))
