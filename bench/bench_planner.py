@@ -3,6 +3,15 @@
 Run on demand:  python bench/bench_planner.py [--repeat 5] [--big] [--coefficients FILE]
 Reports medians and the ratio (end-to-end time) / (bare HiGHS ``run()`` of the same LP, loaded
 fresh, same objective), both measured in this run.
+
+    python bench/bench_planner.py --whole-process [--repeat 5]   # paper scale, whole processes
+    python bench/bench_planner.py --tables-size 100               # CSV vs Parquet plan tables
+
+``--whole-process`` times, as separate processes (median of ``--repeat``): the
+``greensched plan`` command; a bare script that imports only numpy, scipy.sparse and highspy,
+reads the same LP's arrays from an .npz and solves it with ``backends.load_highs_model``; and a
+bare script that loads the scenario (``load_scenario``), builds the LP with numpy
+(``direct.build_direct``) and solves it the same way (no result tables, no CLI).
 """
 
 from __future__ import annotations
@@ -19,9 +28,10 @@ import numpy as np
 from greensched.scenario import load_scenario
 from greensched.scheduler import PlanConfig, PlanSession, plan
 from greensched.scheduler.backends import HighsBackend
+from greensched.scheduler.compiled import _Compiled
 from greensched.scheduler.greenllm import build_model
 from greensched.scheduler.per_query import DelayOptions
-from greensched.scheduler.planner import OBJECTIVES, _Compiled
+from greensched.scheduler.planner import OBJECTIVES
 from greensched.synth import synthesize
 
 PAPER = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "paper_scenario"
@@ -103,6 +113,115 @@ def report(name: str, directory: Path, repeat: int) -> None:
     )
 
 
+_BARE_NPZ = """
+import sys
+import highspy
+import numpy as np
+import scipy.sparse as sp
+from greensched.scheduler.backends import load_highs_model
+z = np.load(sys.argv[1])
+A = sp.csc_array((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+h = highspy.Highs()
+h.setOptionValue("output_flag", False)
+load_highs_model(h, A, z["rl"], z["ru"], z["lb"], z["ub"], z["c"])
+h.run()
+print(h.getInfo().objective_function_value)
+"""
+
+_BARE_BUILD = """
+import sys
+import highspy
+from greensched.scenario import load_scenario
+from greensched.scheduler.backends import load_highs_model
+from greensched.scheduler.direct import build_direct
+d = build_direct(load_scenario(sys.argv[1]))
+w = 1.0 / 3.0
+c = w * (d.vectors["energy"][0] + d.vectors["carbon"][0] + d.vectors["delay"][0])
+h = highspy.Highs()
+h.setOptionValue("output_flag", False)
+load_highs_model(h, d.A, d.row_lower, d.row_upper, d.lb, d.ub, c)
+h.run()
+print(h.getInfo().objective_function_value)
+"""
+
+
+def _proc_seconds(cmd: list[str]) -> float:
+    import subprocess
+
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def report_whole_process(directory: Path, repeat: int) -> None:
+    """``greensched plan`` vs the two bare scripts, each a whole process (medians)."""
+    import os
+    import shutil
+
+    from greensched.scheduler.direct import build_direct
+
+    scen = load_scenario(directory)
+    d = build_direct(scen)
+    w = [scen.weights[k] / sum(scen.weights.values()) for k in OBJECTIVES]
+    c = sum(wk * d.vectors[k][0] for wk, k in zip(w, OBJECTIVES, strict=True))
+    exe = shutil.which("greensched") or "greensched"
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "lp.npz"
+        np.savez(
+            npz,
+            data=d.A.data,
+            indices=d.A.indices,
+            indptr=d.A.indptr,
+            shape=np.array(d.A.shape),
+            rl=d.row_lower,
+            ru=d.row_upper,
+            lb=d.lb,
+            ub=d.ub,
+            c=c,
+        )
+        runs = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "bare: numpy + highspy, LP from .npz": [sys.executable, "-c", _BARE_NPZ, str(npz)],
+            "bare: load_scenario + numpy build + highspy": [
+                sys.executable,
+                "-c",
+                _BARE_BUILD,
+                str(directory),
+            ],
+            "greensched plan": [exe, "plan", str(directory)],
+            "greensched plan --out (csv)": [exe, "plan", str(directory), "--out", tmp + "/o"],
+        }
+        samples: dict[str, list[float]] = {k: [] for k in runs}
+        for _ in range(repeat):  # round robin: every variant sees the same load drift
+            for k, v in runs.items():
+                samples[k].append(_proc_seconds(v))
+        times = {k: statistics.median(v) for k, v in samples.items()}
+    print(f"whole-process seconds (median of {repeat}), load average {os.getloadavg()}:")
+    plan_s = times["greensched plan"]
+    for k, t in times.items():
+        print(f"  {k:45s} {t:7.3f} s   greensched plan / this = {plan_s / t:5.2f}")
+
+
+def report_tables(size: int) -> None:
+    """Write time of one plan's tables as CSV and as Parquet (a SIZE x SIZE x 5 x 24 plan)."""
+    from greensched.scheduler.decompose import DecomposeConfig, plan_decomposed
+
+    scen = synthesize(size, size, 5, 24, seed=1)
+    result = plan_decomposed(scen, PlanConfig(), DecomposeConfig(workers=2))
+    assert result.is_ok, result.message
+    rows = len(result.allocation_frame())
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in ("csv", "parquet", "csv", "parquet"):
+            t0 = time.perf_counter()
+            result.write(Path(tmp) / fmt, tables=fmt)
+            secs = time.perf_counter() - t0
+            size_mb = sum(f.stat().st_size for f in (Path(tmp) / fmt).iterdir()) / 2**20
+            print(
+                f"  {size}x{size}x5x24 plan, {rows} allocation rows: write {fmt:8s} "
+                f"{secs:6.2f} s, {size_mb:6.1f} MiB"
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
@@ -113,7 +232,15 @@ def main() -> None:
         default=None,
         help="also time per_query with this coefficients.csv (e.g. learned ones)",
     )
+    ap.add_argument("--whole-process", action="store_true", help="paper scale, whole processes")
+    ap.add_argument("--tables-size", type=int, default=0, help="CSV vs Parquet at this size")
     args = ap.parse_args()
+    if args.whole_process or args.tables_size:
+        if args.whole_process:
+            report_whole_process(PAPER, args.repeat)
+        if args.tables_size:
+            report_tables(args.tables_size)
+        return
     if PAPER.exists():
         report("paper scenario", PAPER, args.repeat)
         report_delay_models(PAPER, args.repeat, args.coefficients)

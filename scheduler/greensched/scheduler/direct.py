@@ -197,52 +197,50 @@ def build_direct(scen: Scenario, *, water_row: bool = True) -> DirectModel:
     water = fac * c["factor"][:, None, :, None]
 
     # Entries of every x column in row order: demand, power_balance, no_export, resource × R,
-    # delay (, water).  Local row numbers within the hour block.
-    ii, jj, kk = (a.astype(np.int32) for a in np.indices((I, J, K)))
-    base = [
-        ii * K + kk,
-        I * K + jj,
-        I * K + J + jj,
-        *[I * K + 2 * J + jj * R + r for r in range(R)],
-        I * K + 2 * J + J * R + ii * K + kk,
-    ]
-    res = np.broadcast_to(c["res"], (T, I, J, K, R))
-    vals = [
-        np.ones((T, I, J, K)),
-        fac,
-        -fac,
-        *[res[..., r] for r in range(R)],
-        c["delay_coef"],
-    ]
-    E = len(vals)
-    x_data = np.stack(vals, axis=-1).reshape(T, nx * E)
-    x_rows = (
-        np.stack(base, axis=-1).reshape(1, nx * E) + (np.arange(T, dtype=np.int64) * mh)[:, None]
-    )
+    # delay (, water); hour t's rows start at t * mh.  One array per hour holds its x columns'
+    # entries, then its p_grid columns' (power_balance -1, no_export +1), so no copies.
+    E = 4 + R + (1 if has_water else 0)
+    width = nx * E + 2 * J
+    data = np.empty((T, width))
+    rows = np.empty((T, width), dtype=np.int32)
+    xd = data[:, : nx * E].reshape(T, I, J, K, E)
+    xr_ = rows[:, : nx * E].reshape(T, I, J, K, E)
+    ii, jj, kk = np.ogrid[:I, :J, :K]
+    off = (np.arange(T, dtype=np.int32) * mh)[:, None, None, None]
+    local = [ii * K + kk, I * K + jj, I * K + J + jj]
+    local += [I * K + 2 * J + jj * R + r for r in range(R)]
+    local.append(I * K + 2 * J + J * R + ii * K + kk)
+    for e, row in enumerate(local):
+        xr_[..., e] = row[None] + off
+    xd[..., 0] = 1.0
+    xd[..., 1] = fac
+    xd[..., 2] = -fac
+    for r in range(R):
+        xd[..., 3 + r] = c["res"][..., 0, :, r][:, :, None, :]
+    xd[..., 3 + R] = c["delay_coef"]
     if has_water:
-        x_data = np.concatenate(
-            [x_data.reshape(T, nx, E), water.reshape(T, nx, 1)], axis=2
-        ).reshape(T, -1)
-        x_rows = np.concatenate(
-            [x_rows.reshape(T, nx, E), np.full((T, nx, 1), T * mh, dtype=np.int64)], axis=2
-        ).reshape(T, -1)
-        E += 1
-    jr = np.arange(J, dtype=np.int64)
-    p_rows = (
-        np.stack([I * K + jr, I * K + J + jr], axis=-1).reshape(1, 2 * J)
-        + (np.arange(T, dtype=np.int64) * mh)[:, None]
-    )
-    p_data = np.tile(np.array([-1.0, 1.0]), (T, J))
-    data = np.concatenate([x_data, p_data], axis=1).ravel()
-    rows = np.concatenate([x_rows, p_rows], axis=1).ravel()
+        xd[..., 4 + R] = water
+        xr_[..., 4 + R] = T * mh
+    jr = np.arange(J, dtype=np.int32)
+    pr = rows[:, nx * E :].reshape(T, J, 2)
+    pr[..., 0] = I * K + jr[None, :] + off[:, :, 0, 0]
+    pr[..., 1] = I * K + J + jr[None, :] + off[:, :, 0, 0]
+    pd_ = data[:, nx * E :].reshape(T, J, 2)
+    pd_[..., 0] = -1.0
+    pd_[..., 1] = 1.0
+    data, rows = data.ravel(), rows.ravel()
     lengths = np.tile(np.concatenate([np.full(nx, E), np.full(J, 2)]), T)
-    starts = np.concatenate([[0], np.cumsum(lengths)])
     keep = data != 0.0
-    counts = np.add.reduceat(keep.astype(np.int64), starts[:-1])
-    indptr = np.concatenate([[0], np.cumsum(counts)])
+    if keep.all():
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+    else:  # drop exact zeros (e.g. a resource a query type does not use)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        counts = np.add.reduceat(keep.astype(np.int64), starts[:-1])
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        data, rows = data[keep], rows[keep]
     m = T * mh + (1 if has_water else 0)
-    A = sp.csc_array((data[keep], rows[keep].astype(np.int32), indptr), shape=(m, T * nh))
-    del data, rows, keep, x_data, x_rows
+    A = sp.csc_array((data, rows, indptr), shape=(m, T * nh))
+    del data, rows, keep, xd, xr_
 
     inf = np.inf
     lower = np.empty((T, mh))
