@@ -243,6 +243,8 @@ def solve_batch_problem(
     mip_rel_gap: float = 1e-4,
     threads: int | None = None,
     lp_rounding: bool = True,
+    max_nodes: int | None = None,
+    full_milp: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Solve with HiGHS; returns the chosen DC per job (-1 = unplaced) and solver facts.
 
@@ -252,7 +254,11 @@ def solve_batch_problem(
     solution (or ``start``, a choice per job of the whole batch, if better) is not within
     ``mip_rel_gap`` of the LP bound, the full MILP is run from it for the time that is left.
     Facts: ``status`` ("Optimal", "Optimal (LP bound)" when step 2 closed the gap, or HiGHS's
-    status), ``objective``, ``bound``, ``gap``, sizes and seconds.
+    status), ``objective``, ``bound``, ``gap``, sizes and seconds.  ``max_nodes`` bounds the
+    MILP's branch-and-bound nodes: a limit in work rather than wall-clock time, so the result
+    does not depend on the machine's load (``time_limit_s`` is then only a safety net).
+    ``full_milp=False`` stops after step 2 (the LP rounding, or ``start`` if better) and reports
+    its gap to the LP bound: no branch and bound on the whole batch.
     """
     t0 = time.perf_counter()
     choice = problem.fixed.copy()
@@ -306,7 +312,7 @@ def solve_batch_problem(
         if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
             bound = float(h.getInfo().objective_function_value)
             x = np.asarray(h.getSolution().col_value, dtype=float)
-            rounded = _round_lp(problem, x, left())
+            rounded = _round_lp(problem, x, left(), max_nodes)
             if rounded is not None and (incumbent is None or value(rounded) < value(incumbent)):
                 incumbent = rounded
                 facts["method"] = "lp rounding"
@@ -319,6 +325,10 @@ def solve_batch_problem(
                     facts["solve_s"] = time.perf_counter() - t0
                     return incumbent, facts
     remaining = left()
+    if not full_milp and incumbent is not None and score is not None:
+        facts.update(status="LP rounding", objective=value(incumbent),
+                     gap=_gap(value(incumbent), bound), solve_s=time.perf_counter() - t0)
+        return incumbent, facts
     if remaining is not None and remaining <= 0 and incumbent is not None:
         facts["status"] = "Time limit reached"
         facts["solve_s"] = time.perf_counter() - t0
@@ -328,6 +338,8 @@ def solve_batch_problem(
         P, np.arange(P, dtype=np.int32), np.full(P, highspy.HighsVarType.kInteger)
     )
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
+    if max_nodes is not None:
+        h.setOptionValue("mip_max_nodes", int(max_nodes))
     h.setOptionValue("solver", "choose")
     if remaining is not None:
         h.setOptionValue("time_limit", max(float(remaining), 1e-3))
@@ -364,7 +376,8 @@ def _gap(objective: float, bound: float) -> float:
     return max(0.0, objective - bound) / max(abs(objective), 1e-12)
 
 
-def _round_lp(problem: BatchProblem, x: np.ndarray, time_left: float | None) -> np.ndarray | None:
+def _round_lp(problem: BatchProblem, x: np.ndarray, time_left: float | None,
+              max_nodes: int | None = None) -> np.ndarray | None:
     """Keep the LP's integral placements and re-solve its fractional jobs exactly."""
     inp = problem.inputs
     P = problem.n_x
@@ -385,8 +398,10 @@ def _round_lp(problem: BatchProblem, x: np.ndarray, time_left: float | None) -> 
             inp["usage_ticks"][frac], rem, inp["ticks_per_unit"], penalty=problem.penalty,
         )
         limit = None if time_left is None else max(time_left, 0.05)
-        sub_choice, _ = solve_batch_problem(sub, time_limit_s=limit, mip_rel_gap=0.0,
-                                            lp_rounding=False)
+        # leaving them unplaced is feasible: the start, so a limit never ends without a solution
+        sub_choice, _ = solve_batch_problem(sub, start=np.full(frac.size, -1, dtype=np.int64),
+                                            time_limit_s=limit, mip_rel_gap=0.0,
+                                            lp_rounding=False, max_nodes=max_nodes)
         cand[frac] = sub_choice
     return cand
 

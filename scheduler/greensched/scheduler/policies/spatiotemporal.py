@@ -19,9 +19,10 @@ Joint placement (``joint``)
     clean DCs' capacity is worth most when it holds many short jobs.  Taking the jobs in arrival
     order gives the first comers the clean capacity whatever their size; the joint assignment
     is the step's transportation-like integer program (:mod:`greensched.scheduler.batch_ip`:
-    LP relaxation, rounding of its few fractional jobs, MILP from that incumbent within
-    ``time_limit_s``; the arrival-order greedy is the starting incumbent, so it never does
-    worse on the score).
+    LP relaxation and rounding, then the step's MILP from that incumbent within ``max_nodes``
+    branch-and-bound nodes — a work limit, so decisions do not depend on the machine's load;
+    ``time_limit_s`` (1 s) is only a safety net; the arrival-order greedy is kept when it
+    scores better, so the step never does worse than arrival order on the score).
 Forecast-demand headroom (``reserve_forecast``)
     A batch job deferred to hour t takes capacity that hour t's own arrivals would use.  The
     policy forecasts hour t's usage from the scenario's demand profile (queries per hour × mean
@@ -120,11 +121,17 @@ def joint_cells(
     arrival_s: np.ndarray,
     ticks_per_unit: int,
     time_limit_s: float | None,
+    max_nodes: int | None = None,
+    full_milp: bool = True,
 ) -> tuple[np.ndarray, dict[str, object]]:
     """Joint assignment of jobs to cells: the cell per job (-1: none) and the solver facts.
 
     ``key`` (m, C) scores (``inf`` forbids), ``remaining`` (C, R) ticks.  The arrival-order
     greedy is the starting incumbent and the fallback (never worse on the summed key).
+    The MILP runs from the LP rounding within ``max_nodes`` branch-and-bound nodes (a work
+    limit: deterministic); ``full_milp`` False stops at the LP rounding (on the main
+    experiment's tuning seeds it often fell back to arrival order: 13.9 vs 11.4 kg).
+    ``time_limit_s`` is a safety net that binds only on a heavily loaded machine.
     """
     from greensched.scheduler.batch_ip import build_batch_problem, solve_batch_problem
 
@@ -138,7 +145,8 @@ def joint_cells(
     problem = build_batch_problem(score, ok, np.zeros(m, dtype=np.int64), usage_ticks,
                                   remaining[None], ticks_per_unit)
     choice, facts = solve_batch_problem(problem, start=greedy, time_limit_s=time_limit_s,
-                                        mip_rel_gap=1e-3)
+                                        mip_rel_gap=1e-3, max_nodes=max_nodes, threads=1,
+                                        full_milp=full_milp)
     if problem.objective(choice, score) > problem.objective(greedy, score):
         choice = greedy
     return choice, facts
@@ -168,7 +176,8 @@ class GreenSchedPolicy(Policy):
         joint: bool = True,
         reserve_forecast: bool = True,
         sla_headroom: float = 0.35,
-        time_limit_s: float = 0.25,
+        time_limit_s: float = 1.0,
+        max_nodes: int = 200,
         defer_margin: float = 0.25,
     ) -> None:
         if not deadline_margin_s >= 0:
@@ -187,6 +196,9 @@ class GreenSchedPolicy(Policy):
         self.reserve_forecast = reserve_forecast
         self.sla_headroom = float(sla_headroom)
         self.time_limit_s = float(time_limit_s)
+        if max_nodes < 0:
+            raise PolicyError(f"max_nodes {max_nodes!r} must be >= 0")
+        self.max_nodes = int(max_nodes)
         if not defer_margin >= 0:
             raise PolicyError(f"defer_margin {defer_margin!r} must be >= 0")
         self.defer_margin = float(defer_margin)
@@ -271,7 +283,8 @@ class GreenSchedPolicy(Policy):
         info: dict[str, object] = {}
         if self.joint:
             cell, info = joint_cells(flat, step.usage_ticks, rem.reshape(T * D, -1),
-                                     step.arrival_s, led.ticks_per_unit, self.time_limit_s)
+                                     step.arrival_s, led.ticks_per_unit, self.time_limit_s,
+                                     self.max_nodes)
         else:
             order = np.lexsort((np.arange(m), step.arrival_s))
             ok = np.isfinite(flat)
