@@ -131,3 +131,18 @@ def test_batch_ip_policy_reports_status_and_gap_per_step() -> None:
     dec = pol.decide(step, ctx)
     assert set(dec.info) >= {"status", "gap", "solve_s"} and dec.info["gap"] >= 0.0
     assert (ctx.ledger.used_ticks <= ctx.ledger.capacity_ticks).all()
+
+
+def test_batch_problem_stops_at_the_lp_rounding_when_asked() -> None:
+    from greensched.scheduler.batch_ip import build_batch_problem, solve_batch_problem
+
+    # the knapsack case of joint_cells: the LP places both small jobs clean and the big one
+    # dirty, integrally; the rounding is optimal and its gap to the LP bound is 0
+    score = np.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]])
+    usage = np.array([[10], [5], [5]], dtype=np.int64)
+    problem = build_batch_problem(score, np.ones((3, 2), dtype=bool), np.zeros(3, dtype=np.int64),
+                                  usage, np.array([[[10], [100]]]), 1)
+    start = np.array([0, 1, 1])
+    choice, facts = solve_batch_problem(problem, start=start, full_milp=False, max_nodes=10)
+    assert choice.tolist() == [1, 0, 0]
+    assert facts["gap"] == pytest.approx(0.0, abs=1e-9)
