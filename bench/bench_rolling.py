@@ -33,8 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _stats(values: list[float]) -> dict[str, float]:
     arr = np.asarray(values, dtype=float)
-    return {"mean": float(arr.mean()), "median": float(np.median(arr)), "max": float(arr.max()),
-            "total": float(arr.sum())}
+    return {
+        "mean": float(arr.mean()),
+        "median": float(np.median(arr)),
+        "max": float(arr.max()),
+        "total": float(arr.sum()),
+    }
 
 
 def _weighted(objective: dict[str, float], weights: dict[str, float]) -> float:
@@ -62,8 +66,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.synthetic is not None:
         from greensched.synth import synthesize
 
-        scen = synthesize(dcs=args.synthetic, areas=args.synthetic, types=3,
-                          hours=24 * args.days, seed=1)
+        scen = synthesize(
+            dcs=args.synthetic, areas=args.synthetic, types=3, hours=24 * args.days, seed=1
+        )
         what = f"synthetic {args.synthetic}x{args.synthetic}x3"
     else:
         from greensched.builder import build_scenario
@@ -92,8 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["water_without_budget_l"] = free_plan.water_l
         report["water_factor"] = args.water_factor
     dcfg = DecomposeConfig(workers=args.workers) if args.decompose else None
-    rcfg = RollingConfig(horizon_h=args.horizon, step_h=args.step, days=args.days,
-                         decompose=dcfg)
+    rcfg = RollingConfig(horizon_h=args.horizon, step_h=args.step, days=args.days, decompose=dcfg)
 
     t0 = time.perf_counter()
     pf = plan_perfect_foresight(scen, cfg, rcfg)
@@ -112,8 +116,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     def progress(done: int, total: int, window: Any) -> None:
-        print(f"window {done}/{total}: solve {window.solve_s:.3f} s, wall {window.wall_s:.2f} s",
-              file=sys.stderr, flush=True)
+        print(
+            f"window {done}/{total}: solve {window.solve_s:.3f} s, wall {window.wall_s:.2f} s",
+            file=sys.stderr,
+            flush=True,
+        )
 
     roll = plan_rolling(scen, cfg, rcfg, progress=progress)
     if not roll.is_ok:

@@ -54,14 +54,21 @@ def tight() -> Scenario:
 
 @pytest.fixture(scope="module")
 def tight_roll(tight: Scenario) -> RollingResult:
-    return plan_rolling(tight, PlanConfig(), RollingConfig(horizon_h=6, step_h=4,
-                                                           dc_tz={"dc001": "America/New_York"}))
+    return plan_rolling(
+        tight,
+        PlanConfig(),
+        RollingConfig(horizon_h=6, step_h=4, dc_tz={"dc001": "America/New_York"}),
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "flag"),
-    [({"horizon_h": 4, "step_h": 6}, "--step"), ({"days": 0}, "--days"),
-     ({"horizon_h": 0}, "--horizon"), ({"step_h": -1}, "--step")],
+    [
+        ({"horizon_h": 4, "step_h": 6}, "--step"),
+        ({"days": 0}, "--days"),
+        ({"horizon_h": 0}, "--horizon"),
+        ({"step_h": -1}, "--step"),
+    ],
 )
 def test_bad_config_names_the_option(kwargs: dict[str, int], flag: str) -> None:
     with pytest.raises(GreenSchedError, match=flag):
@@ -77,7 +84,10 @@ def test_committed_hours_cover_span_exactly_once(tight_roll: RollingResult) -> N
     roll = tight_roll
     assert roll.is_ok and roll.dc_hourly is not None and roll.allocation is not None
     assert [(w.start_hour, w.end_hour, w.commit_end_hour) for w in roll.windows] == [
-        (0, 6, 4), (4, 10, 8), (8, 12, 12)]
+        (0, 6, 4),
+        (4, 10, 8),
+        (8, 12, 12),
+    ]
     assert roll.window_of_hour.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     flows = roll.dc_hourly
     assert len(flows) == 12 * 3
@@ -114,8 +124,9 @@ def test_water_budget_carried_and_respected(tight: Scenario, tight_roll: Rolling
         assert w.water_planned_l <= w.water_budget_l * (1 + 1e-9)
         assert w.water_budget_l <= budget - used + 1e-9
         used += w.water_committed_l
-    assert roll.windows[-1].water_budget_l == pytest.approx(budget - sum(
-        w.water_committed_l for w in roll.windows[:-1]), rel=1e-12)
+    assert roll.windows[-1].water_budget_l == pytest.approx(
+        budget - sum(w.water_committed_l for w in roll.windows[:-1]), rel=1e-12
+    )
     # the committed plan is feasible for the span, so it cannot beat perfect foresight
     weights = roll.weights
     assert weights is not None
@@ -163,7 +174,8 @@ def test_decomposed_windows_match() -> None:
     assert dec.weighted_usd == pytest.approx(mono.weighted_usd, rel=1e-7)
     assert mono.windows[0].water_price_usd_per_l > 0  # window 0's budget binds
     assert dec.windows[0].water_price_usd_per_l == pytest.approx(
-        mono.windows[0].water_price_usd_per_l, rel=1e-6)
+        mono.windows[0].water_price_usd_per_l, rel=1e-6
+    )
 
 
 def _costs(scen: Scenario, res: PlanResult, cfg: PlanConfig) -> pd.DataFrame:
@@ -243,8 +255,9 @@ def test_assigner_follows_the_latest_window(
     assert mine.allocation is not None
     at = {"hour": t}
     want_x = latest.allocation.sel(at)
-    np.testing.assert_allclose(mine.allocation.sel(at).transpose(*want_x.dims).values,
-                               want_x.values, atol=1e-9)
+    np.testing.assert_allclose(
+        mine.allocation.sel(at).transpose(*want_x.dims).values, want_x.values, atol=1e-9
+    )
     # the two windows planned hour t differently (the budget binds), so the choice matters
     assert float(abs(older.allocation.sel(at) - want_x).max()) > 1e-3
     # the read-back guide of the written directory is the same guide
@@ -257,22 +270,32 @@ def test_assigner_follows_the_latest_window(
     assert read.allocation is not None
     np.testing.assert_allclose(
         read.allocation.reindex_like(mine.allocation).fillna(0.0).values,
-        mine.allocation.values, atol=1e-9)
+        mine.allocation.values,
+        atol=1e-9,
+    )
     with pytest.raises(AssignError, match="12 hours"):  # a plan longer than the scenario
         plan_guide_for(small(hours=6), tmp_path / "roll", need_duals=True)
     # jobs at hour t are assigned exactly as the latest window's plan alone would assign them
-    jobs = pd.DataFrame({"job_id": [f"j{i}" for i in range(40)], "hour": t,
-                         "area": ["area000", "area001"] * 20, "query_type": ["type0"] * 20
-                         + ["type1"] * 20, "input_tokens": 200, "output_tokens": 100,
-                         "sla_s": 30.0})
+    jobs = pd.DataFrame(
+        {
+            "job_id": [f"j{i}" for i in range(40)],
+            "hour": t,
+            "area": ["area000", "area001"] * 20,
+            "query_type": ["type0"] * 20 + ["type1"] * 20,
+            "input_tokens": 200,
+            "output_tokens": 100,
+            "sla_s": 30.0,
+        }
+    )
     preds = predictions_from_coefficients(tight, jobs)
     got = GreedyAssigner(tight, guide=read).assign(jobs, preds).frame["dc"]
     want = GreedyAssigner(tight, guide=latest).assign(jobs, preds).frame["dc"]
     assert got.tolist() == want.tolist()
 
 
-def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-         *args: str) -> tuple[int, str, str]:
+def _cli(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
     from greensched.cli.main import main
 
     monkeypatch.setattr(sys, "argv", ["greensched", *args])
@@ -285,18 +308,32 @@ def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     return code, captured.out, captured.err
 
 
-def test_cli_rolling_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rolling_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     small(hours=6).save(tmp_path / "s")
-    code, out, err = _cli(monkeypatch, capsys, "plan", str(tmp_path / "s"), "--rolling",
-                          "--horizon", "4", "--step", "3", "--json", "--out", str(tmp_path / "r"))
+    code, out, err = _cli(
+        monkeypatch,
+        capsys,
+        "plan",
+        str(tmp_path / "s"),
+        "--rolling",
+        "--horizon",
+        "4",
+        "--step",
+        "3",
+        "--json",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert code == 0, err
     doc = json.loads(out)
     assert doc["windows_count"] == 2 and doc["budget_met"] is True
     assert [(w["start_hour"], w["end_hour"]) for w in doc["windows"]] == [(0, 4), (3, 6)]
     assert all(w["solve_seconds"] > 0 for w in doc["windows"])
     assert doc["objective"]["total_usd"] == pytest.approx(
-        sum(w["objective"]["total_usd"] for w in doc["windows"]), rel=1e-12)
+        sum(w["objective"]["total_usd"] for w in doc["windows"]), rel=1e-12
+    )
     table = pd.read_csv(tmp_path / "r" / "committed_dc_hourly.csv")
     assert len(table) == 6 * 3 and table["window"].tolist() == [0] * 9 + [1] * 9
     assert table["time_utc"].iloc[0] == "2024-01-15T00:00:00Z"
@@ -304,12 +341,18 @@ def test_cli_rolling_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(("--rolling", "--horizon", "4", "--step", "6"), "--step 6"),
-     (("--rolling", "--days", "0"), "--days 0"),
-     (("--horizon", "4"), "--horizon need(s) --rolling")],
+    [
+        (("--rolling", "--horizon", "4", "--step", "6"), "--step 6"),
+        (("--rolling", "--days", "0"), "--days 0"),
+        (("--horizon", "4"), "--horizon need(s) --rolling"),
+    ],
 )
-def test_cli_bad_options(args: tuple[str, ...], needle: str, monkeypatch: pytest.MonkeyPatch,
-                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_options(
+    args: tuple[str, ...],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     code, _, err = _cli(monkeypatch, capsys, "plan", *args)
     assert code == 2
     assert err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1

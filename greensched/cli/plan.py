@@ -109,15 +109,25 @@ def plan(
         str | None,
         typer.Option(help="q=2,mu_c=1500,mu_w=60: add the environmental Lq term (docs/equity.md)."),
     ] = None,
-    rolling: Annotated[bool, typer.Option(
-        help="Re-plan over a moving window, committing --step hours each (docs/rolling.md);"
-        " SCENARIO may be a build config .toml.")] = False,
+    rolling: Annotated[
+        bool,
+        typer.Option(
+            help="Re-plan over a moving window, committing --step hours each (docs/rolling.md);"
+            " SCENARIO may be a build config .toml."
+        ),
+    ] = False,
     horizon: Annotated[int | None, typer.Option(help="--rolling: hours per window (24).")] = None,
-    step: Annotated[int | None, typer.Option(help="--rolling: hours committed per window (1).")
-                    ] = None,
+    step: Annotated[
+        int | None, typer.Option(help="--rolling: hours committed per window (1).")
+    ] = None,
     days: Annotated[int | None, typer.Option(help="--rolling: days committed from hour 0.")] = None,
-    dc_tz: Annotated[str | None, typer.Option("--dc-tz", help=(
-        "--rolling: DC time zones, DC=ZONE,... or ZONE or a build config .toml."))] = None,
+    dc_tz: Annotated[
+        str | None,
+        typer.Option(
+            "--dc-tz",
+            help=("--rolling: DC time zones, DC=ZONE,... or ZONE or a build config .toml."),
+        ),
+    ] = None,
     json_out: JsonOption = False,
 ) -> None:
     """Solve the Green-LLM allocation of a scenario and print a summary.
@@ -178,8 +188,18 @@ def plan(
     if decompose is None and (workers != 1 or ray is not None):
         raise GreenSchedError("--workers and --ray need --decompose hours")
     if roll_cfg is not None:
-        run_rolling(scen, cfg, roll_cfg, source=scenario_dir, decompose=decompose,
-                    workers=workers, ray=ray, out=out, plot=plot, json_out=json_out)
+        run_rolling(
+            scen,
+            cfg,
+            roll_cfg,
+            source=scenario_dir,
+            decompose=decompose,
+            workers=workers,
+            ray=ray,
+            out=out,
+            plot=plot,
+            json_out=json_out,
+        )
         return
     result: PlanResult
     if decompose is not None:
@@ -191,8 +211,7 @@ def plan(
         result = run_plan(scen, cfg)
     if out is not None:
         result.write(out, tables=tables)
-    summary: dict[str, Any] = {**result.to_dict(), "scenario": scen.name,
-                               "out": out, "files": []}
+    summary: dict[str, Any] = {**result.to_dict(), "scenario": scen.name, "out": out, "files": []}
     if not result.is_ok:
         if out is not None:
             err_console.print(f"[dim]wrote {out / 'plan.json'} (status and diagnosis)[/dim]")
@@ -203,8 +222,10 @@ def plan(
         )
     say.print(_summary_table(result, scen))
     if decompose is not None:
-        summary["decomposition"] = {k: getattr(result, k, None) for k in (
-            "method", "engine", "workers", "rounds", "gap_usd", "gap_relative")}
+        summary["decomposition"] = {
+            k: getattr(result, k, None)
+            for k in ("method", "engine", "workers", "rounds", "gap_usd", "gap_relative")
+        }
         say.print(
             f"method {getattr(result, 'method', '')} ({getattr(result, 'engine', '')}, "
             f"{getattr(result, 'workers', '')} workers, {getattr(result, 'rounds', '')} rounds): "
@@ -297,8 +318,9 @@ def sweep(
         say.print(t)
         say.print(f"wrote {path}")
         if json_out:
-            print_json({"scenario": scen.name, "table": table, "rows": frame, "out": out,
-                        "files": [path]})
+            print_json(
+                {"scenario": scen.name, "table": table, "rows": frame, "out": out, "files": [path]}
+            )
         return
     scales = sw.parse_scale(scale)
     names = [p.strip() for p in presets.split(",") if p.strip()]
@@ -311,5 +333,6 @@ def sweep(
         files.append(sw.plot_sweep(frame, param, out, fig_format))
         say.print(f"wrote {files[-1]}")
     if json_out:
-        print_json({"scenario": scen.name, "param": param, "rows": frame, "out": out,
-                    "files": files})
+        print_json(
+            {"scenario": scen.name, "param": param, "rows": frame, "out": out, "files": files}
+        )

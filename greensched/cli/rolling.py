@@ -35,8 +35,16 @@ def check_rolling_options(
     Options of the rolling path without ``--rolling`` are errors, as is ``--equity`` with it.
     """
     if not rolling:
-        given = [flag for flag, v in (("--horizon", horizon), ("--step", step), ("--days", days),
-                                      ("--dc-tz", dc_tz)) if v is not None]
+        given = [
+            flag
+            for flag, v in (
+                ("--horizon", horizon),
+                ("--step", step),
+                ("--days", days),
+                ("--dc-tz", dc_tz),
+            )
+            if v is not None
+        ]
         if given:
             raise GreenSchedError(f"{', '.join(given)} need(s) --rolling")
         return None
@@ -71,8 +79,10 @@ def load_rolling_scenario(
 
 def _table(roll: RollingResult) -> Table:
     summary = roll.summary()
-    table = Table(title=f"Rolling plan of {roll.scenario!r} — horizon {roll.config.horizon_h} h, "
-                        f"step {roll.config.step_h} h, {summary['method']}")
+    table = Table(
+        title=f"Rolling plan of {roll.scenario!r} — horizon {roll.config.horizon_h} h, "
+        f"step {roll.config.step_h} h, {summary['method']}"
+    )
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_row("committed span (h)", f"{roll.span_h}")
@@ -89,8 +99,10 @@ def _table(roll: RollingResult) -> Table:
     if roll.water_budget_l is not None:
         met = "met" if summary["budget_met"] else "EXCEEDED"
         table.add_row("water budget of the span (l)", f"{roll.water_budget_l:,.1f} ({met})")
-    table.add_row("solve time per window (s), mean / max",
-                  f"{summary['solve_seconds_mean']:.3f} / {summary['solve_seconds_max']:.3f}")
+    table.add_row(
+        "solve time per window (s), mean / max",
+        f"{summary['solve_seconds_mean']:.3f} / {summary['solve_seconds_max']:.3f}",
+    )
     table.add_row("build time, all windows (s)", f"{summary['build_seconds_total']:.2f}")
     table.add_row("wall time (s)", f"{summary['wall_seconds']:.2f}")
     return table
@@ -131,9 +143,15 @@ def run_rolling(
     rolling.span_hours(scen)  # a --days longer than the scenario fails before any solve
     say = say_console(json_out)
     n_windows = -(-rolling.span_hours(scen) // rolling.step_h)
-    with Progress(TextColumn("[bold]rolling[/]"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-                  console=say, transient=False) as bar:
+    with Progress(
+        TextColumn("[bold]rolling[/]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        console=say,
+        transient=False,
+    ) as bar:
         task = bar.add_task("windows", total=n_windows, note="")
 
         def progress(done: int, total: int, window: RollingWindow) -> None:

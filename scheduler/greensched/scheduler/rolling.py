@@ -122,7 +122,8 @@ class RollingConfig:
                 "only commit hours it planned; expected --step <= --horizon"
             )
         if self.days is not None and (
-            isinstance(self.days, bool) or not isinstance(self.days, int | np.integer)
+            isinstance(self.days, bool)
+            or not isinstance(self.days, int | np.integer)
             or self.days < 1
         ):
             raise GreenSchedError(f"--days {self.days!r}: expected a whole number of days >= 1")
@@ -287,8 +288,10 @@ class RollingResult:
     @property
     def is_ok(self) -> bool:
         """True when every window was optimal and the whole span is committed."""
-        return bool(self.windows) and all(w.is_ok for w in self.windows) and (
-            self.windows[-1].commit_end_hour == self.span_h
+        return (
+            bool(self.windows)
+            and all(w.is_ok for w in self.windows)
+            and (self.windows[-1].commit_end_hour == self.span_h)
         )
 
     @property
@@ -368,9 +371,9 @@ class RollingResult:
             "water_budget_l": budget,
             "water_least_l": self.water_least_l,
             "water_l": self.water_l,
-            "budget_met": None if budget is None else bool(
-                self.water_l <= budget * (1 + 1e-7) + 1e-9
-            ),
+            "budget_met": None
+            if budget is None
+            else bool(self.water_l <= budget * (1 + 1e-7) + 1e-9),
             "objective": self.objective,
             "weighted_usd": self.weighted_usd,
             "carbon_kg": float(sum(w.carbon_kg for w in self.windows if w.is_ok)),
@@ -405,9 +408,7 @@ def _commit_window(
     """Record window ``window``'s first ``commit`` hours in ``roll`` and its costs."""
     assert result.allocation is not None and result.dc_hourly is not None
     s = window.start_hour
-    x = result.allocation.transpose("area", "dc", "query_type", "hour").isel(
-        hour=slice(0, commit)
-    )
+    x = result.allocation.transpose("area", "dc", "query_type", "hour").isel(hour=slice(0, commit))
     alloc[..., s : s + commit] = x.values
     grid = result.dc_hourly.set_index(["dc", "hour"])["grid_kw"].to_xarray().reindex(dc=sub.dcs)
     costs = hourly_costs(sub, result.allocation, grid, roll.plan_config)
@@ -415,8 +416,9 @@ def _commit_window(
     flows = result.dc_hourly[result.dc_hourly["hour"] < commit].copy()
     window.objective = {c: float(costs[c].sum()) for c in costs.columns if c.endswith("_usd")}
     if roll.weights:  # weighted mode (lexicographic plans have no weighted objective)
-        window.weighted_usd = float(sum(roll.weights[k] * window.objective[f"{k}_usd"]
-                                        for k in OBJECTIVES))
+        window.weighted_usd = float(
+            sum(roll.weights[k] * window.objective[f"{k}_usd"] for k in OBJECTIVES)
+        )
     window.water_committed_l = float(flows["water_l"].sum())
     window.carbon_kg = float(flows["carbon_kg"].sum())
     ds = sub.ds
@@ -436,14 +438,12 @@ def _commit_window(
             continue
         da = result.duals[fam].isel(hour=slice(0, commit))
         da = da.assign_coords(hour=np.arange(s, s + commit, dtype=np.int64))
-        roll.duals[fam] = da if fam not in roll.duals else xr.concat(
-            [roll.duals[fam], da], dim="hour"
+        roll.duals[fam] = (
+            da if fam not in roll.duals else xr.concat([roll.duals[fam], da], dim="hour")
         )
     water_dual = result.duals.get("water")
     if water_dual is not None and water_dual.size:
-        window.water_price_usd_per_l = max(
-            0.0, -float(np.nan_to_num(water_dual.values.ravel()[0]))
-        )
+        window.water_price_usd_per_l = max(0.0, -float(np.nan_to_num(water_dual.values.ravel()[0])))
     else:  # a decomposed window: the coordinated water price μ
         window.water_price_usd_per_l = max(
             0.0, float(getattr(result, "water_price_usd_per_l", 0.0) or 0.0)
@@ -489,8 +489,15 @@ def plan_rolling(
             raise InfeasibleError(
                 f"infeasible: the water budget of hours 0-{span - 1} ({budget_span:.6g} l) is "
                 f"below the least water they can be served with ({rule.least_total_l:.6g} l)",
-                [{"family": "water", "where": {}, "shortfall": rule.least_total_l - budget_span,
-                  "unit": "l", "limit": budget_span}],
+                [
+                    {
+                        "family": "water",
+                        "where": {},
+                        "shortfall": rule.least_total_l - budget_span,
+                        "unit": "l",
+                        "limit": budget_span,
+                    }
+                ],
             )
     roll = RollingResult(
         scenario=scen.name,
@@ -517,10 +524,17 @@ def plan_rolling(
         sub = window_scenario(scen, s, e, budget)
         result = _solve(sub, cfg, rcfg.decompose)
         window = RollingWindow(
-            index=index, start_hour=s, end_hour=e, commit_end_hour=s + commit,
-            start_utc=sub.start, status=result.status.value, water_budget_l=budget,
-            build_s=float(result.build_seconds), solve_s=float(result.solve_s),
-            method=str(getattr(result, "method", "monolithic")), message=result.message,
+            index=index,
+            start_hour=s,
+            end_hour=e,
+            commit_end_hour=s + commit,
+            start_utc=sub.start,
+            status=result.status.value,
+            water_budget_l=budget,
+            build_s=float(result.build_seconds),
+            solve_s=float(result.solve_s),
+            method=str(getattr(result, "method", "monolithic")),
+            message=result.message,
         )
         if rcfg.decompose is not None:
             window.gap_relative = float(getattr(result, "gap_relative", float("nan")))

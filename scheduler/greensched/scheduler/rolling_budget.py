@@ -29,9 +29,7 @@ __all__ = [
 ]
 
 
-def window_scenario(
-    scen: Scenario, start: int, end: int, water_budget_l: float | None
-) -> Scenario:
+def window_scenario(scen: Scenario, start: int, end: int, water_budget_l: float | None) -> Scenario:
     """Hours ``[start, end)`` of ``scen`` as a scenario of its own (hours renumbered from 0,
     ``start`` moved to the window's first hour, the given water budget)."""
     ds = scen.ds.isel(hour=slice(start, end)).assign_coords(
@@ -149,8 +147,11 @@ class WaterRule:
         if end >= self.span:
             return max(0.0, r)
         total = float(self._load[start])
-        share = float(self._load[start] - self._load[end]) / total if total > 0 else (
-            (end - start) / (self.span - start))
+        share = (
+            float(self._load[start] - self._load[end]) / total
+            if total > 0
+            else ((end - start) / (self.span - start))
+        )
         floor = float(self._least[start] - self._least[end])
         cap = r - float(self._least[end])
         return max(0.0, min(max(r * share, floor), cap))

@@ -54,21 +54,56 @@ __all__ = [
     "write_rolling",
 ]
 
-ALLOCATION_COLUMNS = ("hour", "time_utc", "area", "query_type", "dc", "tz", "time_local",
-                      "window", "fraction")
-DC_HOURLY_COLUMNS = ("hour", "time_utc", "dc", "tz", "time_local", "window", "it_kw",
-                     "facility_kw", "grid_kw", "renewable_used_kw", "water_l", "carbon_kg",
-                     "energy_usd", "carbon_usd")
-_SCALAR_WINDOW_KEYS = ("window", "start_hour", "end_hour", "commit_end_hour", "start_utc",
-                       "status", "method", "water_budget_l", "water_planned_l",
-                       "water_committed_l", "water_price_usd_per_l", "weighted_usd",
-                       "carbon_kg", "build_seconds", "solve_seconds", "wall_seconds",
-                       "gap_relative", "rounds")
+ALLOCATION_COLUMNS = (
+    "hour",
+    "time_utc",
+    "area",
+    "query_type",
+    "dc",
+    "tz",
+    "time_local",
+    "window",
+    "fraction",
+)
+DC_HOURLY_COLUMNS = (
+    "hour",
+    "time_utc",
+    "dc",
+    "tz",
+    "time_local",
+    "window",
+    "it_kw",
+    "facility_kw",
+    "grid_kw",
+    "renewable_used_kw",
+    "water_l",
+    "carbon_kg",
+    "energy_usd",
+    "carbon_usd",
+)
+_SCALAR_WINDOW_KEYS = (
+    "window",
+    "start_hour",
+    "end_hour",
+    "commit_end_hour",
+    "start_utc",
+    "status",
+    "method",
+    "water_budget_l",
+    "water_planned_l",
+    "water_committed_l",
+    "water_price_usd_per_l",
+    "weighted_usd",
+    "carbon_kg",
+    "build_seconds",
+    "solve_seconds",
+    "wall_seconds",
+    "gap_relative",
+    "rounds",
+)
 
 
-def _stamp_columns(
-    roll: RollingResult, hour: np.ndarray, dc: np.ndarray
-) -> dict[str, np.ndarray]:
+def _stamp_columns(roll: RollingResult, hour: np.ndarray, dc: np.ndarray) -> dict[str, np.ndarray]:
     """time_utc, tz and time_local of rows at (hour, dc)."""
     dcs = list(roll.zones)
     pos = pd.Series(np.arange(len(dcs)), index=dcs)
@@ -119,8 +154,11 @@ def committed_duals_frame(roll: RollingResult) -> pd.DataFrame:
     if roll.water_price is not None and roll.water_budget_l is not None:
         committed = roll.window_of_hour >= 0
         hours = np.flatnonzero(committed)
-        parts.append(pd.DataFrame({"family": "water", "hour": hours,
-                                   "dual": -roll.water_price.values[hours]}))
+        parts.append(
+            pd.DataFrame(
+                {"family": "water", "hour": hours, "dual": -roll.water_price.values[hours]}
+            )
+        )
     if not parts:
         return pd.DataFrame(columns=cols)
     out = pd.concat(parts, ignore_index=True)
@@ -147,18 +185,20 @@ def plan_json(roll: RollingResult) -> dict[str, object]:
     else:
         out["order"] = list(cfg.order)
         out["epsilon"] = cfg.epsilon
-    out.update({
-        "objective": roll.objective,
-        "carbon_kg": total("carbon_kg"),
-        "water_l": total("water_l"),
-        "grid_kwh": total("grid_kw"),
-        "it_kwh": total("it_kw"),
-        "solver": cfg.solver,
-        "solve_seconds": float(sum(w.solve_s for w in roll.windows)),
-        "phases": [],
-        "method": "rolling",
-        "rolling": "rolling.json",
-    })
+    out.update(
+        {
+            "objective": roll.objective,
+            "carbon_kg": total("carbon_kg"),
+            "water_l": total("water_l"),
+            "grid_kwh": total("grid_kw"),
+            "it_kwh": total("it_kw"),
+            "solver": cfg.solver,
+            "solve_seconds": float(sum(w.solve_s for w in roll.windows)),
+            "phases": [],
+            "method": "rolling",
+            "rolling": "rolling.json",
+        }
+    )
     if roll.message:
         out["message"] = roll.message
     return out
@@ -169,14 +209,16 @@ def write_rolling(roll: RollingResult, directory: str | Path) -> Path:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     summary = roll.summary()
-    (out / "rolling.json").write_text(json.dumps(jsonable(summary), indent=2) + "\n",
-                                      encoding="utf-8")
+    (out / "rolling.json").write_text(
+        json.dumps(jsonable(summary), indent=2) + "\n", encoding="utf-8"
+    )
     windows = pd.DataFrame([{k: w[k] for k in _SCALAR_WINDOW_KEYS} for w in summary["windows"]])
     for key in ("energy_usd", "carbon_usd", "delay_usd", "total_usd"):
         windows[key] = [w["objective"].get(key, np.nan) for w in summary["windows"]]
     windows.to_csv(out / "windows.csv", index=False)
-    (out / "plan.json").write_text(json.dumps(jsonable(plan_json(roll)), indent=2) + "\n",
-                                   encoding="utf-8")
+    (out / "plan.json").write_text(
+        json.dumps(jsonable(plan_json(roll)), indent=2) + "\n", encoding="utf-8"
+    )
     if roll.windows:
         committed_allocation_frame(roll).to_csv(out / "committed_allocation.csv", index=False)
         committed_dc_hourly_frame(roll).to_csv(out / "committed_dc_hourly.csv", index=False)

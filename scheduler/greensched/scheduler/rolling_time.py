@@ -183,8 +183,12 @@ def _zones_from_config(path: Path, dcs: list[str]) -> dict[str, DCZone]:
             located = [a for a in areas if "latitude" in a and "longitude" in a]
             pool = sorted(
                 located,
-                key=lambda a: _km(float(node["latitude"]), float(node["longitude"]),
-                                  float(a["latitude"]), float(a["longitude"])),
+                key=lambda a: _km(
+                    float(node["latitude"]),
+                    float(node["longitude"]),
+                    float(a["latitude"]),
+                    float(a["longitude"]),
+                ),
             )[:1]
         for area in pool:
             zone = _zone_of(area, area_defaults)
