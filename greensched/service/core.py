@@ -118,7 +118,8 @@ class GreenSchedService:
             self.store = OutcomeStore.open(config.store,
                                            busy_timeout_s=config.store_busy_timeout_s)
         self._recent: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
-        self.assigned_counts = np.zeros(len(scen.dcs), dtype=np.int64)
+        self._dcs = list(scen.dcs)  # the property goes through xarray's index each time
+        self.assigned_counts = np.zeros(len(self._dcs), dtype=np.int64)
         self.started_monotonic = time.monotonic()
         self.metrics = Metrics(self)
         self.batcher = MicroBatcher(self._process, window_s=config.batch_window_s,
@@ -426,10 +427,10 @@ class GreenSchedService:
         if unplaced.size:
             for r, cnt in zip(*np.unique(unplaced, return_counts=True), strict=True):
                 m.unplaced.labels(str(r)).inc(int(cnt))
-        counts = np.bincount(choice[choice >= 0], minlength=len(self.scenario.dcs))
+        counts = np.bincount(choice[choice >= 0], minlength=len(self._dcs))
         self.assigned_counts += counts
         for dpos in np.flatnonzero(counts).tolist():
-            m.assigned.labels(self.scenario.dcs[dpos]).inc(int(counts[dpos]))
+            m.assigned.labels(self._dcs[dpos]).inc(int(counts[dpos]))
         remember = self.config.remember_jobs
         if remember:
             recent = self._recent
@@ -462,7 +463,7 @@ class GreenSchedService:
         def clean(arr: np.ndarray) -> list[float | None]:
             return [None if math.isnan(x) else x for x in arr.tolist()]
 
-        dcs = self.scenario.dcs
+        dcs = self._dcs
         dc_names = [dcs[c] if c >= 0 else None for c in choice.tolist()]
         values = [clean(cols[c]) for c in ("predicted_energy_kwh", "predicted_service_s",
                                             "carbon_kg", "cost_usd", "score", "propensity")]
