@@ -145,6 +145,20 @@ print(h.getInfo().objective_function_value)
 """
 
 
+_OLD_PATH = """
+import sys
+import greensched.cli.main
+import greensched.scheduler as sched
+from greensched.scheduler.planner import PlanConfig, PlanSession
+def linopy_plan(scen, cfg=None):
+    cfg = cfg or PlanConfig()
+    return PlanSession(scen, delay=cfg.delay_options()).solve(cfg)
+sched.plan = linopy_plan
+sys.argv = ["greensched", "plan", sys.argv[1]]
+greensched.cli.main.main()
+"""
+
+
 def _proc_seconds(cmd: list[str]) -> float:
     import subprocess
 
@@ -189,6 +203,12 @@ def report_whole_process(directory: Path, repeat: int) -> None:
                 str(directory),
             ],
             "greensched plan": [exe, "plan", str(directory)],
+            "old path: every command module + linopy build": [
+                sys.executable,
+                "-c",
+                _OLD_PATH,
+                str(directory),
+            ],
             "greensched plan --out (csv)": [exe, "plan", str(directory), "--out", tmp + "/o"],
         }
         samples: dict[str, list[float]] = {k: [] for k in runs}
@@ -219,6 +239,20 @@ def report_tables(size: int) -> None:
             print(
                 f"  {size}x{size}x5x24 plan, {rows} allocation rows: write {fmt:8s} "
                 f"{secs:6.2f} s, {size_mb:6.1f} MiB"
+            )
+        # every (hour, area, query_type, dc) cell as a row: the format's cost at ~1M rows
+        every = result.allocation_frame(threshold=-1.0)
+        for fmt in ("csv", "parquet"):
+            path = Path(tmp) / f"every.{fmt}"
+            t0 = time.perf_counter()
+            if fmt == "csv":
+                every.to_csv(path, index=False)
+            else:
+                every.to_parquet(path, index=False)
+            secs = time.perf_counter() - t0
+            print(
+                f"  every cell ({len(every)} rows): write {fmt:8s} {secs:6.2f} s, "
+                f"{path.stat().st_size / 2**20:6.1f} MiB"
             )
 
 
