@@ -87,6 +87,14 @@ _JOBS = sa.Table("ledger_jobs", _MD,
                  sa.Index("ledger_jobs_status_hour", "status", "hour"))
 
 
+_SQLITE_INSERT_JOB = ("INSERT INTO ledger_jobs (job_id, fingerprint, hour, dc, ticks, status, "
+                      "result, created_unix_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_SQLITE_INSERT_USAGE = ("INSERT OR IGNORE INTO ledger_usage (hour, dc, resource, capacity_ticks, "
+                        "used_ticks) VALUES (?, ?, ?, ?, 0)")
+_SQLITE_TAKE = ("UPDATE ledger_usage SET used_ticks = used_ticks + ? WHERE hour = ? AND dc = ? "
+                "AND resource = ? AND used_ticks + ? <= capacity_ticks")
+
+
 class LedgerError(GreenSchedError):
     """The durable ledger cannot be opened or does not fit the scenario."""
 
@@ -378,14 +386,57 @@ class DurableLedger:
                         delta[key] = delta.get(key, 0) + int(t)
         try:
             with self._tx() as conn:
-                try:
-                    conn.execute(_JOBS.insert(), jobs)
-                except sa.exc.IntegrityError as exc:
-                    raise JobIdRace() from exc
-                created = self._apply(conn, delta, sign=1)
+                if self.dialect == "sqlite":
+                    created = self._commit_sqlite(conn, jobs, delta)
+                else:
+                    try:
+                        conn.execute(_JOBS.insert(), jobs)
+                    except sa.exc.IntegrityError as exc:
+                        raise JobIdRace() from exc
+                    created = self._apply(conn, delta, sign=1)
         except sa.exc.IntegrityError as exc:  # pragma: no cover - raised above
             raise JobIdRace() from exc
         self._known_keys.update(created)
+
+    def _commit_sqlite(self, conn: Connection, jobs: list[dict[str, Any]],
+                       delta: Mapping[tuple[int, str, int], int]) -> list[tuple[int, str, int]]:
+        """:meth:`commit`'s statements on SQLite through the driver's cursor, inside the same
+        ``BEGIN IMMEDIATE`` transaction: the same SQL as :meth:`_apply` (usage rows inserted
+        once with ``INSERT OR IGNORE``, then one executemany of the conditional update, keys in
+        order, summed row count), without building SQLAlchemy statements per batch, which cost
+        more than SQLite's own work (~2 ms CPU per batch, under the interpreter lock)."""
+        import sqlite3
+
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        cur = raw.cursor()
+        try:
+            try:
+                cur.executemany(_SQLITE_INSERT_JOB, [
+                    (j["job_id"], j["fingerprint"], j["hour"], j["dc"], j["ticks"], j["status"],
+                     j["result"], j["created_unix_s"]) for j in jobs])
+            except sqlite3.IntegrityError as exc:
+                raise JobIdRace() from exc
+            keys = sorted(delta)
+            created = [key for key in keys if key not in self._known_keys]
+            if created:
+                cur.executemany(_SQLITE_INSERT_USAGE, [
+                    (h, d, self.resources[k], int(self._capacity[h, self._dc_pos[d], k]))
+                    for h, d, k in created])
+            if keys:
+                cur.executemany(_SQLITE_TAKE, [
+                    (int(delta[key]), key[0], key[1], self.resources[key[2]], int(delta[key]))
+                    for key in keys])
+                if cur.rowcount != len(keys):
+                    raise CapacityConflict([h for h, _, _ in keys])
+        except sqlite3.OperationalError as exc:  # locked, disk: as SQLAlchemy's errors are
+            if not _is_busy(exc):
+                raise
+            raise LedgerBusy(f"the ledger {self.url} is busy or unavailable ({exc}); retry "
+                             "shortly") from exc
+        finally:
+            cur.close()
+        return created
 
     def _apply(self, conn: Connection, delta: Mapping[tuple[int, str, int], int],
                sign: int) -> list[tuple[int, str, int]]:
