@@ -43,6 +43,8 @@ TOUR: dict[str, tuple[list[str], bool]] = {
         (["plan {S} --coefficients coefficients.csv"], False),
     "greensched plan SCENARIO --decompose hours --workers 2":
         (["plan {S} --decompose hours --workers 1"], False),
+    "greensched plan SCENARIO --out out/ --tables parquet":
+        (["plan {S} --out pq/ --tables parquet"], False),
     "greensched plan SCENARIO --rolling --horizon 24 --step 1 --days 3 --out roll/":
         (["plan {S} --rolling --horizon 2 --step 1 --out roll/"], False),
     "greensched plan SCENARIO --delay-model per_query": (["plan {S} --delay-model per_query"],
