@@ -145,3 +145,59 @@ def test_warm_start_continues_from_current_adapters(
     loaded.fit(dataset, warm_start=True)
     moved = max(float(np.abs(_lora_state(loaded)[k] - before[k]).max()) for k in before)
     assert moved > 1e-4
+
+
+def test_cached_training_matches_the_full_forward(make: Callable[..., BasePredictor],
+                                                  dataset: pd.DataFrame) -> None:
+    """Training on cached lower-layer activations gives the loss *and* the adapter gradients
+    of the full forward pass (so the cache cuts nothing off from the loss)."""
+    import torch
+
+    from greensched.predictor.dataset import validate_dataset
+    from greensched.predictor.lora_train import _Data, _forward, clear_shared_cache, loss_of
+
+    model = make("lora", lora_layers=1, epochs=1, max_steps=3, head_warmup_epochs=2)
+    assert isinstance(model, LoraPredictor)
+    model.fit(dataset)
+    model._make_trainable()  # unmerged adapters, as in training
+    net = model.net_.eval()  # no dropout: both paths must agree exactly
+    torch.manual_seed(3)
+    for n, p in net.named_parameters():
+        if "lora_B" in n:
+            p.data.normal_(std=0.5)  # adapters that matter
+    rows = validate_dataset(dataset, model.dcs_).iloc[:24].reset_index(drop=True)
+    clear_shared_cache()
+    cached, plain = _Data(model, rows), _Data(model, rows)
+    cached.cache(net, 1, True, 8, dtype=torch.float32)
+    plain.cache(net, 1, False, 8)
+    assert cached.hidden is not None and plain.hidden is None
+    idx = torch.arange(len(rows))
+    out: list[tuple[float, list[torch.Tensor]]] = []
+    for d in (cached, plain):
+        net.zero_grad(set_to_none=True)
+        loss = loss_of(model.config, _forward(model, d, idx, 1), d.z[idx], d.act[idx])
+        loss.backward()
+        grads = [p.grad.clone() for n, p in net.named_parameters() if "lora_B" in n]
+        out.append((float(loss.detach()), grads))
+    assert abs(out[0][0] - out[1][0]) < 1e-5
+    assert out[0][1] and all(float(g.abs().max()) > 0 for g in out[0][1])
+    for a, b in zip(out[0][1], out[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_variants_share_the_cached_activations(make: Callable[..., BasePredictor],
+                                               dataset: pd.DataFrame) -> None:
+    """A frozen fit after a lora fit on the same rows reuses its cached embeddings and gives
+    exactly the model a fit from scratch gives."""
+    from greensched.predictor.lora_train import clear_shared_cache
+
+    clear_shared_cache()
+    alone = make("lora", freeze_base=True, head_warmup_epochs=5).fit(dataset)
+    assert alone.metrics_["history"]["cache"]["shared_hits"] == 0
+    clear_shared_cache()
+    make("lora", epochs=1, max_steps=2, head_warmup_epochs=2).fit(dataset)
+    shared = make("lora", freeze_base=True, head_warmup_epochs=5).fit(dataset)
+    assert shared.metrics_["history"]["cache"]["shared_hits"] == 2  # training and validation
+    pd.testing.assert_frame_equal(alone.predict_frame(dataset.iloc[:8]),
+                                  shared.predict_frame(dataset.iloc[:8]), check_exact=True)
+    clear_shared_cache()

@@ -5,12 +5,17 @@ Three phases, each recorded in the training history (``metrics_["history"]``):
 1. **Cache.**  One no-grad pass over the training and validation prompts stores, per row, the
    hidden states *below* the first adapted layer (``lora_layers`` top layers adapt; the
    layers under them are frozen, so their outputs never change) and the pooled output of the
-   untouched model.  Stored as float16 (halves memory; the upper layers run in float32) unless
-   that would exceed ``cache_max_mb``, in which case every step runs the full encoder.
+   untouched model.  Stored as float32 (exact) when that fits in ``cache_max_mb``, else as
+   float16 (the upper layers still run in float32), else not at all (every step runs the full
+   encoder).  A fresh fit's cache is also kept process-wide (:data:`SHARED_CACHE_ENTRIES`
+   row sets, keyed by base model and token ids), so that fitting the other variant on the
+   same rows (as the comparison does) does not encode them again.
 2. **Head warm-up** ("linear probing, then fine-tuning"): the heads alone, on the cached pooled
    embeddings (exact: LoRA starts as the identity), for up to ``head_warmup_epochs`` epochs
-   with early stopping.  With ``freeze_base`` this is the whole training: the result is the
-   frozen base model + an MLP head, named variant ``"frozen"``.
+   with early stopping.  The heads are initialised from the seed alone (:func:`reset_heads`),
+   so both variants warm up to the *same* model on the same rows.  With ``freeze_base``
+   this is the whole training: the result is the frozen base model + an MLP head, named
+   variant ``"frozen"``.
 3. **Joint fine-tuning** (variant ``"lora"``): the LoRA matrices and the heads together with
    AdamW; the adapters at ``learning_rate``, the already fitted heads at
    ``head_learning_rate × finetune_head_lr_scale`` so that the first steps do not undo the
@@ -25,6 +30,8 @@ Three phases, each recorded in the training history (``metrics_["history"]``):
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import time
 from typing import Any
@@ -34,7 +41,10 @@ import pandas as pd
 
 from greensched.predictor.lora_net import encoder_layers, pinball, split_outputs
 
-__all__ = ["adapter_norm", "fit_lora", "loss_of"]
+log = logging.getLogger(__name__)
+
+__all__ = ["SHARED_CACHE_ENTRIES", "adapter_norm", "clear_shared_cache", "fit_lora", "loss_of",
+           "reset_heads"]
 
 
 def loss_of(cfg: Any, o: Any, z: Any, a: Any) -> Any:
@@ -56,6 +66,24 @@ def adapter_norm(net: Any) -> float:
         if "lora_B" in name:
             total += float((p.detach().double() ** 2).sum())
     return math.sqrt(total)
+
+
+#: Entries kept in the process-wide activation cache (each: one row set's cached states).
+SHARED_CACHE_ENTRIES = 2
+_SHARED: dict[Any, tuple[Any, Any]] = {}
+
+
+def clear_shared_cache() -> None:
+    """Drop every cached activation of :data:`_SHARED`."""
+    _SHARED.clear()
+
+
+def _digest(*tensors: Any) -> str:
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _trim(ids: Any, mask: Any) -> tuple[Any, Any]:
@@ -80,9 +108,28 @@ class _Data:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def cache(self, net: Any, start: int, keep_hidden: bool, bs: int) -> None:
+    def cache(self, net: Any, start: int, keep_hidden: bool, bs: int,
+              shared_key: Any = None, dtype: Any = None) -> bool:
+        """Fill ``hidden`` (states after ``start`` layers, stored as ``dtype``, default
+        float16; only with ``keep_hidden``)
+        and ``pooled`` (output of the whole encoder).  With ``shared_key`` (a fresh, untouched
+        encoder) the result is looked up in / stored to the process-wide :data:`_SHARED` cache,
+        so that fits of different variants on the same rows encode them once; returns whether
+        it came from there."""
         import torch
 
+        dtype = torch.float16 if dtype is None else dtype
+        key = None
+        if shared_key is not None:
+            key = (shared_key, (start, str(dtype)) if keep_hidden else None,
+                   _digest(self.ids, self.mask))
+            hit = _SHARED.get(key) or (None if keep_hidden else next(
+                (v for k, v in _SHARED.items() if k[0] == shared_key and k[2] == key[2]),
+                None))
+            if hit is not None:
+                self.hidden = hit[0] if keep_hidden else None
+                self.pooled = hit[1]
+                return True
         hid, pooled = [], []
         net.eval()
         with torch.no_grad():
@@ -92,10 +139,15 @@ class _Data:
                 if keep_hidden:
                     pad = self.ids.shape[1] - h.shape[1]
                     h = torch.nn.functional.pad(h, (0, 0, 0, pad)) if pad else h
-                    hid.append(h.to(torch.float16))
+                    hid.append(h.to(dtype))
                 pooled.append(p)
         self.hidden = torch.cat(hid) if keep_hidden else None
         self.pooled = torch.cat(pooled)
+        if key is not None:
+            _SHARED[key] = (self.hidden, self.pooled)
+            while len(_SHARED) > SHARED_CACHE_ENTRIES:
+                del _SHARED[next(iter(_SHARED))]
+        return False
 
 
 def _forward(model: Any, d: _Data, idx: Any, start: int) -> Any:
@@ -133,6 +185,24 @@ def _head_state(net: Any) -> dict[str, Any]:
 def _trainable_state(net: Any) -> dict[str, Any]:
     names = {n for n, p in net.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in net.state_dict().items() if k in names}
+
+
+def reset_heads(net: Any, seed: int) -> None:
+    """Initialise the heads from ``seed`` alone (not from whatever random numbers creating the
+    adapters used up), so that both variants start the head warm-up from the same heads and,
+    on the same rows, warm up to the same model: the ``lora`` variant's epoch 0 *is* the
+    ``frozen`` model, and fine-tuning is compared against exactly that."""
+    import torch
+    from torch import nn
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for name, module in net.named_modules():
+            if name.startswith("encoder") or not name:
+                continue
+            if isinstance(module, nn.Linear | nn.LayerNorm):
+                module.reset_parameters()
+        nn.init.zeros_(net.out.bias)
 
 
 def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict[str, Any]:
@@ -241,6 +311,10 @@ def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
             if va is not None:
                 vloss = _val_loss(model, va, start)
                 history["val_loss"].append(vloss)
+                log.info("LoRA fine-tuning epoch %d: train loss %.5g, validation loss %.5g "
+                         "(start %.5g), %.1f samples/s", epoch, history["train_loss"][-1],
+                         vloss, history["start_val_loss"],
+                         step * c.batch_size / (time.perf_counter() - t0))
                 if vloss < best - 1e-6:
                     best, bad, best_epoch = vloss, 0, epoch
                     best_state = _trainable_state(net)
@@ -279,16 +353,28 @@ def fit_lora(model: Any, train: pd.DataFrame, val: pd.DataFrame | None,
     tr = _Data(model, train)
     va = _Data(model, val) if val is not None else None
     hidden = net.encoder.config.hidden_size if hasattr(net.encoder, "config") else 0
-    cache_mb = 2.0 * (len(tr) + (len(va) if va else 0)) * tr.ids.shape[1] * hidden / 2**20
+    import torch
+
+    # float32 (exact) when it fits in cache_max_mb, else float16 (half the memory)
+    cache_mb = 4.0 * (len(tr) + (len(va) if va else 0)) * tr.ids.shape[1] * hidden / 2**20
+    dtype = torch.float32 if cache_mb <= c.cache_max_mb else torch.float16
+    if dtype == torch.float16:
+        cache_mb /= 2
     keep = (c.cache_activations and layers is not None and not c.freeze_base
             and cache_mb <= c.cache_max_mb)
-    for d in (tr, va):
-        if d is not None:
-            d.cache(net, start, keep, c.predict_batch_size)
+    # a fresh fit's encoder is the untouched base model (LoRA B = 0): its activations can be
+    # shared with other fits on the same rows (e.g. the lora and frozen variants)
+    shared = None if warm_start else (str(c.base_model or "default"), c.max_length)
+    hits = [d.cache(net, start, keep, c.predict_batch_size, shared, dtype)
+            for d in (tr, va) if d is not None]
     history["cache"] = {"hidden_cached": keep, "from_layer": start, "layers": n_layers,
                         "adapted_layers": 0 if c.freeze_base else adapt,
-                        "megabytes": cache_mb if keep else 0.0,
+                        "megabytes": cache_mb if keep else 0.0, "shared_hits": sum(hits),
+                        "dtype": str(dtype).replace("torch.", "") if keep else None,
                         "seconds": time.perf_counter() - t0}
+    if not warm_start:
+        reset_heads(net, c.seed)
+        torch.manual_seed(c.seed + 1)  # the warm-up's dropout stream, the same for both
     if c.freeze_base:
         epochs = max(c.head_warmup_epochs, 1) if not warm_start else max(c.epochs, 1)
         h = _warm_up_heads(model, tr, va, epochs)
