@@ -24,16 +24,13 @@ from greensched.cli.main import app
 runner = CliRunner()
 
 #: Command groups whose leaves may lack ``--json``, and why.
-NO_JSON: dict[str, str] = {
-    "experiment": "the experiment CLI (greensched/cli/experiment.py) is being reworked "
-                  "separately (issue 12 left it to its owner); it writes experiment.json and "
-                  "a Markdown report instead",
-}
+NO_JSON: dict[str, str] = {}
 #: Commands whose ``--json`` is checked through ``--help`` only here (too slow for a unit
 #: test: model training, the relocation frontier sweep, the SE-GLB experiment, scenario
 #: builds from the raw data, the closed loop, the registry/outcome commands tested elsewhere).
 HELP_ONLY = ("train", "relocation", "equity experiment", "scenario build", "loop",
-             "feedback retune", "feedback run", "feedback experiment")
+             "feedback retune", "feedback run", "feedback experiment", "experiment run",
+             "experiment report", "experiment ablations")
 
 
 def leaf_commands() -> dict[str, Any]:

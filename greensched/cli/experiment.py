@@ -16,12 +16,12 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from greensched.cli._app import app, console
+from greensched.cli._app import app, print_json, say_console
 from greensched.eval.experiment import (
     ExperimentError,
     experiment_kind,
@@ -69,10 +69,19 @@ def run_command(
     variants: Annotated[str | None, typer.Option(
         "--variants", help="Run only these variant labels (comma-separated; they must "
         "include the GreenSched and reference variants).")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable summary on stdout (progress on stderr).")] = False,
 ) -> None:
-    """Run an experiment file's seeds x variants (or, kind = "sweep", its sweeps)."""
+    """Run an experiment file's seeds x variants (or, kind = "sweep", its sweeps).
+
+    ``--json`` keys: ``kind`` ("experiment" or "sweep"), ``out``, ``report`` (path or null),
+    ``meta`` (the run's experiment.json: seeds, variants, engine, wall_s, ...).
+    """
+    console = say_console(json_out)
     if experiment_kind(experiment) == "sweep":
-        _run_sweep(experiment, out, workers, report)
+        meta, path = _run_sweep(experiment, out, workers, report, json_out)
+        if json_out:
+            print_json({"kind": "sweep", "out": out, "report": path, "meta": meta})
         return
     cfg = load_experiment(experiment)
     if scenario is not None:
@@ -99,12 +108,17 @@ def run_command(
                               command=_command_line())
     console.print(f"{cfg.seeds} seeds x {len(cfg.variants)} variants in {meta['wall_s']:.1f} s "
                   f"({meta['engine']}); results in {out}/results.parquet")
+    path = None
     if report is not None:
         path = write_report(out, report)
         console.print(f"report: {path}")
+    if json_out:
+        print_json({"kind": "experiment", "out": out, "report": path, "meta": meta})
 
 
-def _run_sweep(experiment: Path, out: Path, workers: int, report: Path | None) -> None:
+def _run_sweep(experiment: Path, out: Path, workers: int, report: Path | None,
+               json_out: bool) -> tuple[dict[str, Any], Path | None]:
+    console = say_console(json_out)
     exp = load_sweep_experiment(experiment)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, transient=False) as bar:
@@ -117,19 +131,32 @@ def _run_sweep(experiment: Path, out: Path, workers: int, report: Path | None) -
                                     progress=progress, command=_command_line())
     console.print(f"{len(exp.sweeps)} sweeps in {meta['wall_s']:.1f} s; results in "
                   f"{out}/sweeps.parquet")
+    path = None
     if report is not None:
-        console.print(f"report: {write_sweep_report(out, report)}")
+        path = write_sweep_report(out, report)
+        console.print(f"report: {path}")
+    return meta, path
 
 
 @experiment_app.command("report")
 def report_command(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by 'experiment run'.")],
     out: Annotated[Path | None, typer.Option("--out", help="Markdown file to write.")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable summary on stdout (progress on stderr).")] = False,
 ) -> None:
-    """Write the Markdown report and figures of an experiment run."""
+    """Write the Markdown report and figures of an experiment run.
+
+    ``--json`` keys: ``kind``, ``report`` (path), ``carbon_kg`` (per variant: mean, ci95;
+    empty for sweep runs).
+    """
+    console = say_console(json_out)
     meta_path = run_dir / "experiment.json"
     if meta_path.is_file() and '"kind": "sweep"' in meta_path.read_text(encoding="utf-8"):
-        console.print(f"report: {write_sweep_report(run_dir, out)}")
+        spath = write_sweep_report(run_dir, out)
+        console.print(f"report: {spath}")
+        if json_out:
+            print_json({"kind": "sweep", "report": spath, "carbon_kg": {}})
         return
     if not (run_dir / "results.parquet").is_file():
         raise ExperimentError(f"{run_dir}: results.parquet not found; run 'experiment run' first")
@@ -141,6 +168,10 @@ def report_command(
     for r in carbon.itertuples():
         console.print(f"{r.variant:24s} carbon {r.mean:.5g} ± {r.ci95:.2g} kg")
     console.print(f"report: {path}")
+    if json_out:
+        print_json({"kind": "experiment", "report": path,
+                    "carbon_kg": {str(r.variant): {"mean": r.mean, "ci95": r.ci95}
+                                  for r in carbon.itertuples()}})
 
 
 _PROMPT_NOTE = """Per seed: a twin dataset of the embedded default scenario ({n} jobs,
@@ -176,8 +207,14 @@ def ablations_command(
     only: Annotated[str | None, typer.Option(
         "--only", help="'prompt' or 'learning' (default both); the other is read from OUT if "
         "it is there.")] = None,
+    json_out: Annotated[bool, typer.Option(
+        "--json", help="Print a machine-readable summary on stdout (progress on stderr).")] = False,
 ) -> None:
-    """Ablations: shorter prompt context, continuous learning off (paired over seeds)."""
+    """Ablations: shorter prompt context, continuous learning off (paired over seeds).
+
+    ``--json`` keys: ``report`` (path), ``out``, ``tables`` (the parquet files written).
+    """
+    console = say_console(json_out)
     import pandas as pd
 
     from greensched.eval.experiment.ablations import (
@@ -218,3 +255,6 @@ def ablations_command(
                                  learning=frames["learning"], notes=notes,
                                  command=_command_line())
     console.print(f"report: {path}")
+    if json_out:
+        print_json({"report": path, "out": out,
+                    "tables": sorted(str(p) for p in out.glob("*.parquet"))})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -158,8 +159,11 @@ def test_quick_main_experiment_report(tmp_path: Path) -> None:
     md = tmp_path / "report.md"
     r = CliRunner().invoke(app, ["experiment", "run", str(MAIN), "--out", str(out), "--quick",
                                  "--seeds", "2", "--variants", QUICK_TEST_VARIANTS,
-                                 "--report", str(md)])
+                                 "--report", str(md), "--json"])
     assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # --json: the summary alone on stdout, progress on stderr
+    assert doc["kind"] == "experiment" and doc["report"] == str(md)
+    assert doc["meta"]["seeds"] == 2
     text = md.read_text(encoding="utf-8")
     pos = [text.index(s) for s in SECTIONS]
     assert pos == sorted(pos)
