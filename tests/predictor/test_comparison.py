@@ -78,3 +78,17 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     assert "Regenerate: `greensched x`" in text and "## Leave one DC out: dc003" in text
     assert "no GPU" in text and text.count("| lora-frozen |") == 3
     assert "leave one DC out: energy MAPE: **" in text
+
+
+def test_winners_name_exact_ties() -> None:
+    """A fine-tuned model that kept its frozen start ties with the frozen one: both named."""
+    from greensched.predictor.comparison import _winners
+
+    def res(mape: float, fit_s: float) -> dict[str, object]:
+        t = {"mape": mape, "coverage": 0.8}
+        return {"energy_kwh": t, "service_s": t, "fit_seconds": fit_s, "jobs_per_s": 10.0}
+
+    line = _winners("t", {"lora": res(0.03, 200.0), "lora-frozen": res(0.03, 30.0),
+                          "xgboost": res(0.05, 1.0)})
+    assert "energy MAPE: **lora = lora-frozen**" in line
+    assert "training time: **xgboost**" in line
