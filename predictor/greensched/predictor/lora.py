@@ -178,7 +178,7 @@ class LoraConfig(PredictorConfig):
     epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-4
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
@@ -191,7 +191,7 @@ class LoraConfig(PredictorConfig):
     lambda_service: float = 1.0
     lambda_action: float = 0.2
     lambda_quantile: float = 0.5
-    patience: int = 2
+    patience: int = 3
     max_length: int = 128
     prompt_fields: tuple[str, ...] | None = None
     predict_batch_size: int = 128
