@@ -233,3 +233,16 @@ def test_serve_prints_its_bound_address_then_serves(tmp_path: Path,
     assert info["pid"] == os.getpid() and "/v1/assign" in info["endpoints"]
     assert seen["healthz"] == 200
     assert "k" * 32 not in json.dumps(info)
+
+
+def test_native_stdout_goes_to_stderr_under_json(capfd: pytest.CaptureFixture[str]) -> None:
+    # HiGHS's MIP solver writes a line to descriptor 1 itself when given a start solution;
+    # under --json that would corrupt the document (seen in `experiment run --json`)
+    from greensched.cli._app import native_stdout_to_stderr
+
+    with native_stdout_to_stderr(True):
+        os.write(1, b"native line\n")
+    os.write(1, b"after\n")
+    out, err = capfd.readouterr()
+    assert "native line" in err and "native line" not in out
+    assert "after" in out

@@ -10,9 +10,11 @@ line on stderr and exit non-zero without a traceback:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -123,6 +125,30 @@ def print_json(obj: Any) -> None:
     """The one ``--json`` writer of every command: ``obj`` (made plain by :func:`json_value`)
     as indented, key-sorted JSON on stdout, and nothing else there."""
     typer.echo(json.dumps(json_value(obj), indent=2, sort_keys=True, allow_nan=False))
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr(active: bool = True) -> Iterator[None]:
+    """While active, file descriptor 1 points at stderr, so that text which native libraries
+    print straight to it (HiGHS's MIP solver prints a line when given a starting solution,
+    whatever its output options) cannot get into a ``--json`` document; worker processes
+    started inside inherit the redirection.  Python-level output (``sys.stdout``) is left
+    alone."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no real descriptor 1 (embedded interpreters): nothing to guard
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def say_console(json_out: bool) -> Console:

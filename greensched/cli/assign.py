@@ -28,6 +28,7 @@ from greensched.cli._app import (
     JsonOption,
     app,
     console,
+    native_stdout_to_stderr,
     print_json,
 )
 from greensched.errors import GreenSchedError
@@ -270,9 +271,10 @@ def assign(
 
     if (model is None) == (coefficients is None):
         raise GreenSchedError("give exactly one of --model and --coefficients")
-    result = assign_command(scenario, jobs, model, coefficients, mode, plan_dir, out, explore,
-                            epsilon, temperature, seed, sla_hard=sla_hard,
-                            sovereignty=sovereignty, risk=risk, time_limit_s=time_limit)
+    with native_stdout_to_stderr(json_out):
+        result = assign_command(scenario, jobs, model, coefficients, mode, plan_dir, out,
+                                explore, epsilon, temperature, seed, sla_hard=sla_hard,
+                                sovereignty=sovereignty, risk=risk, time_limit_s=time_limit)
     summary = result.summary()
     if json_out:
         print_json({**summary, "out": str(out)})

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from greensched.cli._app import app, print_json, say_console
+from greensched.cli._app import app, native_stdout_to_stderr, print_json, say_console
 from greensched.eval.experiment import (
     ExperimentError,
     experiment_kind,
@@ -104,8 +104,9 @@ def run_command(
             else:
                 bar.update(task, description=f"{cfg.name}: {what}")
 
-        meta = run_experiment(cfg, out, workers=workers, ray_address=ray, progress=progress,
-                              command=_command_line())
+        with native_stdout_to_stderr(json_out):
+            meta = run_experiment(cfg, out, workers=workers, ray_address=ray,
+                                  progress=progress, command=_command_line())
     console.print(f"{cfg.seeds} seeds x {len(cfg.variants)} variants in {meta['wall_s']:.1f} s "
                   f"({meta['engine']}); results in {out}/results.parquet")
     path = None
