@@ -71,33 +71,12 @@ def timed_protocol(request_timeout_s: float, max_connections: int,
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class TimedH11Protocol(H11Protocol):
-        _deadline: asyncio.TimerHandle | None = None
+    class TimedH11Protocol(_DeadlineMixin, H11Protocol):
+        _timeout_s = request_timeout_s
+        _max_connections = max_connections
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > max_connections:
-                log.warning("more than %d connections open; closing a new one",
-                            max_connections)
-                transport.close()
-                return
-            self._arm()
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(request_timeout_s, self._expired)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _expired(self) -> None:
-            self._deadline = None
-            if self.conn.their_state is not h11.DONE and not self.transport.is_closing():
-                log.info("closing a connection that did not send a whole request within %g s",
-                         request_timeout_s)
-                self.transport.close()
+        def _waiting(self) -> bool:
+            return bool(self.conn.their_state is not h11.DONE)
 
         def handle_events(self) -> None:
             super().handle_events()
@@ -109,11 +88,52 @@ def timed_protocol(request_timeout_s: float, max_connections: int,
             if not self.transport.is_closing():
                 self._arm()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
-
     return TimedH11Protocol
+
+
+class _DeadlineMixin:
+    """The deadline and connection bound shared by the timed h11 and httptools protocols:
+    checked on connect, armed by :meth:`_arm`, cancelled by :meth:`_disarm` and on close;
+    :meth:`_waiting` says whether the connection still owes a whole request."""
+
+    _timeout_s: float
+    _max_connections: int
+    _deadline: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    transport: asyncio.Transport
+
+    def _waiting(self) -> bool:  # pragma: no cover - each protocol defines it
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if len(self.connections) > self._max_connections:
+            log.warning("more than %d connections open; closing a new one",
+                        self._max_connections)
+            transport.close()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self._timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._waiting() and not self.transport.is_closing():
+            log.info("closing a connection that did not send a whole request within %g s",
+                     self._timeout_s)
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)  # type: ignore[misc]
 
 
 def _timed_httptools(request_timeout_s: float, max_connections: int
@@ -123,34 +143,13 @@ def _timed_httptools(request_timeout_s: float, max_connections: int
     being answered is never cut) and connection bound."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class TimedHttpToolsProtocol(HttpToolsProtocol):
-        _deadline: asyncio.TimerHandle | None = None
+    class TimedHttpToolsProtocol(_DeadlineMixin, HttpToolsProtocol):
+        _timeout_s = request_timeout_s
+        _max_connections = max_connections
         _answering = 0  # requests received whole and not yet answered
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if len(self.connections) > max_connections:
-                log.warning("more than %d connections open; closing a new one",
-                            max_connections)
-                transport.close()
-                return
-            self._arm()
-
-        def _arm(self) -> None:
-            self._disarm()
-            self._deadline = self.loop.call_later(request_timeout_s, self._expired)
-
-        def _disarm(self) -> None:
-            if self._deadline is not None:
-                self._deadline.cancel()
-                self._deadline = None
-
-        def _expired(self) -> None:
-            self._deadline = None
-            if self._answering == 0 and not self.transport.is_closing():
-                log.info("closing a connection that did not send a whole request within %g s",
-                         request_timeout_s)
-                self.transport.close()
+        def _waiting(self) -> bool:
+            return self._answering == 0
 
         def on_message_complete(self) -> None:
             # a request answered before it arrived whole (401, 413) leaves nothing to answer
@@ -165,10 +164,6 @@ def _timed_httptools(request_timeout_s: float, max_connections: int
             super().on_response_complete()
             if not self.transport.is_closing() and self._answering == 0:
                 self._arm()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            super().connection_lost(exc)
 
     return TimedHttpToolsProtocol
 
