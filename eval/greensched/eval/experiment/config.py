@@ -233,15 +233,21 @@ def _resolve(value: str | None, base: Path) -> str | None:
     return str(p)
 
 
-def load_experiment(path: str | Path) -> ExperimentConfig:
-    """Read and validate an experiment TOML file (errors name the file and field)."""
+def read_experiment_file(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML of an experiment file; a missing file or bad TOML names the file."""
     p = Path(path)
     if not p.is_file():
         raise ExperimentError(f"{p}: experiment file not found")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        return tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ExperimentError(f"{p}: invalid TOML ({exc})") from exc
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment TOML file (errors name the file and field)."""
+    p = Path(path)
+    raw = read_experiment_file(p)
     if raw.get("kind", "policies") != "policies":
         raise ExperimentError(f"{p}: kind {raw.get('kind')!r} is not a policy experiment "
                               "(kind = 'sweep' files are read by load_sweep_experiment)")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from greensched.eval.experiment.config import ExperimentError
+from greensched.eval.experiment.config import ExperimentError, read_experiment_file
 
 __all__ = [
     "LETTER_REFERENCE",
@@ -143,13 +142,10 @@ class SweepExperiment:
 
 def experiment_kind(path: str | Path) -> str:
     """``"sweep"`` or ``"policies"`` (the default) of an experiment file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ExperimentError(f"{p}: experiment file not found")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ExperimentError(f"{p}: invalid TOML ({exc})") from exc
+    return _kind_of(Path(path), read_experiment_file(path))
+
+
+def _kind_of(p: Path, raw: dict[str, Any]) -> str:
     kind = str(raw.get("kind", "policies"))
     if kind not in ("policies", "sweep"):
         raise ExperimentError(f"{p}: kind {kind!r} is not known; expected 'policies' or 'sweep'")
@@ -178,9 +174,9 @@ def load_sweep_experiment(path: str | Path) -> SweepExperiment:
     from greensched.eval.experiment.config import _resolve
 
     p = Path(path)
-    if experiment_kind(p) != "sweep":
+    raw = read_experiment_file(p)
+    if _kind_of(p, raw) != "sweep":
         raise ExperimentError(f"{p}: not a sweep experiment (kind = 'sweep' expected)")
-    raw = tomllib.loads(p.read_text(encoding="utf-8"))
     unknown = set(raw) - _TOP
     if unknown:
         raise ExperimentError(f"{p}: unknown key(s) {sorted(unknown)!r}; expected {sorted(_TOP)}")
