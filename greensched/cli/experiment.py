@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from greensched.cli._app import app, native_stdout_to_stderr, print_json, say_console
@@ -41,6 +42,12 @@ experiment_app = typer.Typer(
     help="Run experiments (seeds x policies, statistics) and write their reports.",
 )
 app.add_typer(experiment_app, name="experiment")
+
+
+def _bar(console: Console) -> Progress:
+    """The progress bar of the experiment commands (description, bar, done/total, time)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
 
 
 def _command_line() -> str | None:
@@ -94,8 +101,7 @@ def run_command(
         if seeds < 1:
             raise ExperimentError(f"--seeds {seeds!r} must be >= 1")
         cfg.seeds = seeds
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with _bar(console) as bar:
         task = bar.add_task(f"{cfg.name}", total=cfg.seeds * len(cfg.variants))
 
         def progress(done: int, total: int, what: str) -> None:
@@ -121,8 +127,7 @@ def _run_sweep(experiment: Path, out: Path, workers: int, report: Path | None,
                json_out: bool) -> tuple[dict[str, Any], Path | None]:
     console = say_console(json_out)
     exp = load_sweep_experiment(experiment)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with _bar(console) as bar:
         task = bar.add_task(exp.name, total=len(exp.sweeps) + (exp.profile is not None))
 
         def progress(done: int, total: int, what: str) -> None:
@@ -227,8 +232,7 @@ def ablations_command(
     if only not in (None, "prompt", "learning"):
         raise ExperimentError(f"--only {only!r}: expected 'prompt' or 'learning'")
     out.mkdir(parents=True, exist_ok=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=False) as bar:
+    with _bar(console) as bar:
         task = bar.add_task("ablations", total=None)
 
         def progress(done: int, total: int, what: str) -> None:
