@@ -146,3 +146,29 @@ def test_batch_problem_stops_at_the_lp_rounding_when_asked() -> None:
     choice, facts = solve_batch_problem(problem, start=start, full_milp=False, max_nodes=10)
     assert choice.tolist() == [1, 0, 0]
     assert facts["gap"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_milp_policies_stop_on_work_not_on_the_clock() -> None:
+    """Decisions must not depend on the machine's load: no wall-clock limit by default, and a
+    node limit that binds ends with the incumbent (HiGHS's node-limit status), not an error."""
+    from greensched.scheduler.batch_ip import build_batch_problem, solve_batch_problem
+    from greensched.scheduler.policies import BatchIPPolicy
+
+    assert GreenSchedPolicy().time_limit_s is None and GreenSchedPolicy().max_nodes == 20
+    assert BatchIPPolicy().time_limit_s is None and BatchIPPolicy().max_nodes == 20
+    rng = np.random.default_rng(3)  # a case where one node does not close the gap
+    m, d = 40, 6
+    score = rng.uniform(1.0, 2.0, (m, d))
+    usage = rng.integers(3, 9, (m, 1))
+    remaining = np.full((1, d, 1), int(usage.sum() / d * 0.9))
+    problem = build_batch_problem(score, np.ones((m, d), dtype=bool), np.zeros(m, dtype=np.int64),
+                                  usage, remaining, 1)
+    runs = [solve_batch_problem(problem, start=np.full(m, -1), time_limit_s=None,
+                                mip_rel_gap=0.0, max_nodes=1, restart=False, lp_rounding=False)
+            for _ in range(2)]
+    (c1, f1), (c2, f2) = runs
+    assert c1.tolist() == c2.tolist() and f1["objective"] == f2["objective"]
+    assert f1["status"] == "Solution limit reached" and 0 < f1["gap"] < 1e-3
+    placed = c1 >= 0
+    for dc in range(d):  # the capacity holds
+        assert usage[placed & (c1 == dc), 0].sum() <= remaining[0, dc, 0]

@@ -245,6 +245,7 @@ def solve_batch_problem(
     lp_rounding: bool = True,
     max_nodes: int | None = None,
     full_milp: bool = True,
+    restart: bool = True,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Solve with HiGHS; returns the chosen DC per job (-1 = unplaced) and solver facts.
 
@@ -258,7 +259,11 @@ def solve_batch_problem(
     MILP's branch-and-bound nodes: a limit in work rather than wall-clock time, so the result
     does not depend on the machine's load (``time_limit_s`` is then only a safety net).
     ``full_milp=False`` stops after step 2 (the LP rounding, or ``start`` if better) and reports
-    its gap to the LP bound: no branch and bound on the whole batch.
+    its gap to the LP bound: no branch and bound on the whole batch.  ``restart=False`` stops
+    HiGHS from restarting the root node after fixing columns (``mip_allow_restart``): on the
+    experiments' step problems the restarts repeated the root's cut rounds and took most of
+    the time without changing the incumbent, so a work limit (``max_nodes``) without restarts
+    bounds the time as well.
     """
     t0 = time.perf_counter()
     choice = problem.fixed.copy()
@@ -340,6 +345,7 @@ def solve_batch_problem(
     h.setOptionValue("mip_rel_gap", float(mip_rel_gap))
     if max_nodes is not None:
         h.setOptionValue("mip_max_nodes", int(max_nodes))
+    h.setOptionValue("mip_allow_restart", bool(restart))
     h.setOptionValue("solver", "choose")
     if remaining is not None:
         h.setOptionValue("time_limit", max(float(remaining), 1e-3))
@@ -437,6 +443,8 @@ def assign_batch_ip(
     unassigned_penalty_usd: float | None = None,
     threads: int | None = None,
     assigner: GreedyAssigner | None = None,
+    max_nodes: int | None = None,
+    restart: bool = True,
 ) -> Assignment:
     """Place a batch of jobs jointly (one DC each) with a MILP; see the module docs.
 
@@ -447,7 +455,9 @@ def assign_batch_ip(
     greedy objective of the same batch for comparison.  ``assigner`` reuses a prepared
     :class:`~greensched.scheduler.assign.GreedyAssigner` (its scores, masks and ledger; built
     once per run by the batch-IP policy instead of per call: ``config``, ``guide`` and
-    ``ledger`` are then ignored).
+    ``ledger`` are then ignored).  ``max_nodes`` and ``restart`` are the solver's work limits
+    (:func:`solve_batch_problem`); with ``time_limit_s=None`` the result does not depend on the
+    machine's speed.
     """
     t_call = time.perf_counter()
     if assigner is None:
@@ -478,7 +488,8 @@ def assign_batch_ip(
         time_limit_s - (time.perf_counter() - t_call) - margin, 0.05
     )
     choice, facts = solve_batch_problem(problem, start=greedy, time_limit_s=budget,
-                                        mip_rel_gap=mip_rel_gap, threads=threads)
+                                        mip_rel_gap=mip_rel_gap, threads=threads,
+                                        max_nodes=max_nodes, restart=restart)
     ip_objective = problem.objective(choice, score)
     greedy_objective = problem.objective(greedy, score)
     if ip_objective > greedy_objective:  # a time limit ended before improving on greedy
