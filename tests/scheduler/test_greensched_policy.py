@@ -172,3 +172,18 @@ def test_milp_policies_stop_on_work_not_on_the_clock() -> None:
     placed = c1 >= 0
     for dc in range(d):  # the capacity holds
         assert usage[placed & (c1 == dc), 0].sum() <= remaining[0, dc, 0]
+
+
+def test_sla_mask_holds_under_carbon_only_weights() -> None:
+    """With carbon-only weights the delay term is 0, so only the mask keeps an interactive job
+    off a clean DC whose predicted service time exceeds the headroom (0.35 × 30 s = 10.5 s);
+    a job no DC can serve within the headroom still gets the cleanest DC."""
+    def run(mask: bool, service: list[float]) -> int:
+        ctx = _context([[0.1, 0.8]])
+        pol = GreenSchedPolicy(weights=(0.0, 1.0, 0.0), sla_mask=mask)
+        pol.reset(ctx)
+        return int(pol.decide(_step([0], [5], [service], 1), ctx).dc[0])
+
+    assert run(True, [20.0, 5.0]) == 1  # the clean DC is too slow: the fast one
+    assert run(False, [20.0, 5.0]) == 0  # without the mask carbon alone decides
+    assert run(True, [25.0, 20.0]) == 0  # neither is within the headroom: carbon decides
