@@ -24,6 +24,9 @@ from greensched.predictor.lora import LoraConfig, LoraPredictor
     ("learning_rate", -1e-3, "learning_rate"),
     ("lambda_action", float("nan"), "lambda_action"),
     ("max_steps", 0, "max_steps"),
+    ("selection_metric", "r2", "selection_metric must be one of"),
+    ("restore_start_if_better", "yes", "restore_start_if_better"),
+    ("finetune_seed", 1.5, "finetune_seed"),
 ])
 def test_config_validation(field: str, value: object, match: str) -> None:
     with pytest.raises(GreenSchedError, match=match):
@@ -65,9 +68,15 @@ def test_same_seed_same_model(make: Callable[..., BasePredictor], dataset: pd.Da
 def test_history_and_best_epoch(fitted: dict[str, BasePredictor]) -> None:
     h = fitted["lora"].metrics_["history"]
     assert h["steps"] == 12 and h["epochs"] >= 1
-    assert len(h["val_loss"]) == h["epochs"]
-    # the warmed-up start is candidate epoch 0 of early stopping
-    assert h["best_val_loss"] == pytest.approx(min([h["start_val_loss"], *h["val_loss"]]))
+    assert len(h["val_loss"]) == h["epochs"] == len(h["val_metric"]) == len(h["val_mape"])
+    # selection by validation MAPE over the fine-tuning epochs (>= 1); the warmed-up start is
+    # the reference, not a candidate
+    assert h["selection_metric"] == "mape"
+    assert h["best_epoch"] >= 1
+    assert h["best_val_metric"] == pytest.approx(min(h["val_metric"]))
+    assert h["best_val_metric"] == pytest.approx(h["val_metric"][h["best_epoch"] - 1])
+    assert h["best_val_loss"] == pytest.approx(h["val_loss"][h["best_epoch"] - 1])
+    assert h["beat_frozen"] == (h["best_val_metric"] < h["frozen_val_metric"])
     assert h["variant"] == "lora"
 
 

