@@ -153,17 +153,57 @@ def fleet_descriptors(scenario_dir: Path | None) -> Any:
                     gpus_per_replica=t["gpus_per_replica"].astype(float))
 
 
+#: Built-in values of the ``--compare`` options (``None`` in the signature means "not given":
+#: the preset's value, else this).
+COMPARE_DEFAULTS: dict[str, Any] = {
+    "sizes": "1500,5000,20000", "max_rows": "", "test_jobs": None, "transfer_jobs": 1500,
+    "hours": "18-24", "lora_epochs": 1, "recalibrate_jobs": 200, "threads": None,
+}
+
+
+def compare_settings(preset: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The ``--compare`` settings: ``given`` (options set on the command line; ``None`` =
+    not given) over the preset's values over :data:`COMPARE_DEFAULTS`."""
+    from greensched.predictor.comparison import PRESETS
+
+    if preset is not None and preset not in PRESETS:
+        raise GreenSchedError(f"--preset {preset!r} is not known; choose one of "
+                              f"{', '.join(PRESETS)}")
+    base = {**COMPARE_DEFAULTS, **(PRESETS[preset] if preset else {})}
+    return {k: (given[k] if given.get(k) is not None else v) for k, v in base.items()}
+
+
+def compare_command_line(variants: str, data: Path, out: Path, preset: str | None,
+                         given: dict[str, Any], extra: str = "") -> str:
+    """The command line that regenerates a comparison: the preset plus the options given
+    explicitly, or (without a preset) every setting."""
+    import shlex
+
+    head = (f"greensched evaluate-predictor --compare {variants} --data {data} --out {out}"
+            + (f" --preset {preset}" if preset else ""))
+    shown = ({k: v for k, v in given.items() if v is not None} if preset
+             else compare_settings(None, given))
+    for k, v in shown.items():
+        if v is not None:
+            head += f" --{k.replace('_', '-')} {shlex.quote(str(v))}"
+    return head + extra
+
+
 def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,5000,20000",
-                    max_rows: str = "", test_jobs: int = 1000, transfer_jobs: int = 1500,
+                    max_rows: str = "", test_jobs: int | None = None,
+                    transfer_jobs: int = 1500,
                     hours: str = "18-24", leave_out_dc: str | None = None,
                     describe_dcs: bool = True, scenario: Path | None = None,
                     lora_epochs: int = 1, lora_max_steps: int | None = None,
                     base_model: str | None = None, seed: int = 0, threads: int | None = None,
-                    command: str = "", say: Any = None) -> Path:
+                    recalibrate_jobs: int = 200, calibrate_on: str | None = None,
+                    notes: Path | None = None, command: str = "", say: Any = None) -> Path:
     """``evaluate-predictor --compare``: :func:`greensched.predictor.comparison.run_comparison`
-    on a dataset; writes ``out/predictor_comparison.md`` and ``.json``; returns the report."""
+    on a dataset; writes ``out/predictor_comparison.md`` and ``.json``; returns the report.
+    ``notes``: a Markdown file appended verbatim to the report's reading."""
     import json
 
+    from greensched.predictor.calibration import CalibrationRows
     from greensched.predictor.comparison import (
         ComparisonConfig,
         add_dc_descriptors,
@@ -183,33 +223,44 @@ def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,
         name, _, n = item.partition("=")
         caps[name.strip()] = ints(n, "--max-rows values")[0]
     a, _, b = hours.partition("-")
-    hour_range = (int(a), int(b)) if hours else None
-    df, _ = read_dataset(data)
+    try:
+        hour_range = (int(a), int(b)) if hours else None
+    except ValueError as exc:
+        raise GreenSchedError(f"--hours must be START-STOP (e.g. 18-24) or '', got {hours!r}"
+                              ) from exc
+    note_lines: list[str] = []
+    if notes is not None:
+        if not notes.is_file():
+            raise GreenSchedError(f"--notes {str(notes)!r}: no such file")
+        note_lines = notes.read_text("utf-8").rstrip("\n").splitlines()
+    df, meta = read_dataset(data)
     if describe_dcs:
         df = add_dc_descriptors(df, fleet_descriptors(scenario))
+    common = ({"calibrate_on": CalibrationRows.parse(calibrate_on).value}
+              if calibrate_on else {})
     lora = {"epochs": lora_epochs, "progress": False, "base_model": base_model,
             **({"max_steps": lora_max_steps} if lora_max_steps else {}),
-            **({"num_threads": threads} if threads else {})}
-    xgb = {"n_jobs": threads} if threads else {}
+            **({"num_threads": threads} if threads else {}), **common}
+    xgb = {**({"n_jobs": threads} if threads else {}), **common}
     cfg = ComparisonConfig(
         variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
         sizes=ints(sizes, "--sizes"), max_rows=caps, test_jobs=test_jobs,
         transfer_train_jobs=transfer_jobs, hour_range=hour_range, leave_out_dc=leave_out_dc,
+        recalibrate_jobs=recalibrate_jobs,
         options={"lora": lora, "lora-frozen": dict(lora), "xgboost": xgb}, seed=seed)
     say = say if say is not None else console
     results = run_comparison(df, cfg, report=lambda line: say.print(line))
     out.mkdir(parents=True, exist_ok=True)
     (out / "predictor_comparison.json").write_text(
         json.dumps(results, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    return write_comparison_markdown(results, out / "predictor_comparison.md",
-                                     command=command or (
-                                         f"greensched evaluate-predictor --compare {variants} "
-                                         f"--data {data} --out {out} --sizes {sizes} "
-                                         f"--max-rows '{max_rows}' --test-jobs {test_jobs} "
-                                         f"--transfer-jobs {transfer_jobs} --hours '{hours}' "
-                                         f"--lora-epochs {lora_epochs}"
-                                         + (f" --threads {threads}" if threads else "")),
-                                     dataset=str(data))
+    about = ", ".join(f"{k} {meta[k]}" for k in ("scenario", "seed") if k in meta)
+    given = {"sizes": sizes, "max_rows": max_rows, "test_jobs": test_jobs,
+             "transfer_jobs": transfer_jobs, "hours": hours, "lora_epochs": lora_epochs,
+             "recalibrate_jobs": recalibrate_jobs, "threads": threads}
+    return write_comparison_markdown(
+        results, out / "predictor_comparison.md",
+        command=command or compare_command_line(variants, data, out, None, given),
+        dataset=f"{data}" + (f" ({about})" if about else ""), notes=note_lines)
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
@@ -310,26 +361,42 @@ def evaluate_predictor(
     compare: Annotated[str | None, typer.Option(
         help="Train and compare variants on one split instead, e.g. lora,lora-frozen,xgboost."
     )] = None,
-    sizes: Annotated[str, typer.Option(help="--compare: training sizes.")] = "1500,5000,20000",
-    max_rows: Annotated[str, typer.Option(
-        help="--compare: largest size per variant, e.g. lora=5000,lora-frozen=5000.")] = "",
-    test_jobs: Annotated[int, typer.Option(min=10, help="--compare: test jobs.")] = 1000,
-    transfer_jobs: Annotated[int, typer.Option(
-        min=10, help="--compare: training jobs of the transfer tests.")] = 1500,
-    hours: Annotated[str, typer.Option(
-        help="--compare: held-out test hours START-STOP (stop exclusive); '' skips.")] = "18-24",
+    preset: Annotated[str | None, typer.Option(
+        help="--compare: named settings; 'report' = those of reports/predictor_comparison.md "
+        "(sizes 1500,5000,20000, lora capped at 1500, 2000 test jobs, 1500 transfer jobs, "
+        "hours 18-24, 6 LoRA epochs, 2 threads); options given explicitly override it.")] = None,
+    sizes: Annotated[str | None, typer.Option(
+        help="--compare: training sizes [1500,5000,20000].")] = None,
+    max_rows: Annotated[str | None, typer.Option(
+        help="--compare: largest size per variant, e.g. lora=5000,lora-frozen=5000.")] = None,
+    test_jobs: Annotated[int | None, typer.Option(
+        min=10, help="--compare: test jobs [2000, at most a fifth of the data].")] = None,
+    transfer_jobs: Annotated[int | None, typer.Option(
+        min=10, help="--compare: training jobs of the transfer tests [1500].")] = None,
+    hours: Annotated[str | None, typer.Option(
+        help="--compare: held-out test hours START-STOP (stop exclusive) [18-24]; '' skips."
+    )] = None,
     leave_out_dc: Annotated[str | None, typer.Option(
         help="--compare: the DC left out (default the last; '' skips).")] = None,
     describe_dcs: Annotated[bool, typer.Option(
         help="--compare: add the fleet's DC descriptors (GPU memory, model size, GPUs per "
         "replica) from --scenario (default: the embedded one).")] = True,
     scenario: Annotated[Path | None, typer.Option(help="--compare: scenario of the data.")] = None,
-    lora_epochs: Annotated[int, typer.Option(min=1, help="--compare: LoRA epochs.")] = 1,
+    lora_epochs: Annotated[int | None, typer.Option(
+        min=1, help="--compare: LoRA epochs [1].")] = None,
     lora_max_steps: Annotated[int | None, typer.Option(
         min=1, help="--compare: cap on LoRA fine-tuning steps.")] = None,
     base_model: Annotated[str | None, typer.Option(help="--compare: LoRA base model.")] = None,
     threads: Annotated[int | None, typer.Option(
         min=1, help="--compare: torch and XGBoost threads (default: their own).")] = None,
+    recalibrate_jobs: Annotated[int | None, typer.Option(
+        min=0, help="--compare: transfer tests also re-calibrate on the first N shifted jobs "
+        "[200]; 0 skips.")] = None,
+    calibrate_on: Annotated[str | None, typer.Option(
+        help="--compare: calibration rows of every model: validation+calibration (default) "
+        "| calibration.")] = None,
+    notes: Annotated[Path | None, typer.Option(
+        help="--compare: Markdown file appended to the report's reading.")] = None,
     seed: int = 0,
     json_out: JsonOption = False,
 ) -> None:
@@ -341,12 +408,23 @@ def evaluate_predictor(
     """
 
     if compare:
-        path = compare_command(data, out, compare, sizes=sizes, max_rows=max_rows,
-                               test_jobs=test_jobs, transfer_jobs=transfer_jobs, hours=hours,
-                               leave_out_dc=leave_out_dc, describe_dcs=describe_dcs,
-                               scenario=scenario, lora_epochs=lora_epochs,
+        given = {"sizes": sizes, "max_rows": max_rows, "test_jobs": test_jobs,
+                 "transfer_jobs": transfer_jobs, "hours": hours, "lora_epochs": lora_epochs,
+                 "recalibrate_jobs": recalibrate_jobs, "threads": threads}
+        opts = compare_settings(preset, given)
+        extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (
+            ("leave-out-dc", leave_out_dc), ("lora-max-steps", lora_max_steps),
+            ("base-model", base_model), ("calibrate-on", calibrate_on), ("notes", notes),
+            ("scenario", scenario)) if v is not None)
+        extra += (" --no-describe-dcs" if not describe_dcs else "") + (
+            f" --seed {seed}" if seed else "")
+        path = compare_command(data, out, compare, **opts, leave_out_dc=leave_out_dc,
+                               describe_dcs=describe_dcs, scenario=scenario,
                                lora_max_steps=lora_max_steps, base_model=base_model, seed=seed,
-                               threads=threads, say=say_console(json_out))
+                               calibrate_on=calibrate_on, notes=notes,
+                               command=compare_command_line(compare, data, out, preset, given,
+                                                            extra),
+                               say=say_console(json_out))
         if json_out:
             import json
 
@@ -355,6 +433,8 @@ def evaluate_predictor(
             return
         console.print(f"wrote {path}")
         return
+    if preset is not None:
+        raise GreenSchedError("--preset applies to --compare only")
     if model is None:
         raise GreenSchedError("give --model DIR (or --compare VARIANTS)")
     metrics = evaluate_command(model, data, out)
@@ -364,4 +444,3 @@ def evaluate_predictor(
         return
     console.print(summary_line(metrics))
     console.print(f"wrote {out}/report.md")
-

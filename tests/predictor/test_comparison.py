@@ -54,7 +54,8 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
                             "head_width": 16, "progress": False, "head_warmup_epochs": 3}
     cfg = ComparisonConfig(
         variants=("lora-frozen", "xgboost"), sizes=(60, 110), test_jobs=30,
-        transfer_train_jobs=60, hour_range=(8, 12), max_rows={"lora-frozen": 60},
+        transfer_train_jobs=60, hour_range=(6, 18), max_rows={"lora-frozen": 60},
+        recalibrate_jobs=20,
         options={"lora": lora, "lora-frozen": lora,
                  "xgboost": {"n_estimators": 10, "action_n_estimators": 5, "n_jobs": 1}})
     lines: list[str] = []
@@ -66,23 +67,34 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     assert r["history_variant"] == "frozen" and r["n_train"] == 60 and r["n_test"] == 30
     assert res["random"][110]["xgboost"]["n_boosters"] == 3
     assert 0.0 <= r["energy_kwh"]["coverage"] <= 1.0 and r["jobs_per_s"] > 0
+    assert 0.0 < r["energy_kwh"]["coverage_se"] < 0.2
+    assert set(r["service_s"]["coverage_by_dc"]) == set(dcs)
+    assert r["calibrated_on"]["rows"] == "validation+calibration"
     lo = res["leave_one_dc_out"]
     assert lo["dc"] == "dc003" and lo["descriptors"] == ["gpu_memory_gb", "model_params_b"]
     assert set(lo["results"]) == {"lora-frozen", "xgboost"}
     assert np.isfinite(lo["results"]["xgboost"]["energy_kwh"]["mape"])
-    assert res["hours"]["range"] == [8, 12]
+    assert res["hours"]["range"] == [6, 18]
+    rc = res["hours"]["results"]["xgboost"]["recalibrated"]
+    assert rc["n_recalibrate"] == 20 and rc["n_scored"] == 10
+    assert 0.0 <= rc["energy_kwh"]["after"] <= 1.0
+    assert lo["results"]["xgboost"]["recalibrated"]["n_scored"] == 10
     assert len(lines) == 3 + 2 + 2
     path = write_comparison_markdown(res, tmp_path / "cmp.md", command="greensched x",
                                      dataset="d.parquet")
     text = path.read_text()
     assert "Regenerate: `greensched x`" in text and "## Leave one DC out: dc003" in text
-    assert "no GPU" in text and text.count("| lora-frozen |") == 3
+    assert "accelerator: none" in text and "load average" in text
+    assert text.count("\n| lora-frozen | ") == 3 + 2 + 2  # 3 tables, 2 recal rows, 2 per-DC
+    assert "## Calibrated p10–p90 coverage per target and DC" in text
+    assert "| variant | train jobs | target | " + " | ".join(dcs) + " | all |" in text
+    assert "the first 20 test jobs in time order" in text
     assert "leave one DC out: energy MAPE: **" in text
 
 
 def test_winners_name_exact_ties() -> None:
     """A fine-tuned model that kept its frozen start ties with the frozen one: both named."""
-    from greensched.predictor.comparison import _winners
+    from greensched.predictor.comparison_report import _winners
 
     def res(mape: float, fit_s: float) -> dict[str, object]:
         t = {"mape": mape, "coverage": 0.8}

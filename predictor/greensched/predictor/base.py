@@ -40,8 +40,14 @@ import xarray as xr
 
 from greensched.errors import GreenSchedError
 from greensched.jobs import DEFAULT_SLA_S
+from greensched.predictor.calibration import (
+    DEFAULT_ROWS,
+    CalibrationRows,
+    QuantileCalibration,
+    calibration_rows,
+    truth_arrays,
+)
 from greensched.predictor.calibration import MIN_CALIBRATION_ROWS as MIN_CAL
-from greensched.predictor.calibration import QuantileCalibration
 from greensched.predictor.dataset import (
     TARGETS,
     check_same_dcs,
@@ -111,6 +117,12 @@ class PredictorConfig:
         Share of the rows held out (besides the validation split) to calibrate the p10/p90
         quantiles by split-conformal prediction (:mod:`greensched.predictor.calibration`);
         0 leaves them uncalibrated.  ``val_fraction + calibration_fraction`` must be < 0.9.
+    calibrate_on
+        Rows the conformal offsets are estimated on
+        (:class:`~greensched.predictor.calibration.CalibrationRows`):
+        ``"validation+calibration"`` (default: twice the rows; the validation split only
+        chose the early-stopping point) or ``"calibration"`` (the strict split-conformal
+        guarantee).  Without a calibration split the model stays uncalibrated either way.
     """
 
     seed: int = 0
@@ -118,8 +130,10 @@ class PredictorConfig:
     output_token_dropout: float = 0.2
     calibration_fraction: float = 0.1
     dc_identity: bool = True
+    calibrate_on: CalibrationRows = DEFAULT_ROWS
 
     def __post_init__(self) -> None:
+        self.calibrate_on = CalibrationRows.parse(self.calibrate_on)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise GreenSchedError(f"seed must be an integer, got {self.seed!r}")
         if not 0.0 <= float(self.val_fraction) < 1.0:
@@ -252,7 +266,10 @@ class BasePredictor(abc.ABC):
         """Fit on dataset rows (``docs/dataset-format.md``).
 
         The rows are split (seeded) into training, validation (early stopping, ``metrics_``)
-        and calibration rows (split-conformal p10/p90, :mod:`greensched.predictor.calibration`).
+        and calibration rows; the split-conformal p10/p90 offsets
+        (:mod:`greensched.predictor.calibration`) are estimated on the rows named by
+        ``config.calibrate_on`` (default validation + calibration, so the validation
+        coverage in ``metrics_`` is then in-sample for the calibration).
 
         Parameters
         ----------
@@ -293,10 +310,10 @@ class BasePredictor(abc.ABC):
         history["warm_start"] = warm
         fit_s = time.perf_counter() - t0
         self.calibration_ = QuantileCalibration.identity(dcs)
-        if cal is not None:
-            truth = {t: np.column_stack([cal[dc_column(t, d)].to_numpy(dtype=float)
-                                         for d in dcs]) for t in TARGETS}
-            self.calibration_ = QuantileCalibration.fit(self._predict_arrays(cal), truth, dcs)
+        cal_rows = calibration_rows(val, cal, self.config.calibrate_on)
+        if cal_rows is not None:
+            self.calibration_ = QuantileCalibration.fit(self._predict_arrays(cal_rows),
+                                                        truth_arrays(cal_rows, dcs), dcs)
         on = val if val is not None else train
         raw_arrays = self._predict_arrays(on)
         report = evaluate_predictions(
@@ -318,6 +335,8 @@ class BasePredictor(abc.ABC):
             "n_train": len(train),
             "n_val": 0 if val is None else len(val),
             "n_calibration": 0 if cal is None else len(cal),
+            "calibrated_on": {"rows": self.config.calibrate_on.value,
+                              "n_rows": 0 if cal_rows is None else len(cal_rows)},
             "calibration": self.calibration_.to_dict(),
             "fit_seconds": fit_s,
             "train_samples_per_s": len(train) * max(1, int(history.get("epochs", 1))) / fit_s

@@ -42,6 +42,32 @@ cannot produce an unbounded score; when the median half-width itself is ~0 (a mo
 quantiles) the scaled score falls back to additive offsets.  With fewer than
 :data:`MIN_CALIBRATION_ROWS` rows the offsets are 0 (uncalibrated) and
 :attr:`QuantileCalibration.calibrated` is False.
+
+Which rows (:class:`CalibrationRows`, ``PredictorConfig.calibrate_on``)
+    ``"validation+calibration"`` (default) estimates the offsets on the validation *and* the
+    calibration split: twice the rows of the calibration split alone, for free (no refit).
+    The order statistic of n exchangeable scores covers with sd ≈ sqrt(α(1−α)/n) per tail,
+    and the D scores of one job are strongly correlated (errors at the 9 DCs of the default
+    day correlate 0.83–0.87), so the effective n is close to the number of jobs: 150
+    calibration jobs of a 1,500-job fit gave coverage 0.80 ± 0.03 (sd) over seeds, too loose
+    for a ±0.03 target.  What the validation rows give up: they chose the early-stopping
+    round/epoch (one scalar, picked on their loss) and, for XGBoost's ``"point"`` layout,
+    the raw residual-quantile scale, so their scores are slightly optimistic; training itself
+    never sees either split, and early stopping still sees only the validation split.  The
+    measured cost of that reuse is in ``reports/predictor_calibration.md``
+    (``bench/bench_calibration.py``).  Cross-conformal / CV+ (Barber, Candès, Ramdas and
+    Tibshirani, *Predictive inference with the jackknife+*, Ann. Statist. 2021) would use
+    every row honestly but needs K fits and K models at prediction time: cheap for XGBoost,
+    prohibitive for the LoRA model on a CPU, and the predictors share one calibration path.
+    ``"calibration"`` keeps the strict split-conformal guarantee (calibration split only).
+
+Test-set sampling error (:func:`coverage_standard_error`)
+    A coverage measured on a finite test set is itself an estimate: with n test jobs a
+    perfectly calibrated model's per-DC coverage has sd sqrt(0.8 · 0.2 / n) (0.023 at 300
+    jobs, 0.009 at 2,000), and its coverage pooled over DCs lies between that and
+    sqrt(0.16 / (n · D)), depending on how correlated a job's DCs are.
+    :func:`coverage_standard_error` estimates it from the test rows themselves, treating a
+    job (its D DCs) as one cluster.
 """
 
 from __future__ import annotations
@@ -53,12 +79,15 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from greensched.errors import GreenSchedError
-from greensched.predictor.dataset import TARGETS
+from greensched.predictor.dataset import TARGETS, dc_column
 
-__all__ = ["DEFAULT_SCORE", "MIN_CALIBRATION_ROWS", "SCALE_FLOOR_SHARE", "TAIL",
-           "CalibrationScore", "QuantileCalibration", "conformal_offset"]
+__all__ = ["DEFAULT_ROWS", "DEFAULT_SCORE", "MIN_CALIBRATION_ROWS", "NOMINAL_COVERAGE",
+           "SCALE_FLOOR_SHARE", "TAIL", "CalibrationRows", "CalibrationScore",
+           "QuantileCalibration", "calibration_rows", "conformal_offset",
+           "coverage_standard_error", "ideal_coverage_sd", "truth_arrays"]
 
 #: Share of outcomes allowed below p10 and above p90 (each).
 TAIL = 0.1
@@ -87,6 +116,72 @@ class CalibrationScore(StrEnum):
 
 
 DEFAULT_SCORE = CalibrationScore.POOLED_SCALED
+#: Nominal p10–p90 coverage.
+NOMINAL_COVERAGE = 1.0 - 2 * TAIL
+
+
+class CalibrationRows(StrEnum):
+    """Held-out rows the offsets are estimated on (module docstring, "Which rows")."""
+
+    CALIBRATION = "calibration"
+    VALIDATION_AND_CALIBRATION = "validation+calibration"
+
+    @classmethod
+    def parse(cls, value: str | CalibrationRows) -> CalibrationRows:
+        """The choice named ``value``; :class:`~greensched.errors.GreenSchedError` otherwise."""
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise GreenSchedError(f"calibrate_on must be one of "
+                                  f"{', '.join(s.value for s in cls)}, got {value!r}") from None
+
+
+DEFAULT_ROWS = CalibrationRows.VALIDATION_AND_CALIBRATION
+
+
+def calibration_rows(val: pd.DataFrame | None, cal: pd.DataFrame | None,
+                     rows: CalibrationRows | str = DEFAULT_ROWS) -> pd.DataFrame | None:
+    """The rows to calibrate on: the calibration split, plus the validation split for
+    ``"validation+calibration"``; ``None`` without a calibration split (uncalibrated)."""
+    if cal is None:
+        return None
+    if CalibrationRows.parse(rows) is CalibrationRows.CALIBRATION or val is None:
+        return cal
+    return pd.concat([val, cal], ignore_index=True)
+
+
+def truth_arrays(rows: pd.DataFrame, dcs: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{target: (n, D)}`` outcomes of dataset rows, DCs in ``dcs`` order."""
+    return {t: np.column_stack([rows[dc_column(t, d)].to_numpy(dtype=float) for d in dcs])
+            for t in TARGETS}
+
+
+def coverage_standard_error(inside: np.ndarray) -> float:
+    """Standard error of a coverage measured on a test set, from the set itself.
+
+    ``inside`` is ``(n_jobs, D)``: whether each (job, DC) truth lies in its interval.  The
+    coverage is the mean over jobs of each job's share c_j; jobs are independent, their DCs
+    need not be, so the plug-in standard error is ``sd(c_j) / sqrt(n_jobs)`` (population sd).
+    With one column it is the binomial ``sqrt(p (1 − p) / n)``.
+
+    Examples
+    --------
+    >>> round(coverage_standard_error(np.array([[1], [1], [1], [0]], dtype=bool)), 4)
+    0.2165
+    """
+    a = np.asarray(inside, dtype=float)
+    if a.ndim == 1:
+        a = a[:, None]
+    n = a.shape[0]
+    if n == 0:
+        return math.nan
+    return float(a.mean(axis=1).std() / math.sqrt(n))
+
+
+def ideal_coverage_sd(n_jobs: int, level: float = NOMINAL_COVERAGE) -> float:
+    """Sampling sd of one DC's coverage for a perfectly calibrated model on ``n_jobs`` test
+    jobs: ``sqrt(level (1 − level) / n_jobs)`` (0.023 at 300 jobs)."""
+    return math.sqrt(level * (1.0 - level) / n_jobs) if n_jobs > 0 else math.nan
 
 
 def conformal_offset(scores: np.ndarray, tail: float = TAIL) -> float:

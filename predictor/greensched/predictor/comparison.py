@@ -16,6 +16,14 @@ samples/s, and inference jobs/s.  Two transfer tests follow:
   per replica), which the LoRA model also reads in its prompt.  The unseen DC's columns are
   put in the place of one training DC (:func:`as_dc`) and that output is scored.
 
+Coverage is reported per target and per DC, each calibrated value with the test set's own
+sampling error (:func:`~greensched.predictor.calibration.coverage_standard_error`; the
+default 2,000 test jobs put a perfectly calibrated model's per-DC coverage within ±0.018 of
+0.80 with 95 % probability, 300 jobs only within ±0.045).  Split-conformal calibration
+assumes the test rows are exchangeable with the calibration rows, which a transfer test
+breaks on purpose; each transfer test therefore also shows what re-calibrating on the first
+``recalibrate_jobs`` jobs of the shifted domain (in time order) gives on the remaining ones.
+
 Variants (:data:`VARIANTS`): ``lora`` (adapters fine-tuned jointly with the heads),
 ``lora-frozen`` (frozen base + heads) and ``xgboost`` (one multi-quantile booster per target).
 :func:`write_comparison_markdown` writes the report.
@@ -25,11 +33,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import platform
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,13 +46,21 @@ import pandas as pd
 
 from greensched.errors import GreenSchedError
 from greensched.predictor.base import BasePredictor
+from greensched.predictor.calibration import (
+    MIN_CALIBRATION_ROWS,
+    QuantileCalibration,
+    coverage_standard_error,
+    truth_arrays,
+)
+from greensched.predictor.comparison_report import LORA_NOTE_KEYS, write_comparison_markdown
 from greensched.predictor.dataset import DC_FIELDS, TARGETS, dataset_dcs, dc_column
 from greensched.predictor.factory import make_predictor
 from greensched.predictor.features import DC_DESCRIPTOR_FIELDS
 from greensched.predictor.metrics import evaluate_predictions
 
-__all__ = ["VARIANTS", "ComparisonConfig", "add_dc_descriptors", "as_dc", "drop_dc",
-           "run_comparison", "write_comparison_markdown"]
+__all__ = ["DEFAULT_TEST_JOBS", "PRESETS", "VARIANTS", "ComparisonConfig", "add_dc_descriptors",
+           "as_dc", "drop_dc", "run_comparison", "shift_recalibration",
+           "write_comparison_markdown"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +69,19 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "lora": ("lora", {}),
     "lora-frozen": ("lora", {"freeze_base": True}),
     "xgboost": ("xgboost", {}),
+}
+
+
+#: Test jobs when not given (capped at a fifth of the data): a perfectly calibrated model's
+#: per-DC coverage on 2,000 jobs has sd sqrt(0.8 · 0.2 / 2000) = 0.009.
+DEFAULT_TEST_JOBS = 2000
+#: Named settings of ``greensched evaluate-predictor --compare ... --preset NAME`` (CLI option
+#: names, underscores for dashes → values; options given explicitly override them).
+#: ``report``: the settings of ``reports/predictor_comparison.md``.
+PRESETS: dict[str, dict[str, Any]] = {
+    "report": {"sizes": "1500,5000,20000", "max_rows": "lora=1500,lora-frozen=1500",
+               "test_jobs": 2000, "transfer_jobs": 1500, "hours": "18-24",
+               "lora_epochs": 6, "recalibrate_jobs": 200, "threads": 2},
 }
 
 
@@ -69,7 +99,8 @@ class ComparisonConfig:
         Per variant, the largest size it is trained at (e.g. ``{"lora": 5000}`` on a CPU);
         larger sizes are skipped for it and say so in the report.
     test_jobs
-        Jobs in each test set.
+        Jobs in each test set; ``None``: :data:`DEFAULT_TEST_JOBS`, at most a fifth of the
+        dataset.  An explicit value must leave at least 10 training jobs.
     transfer_train_jobs
         Training jobs of the two transfer tests.
     hour_range
@@ -78,6 +109,9 @@ class ComparisonConfig:
         The DC of the leave-one-DC-out test (``None``: the dataset's last DC; ``""``: skip).
     options
         Per variant, extra config fields.
+    recalibrate_jobs
+        Transfer tests: re-calibrate on this many first (in time) jobs of the shifted test
+        set and score the rest (0: skip).
     seed
         Seed of the split and of every model.
     """
@@ -85,11 +119,12 @@ class ComparisonConfig:
     variants: tuple[str, ...] = ("lora", "lora-frozen", "xgboost")
     sizes: tuple[int, ...] = (1500, 5000, 20000)
     max_rows: dict[str, int] = field(default_factory=dict)
-    test_jobs: int = 1000
+    test_jobs: int | None = None
     transfer_train_jobs: int = 1500
     hour_range: tuple[int, int] | None = (18, 24)
     leave_out_dc: str | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recalibrate_jobs: int = 200
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,8 +134,11 @@ class ComparisonConfig:
                                   f"{', '.join(VARIANTS)}")
         if not self.sizes or any(int(n) < 10 for n in self.sizes):
             raise GreenSchedError(f"sizes must be training-set sizes >= 10, got {self.sizes!r}")
-        if self.test_jobs < 10 or self.transfer_train_jobs < 10:
+        if (self.test_jobs is not None and self.test_jobs < 10) or self.transfer_train_jobs < 10:
             raise GreenSchedError("test_jobs and transfer_train_jobs must be >= 10")
+        if self.recalibrate_jobs != 0 and self.recalibrate_jobs < MIN_CALIBRATION_ROWS:
+            raise GreenSchedError(f"recalibrate_jobs must be 0 (off) or >= "
+                                  f"{MIN_CALIBRATION_ROWS}, got {self.recalibrate_jobs!r}")
 
 
 def add_dc_descriptors(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
@@ -153,6 +191,25 @@ def as_dc(df: pd.DataFrame, unseen: str, slot: str) -> pd.DataFrame:
     return drop_dc(out, unseen)
 
 
+def _load() -> list[float]:
+    """1/5/15-minute load averages (empty where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _accelerator() -> str:
+    """"CUDA: <name>" when torch is already imported and sees a GPU, else "none"."""
+    torch = sys.modules.get("torch")
+    try:
+        if torch is not None and torch.cuda.is_available():
+            return f"CUDA: {torch.cuda.get_device_name(0)}"
+    except (RuntimeError, AttributeError):
+        pass
+    return "none"
+
+
 def _build(variant: str, seed: int, opts: dict[str, Any]) -> BasePredictor:
     kind, base = VARIANTS[variant]
     return make_predictor(kind, seed=seed, **{**base, **opts})
@@ -167,22 +224,38 @@ def _frame(model: BasePredictor, test: pd.DataFrame, arrays: dict[str, np.ndarra
     return pd.DataFrame(cols)
 
 
-def _score(model: BasePredictor, test: pd.DataFrame, only_dc: str | None = None
-           ) -> dict[str, Any]:
+def _coverage(model: BasePredictor, rows: pd.DataFrame, arrays: dict[str, np.ndarray],
+              dcs: list[str]) -> dict[str, tuple[float, float]]:
+    """Per target: (pooled coverage, its job-clustered standard error) of ``arrays`` (model
+    DC order) on the ``dcs`` columns of ``rows``."""
+    cols = [model.dcs_.index(d) for d in dcs]
+    truth = truth_arrays(rows, dcs)
+    out = {}
+    for t in TARGETS:
+        y = truth[t]
+        inside = (y >= arrays[f"{t}_p10"][:, cols]) & (y <= arrays[f"{t}_p90"][:, cols])
+        out[t] = (float(inside.mean()), coverage_standard_error(inside))
+    return out
+
+
+def _score(model: BasePredictor, test: pd.DataFrame, only_dc: str | None = None,
+           arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
-    arrays = model.predict_arrays(test, calibrated=False)
+    arrays = model.predict_arrays(test, calibrated=False) if arrays is None else arrays
     infer_s = time.perf_counter() - t0
-    pred = _frame(model, test, model.calibration_.apply(arrays))
+    calibrated = model.calibration_.apply(arrays)
+    pred = _frame(model, test, calibrated)
     raw = _frame(model, test, arrays)
     dcs = model.dcs_ if only_dc is None else [only_dc]
     rep = evaluate_predictions(pred, test, dcs)
     rep_raw = evaluate_predictions(raw, test, dcs)
+    cover = _coverage(model, test, calibrated, dcs)
     out: dict[str, Any] = {"jobs_per_s": len(test) / infer_s if infer_s > 0 else math.nan,
                            "n_test": len(test)}
     for t in TARGETS:
         a = rep[t]["all"]
         out[t] = {"mape": a["mape"], "rmse": a["rmse"], "r2": a["r2"],
-                  "coverage": a["coverage_p10_p90"],
+                  "coverage": a["coverage_p10_p90"], "coverage_se": cover[t][1],
                   "coverage_raw": rep_raw[t]["all"]["coverage_p10_p90"],
                   "coverage_by_dc": {d: rep[t][d]["coverage_p10_p90"] for d in dcs},
                   "coverage_raw_by_dc": {d: rep_raw[t][d]["coverage_p10_p90"] for d in dcs}}
@@ -191,19 +264,73 @@ def _score(model: BasePredictor, test: pd.DataFrame, only_dc: str | None = None
     return out
 
 
+def shift_recalibration(model: BasePredictor, test: pd.DataFrame, n_first: int,
+                        only_dc: str | None = None, *,
+                        raw: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Coverage on a shifted test set after re-calibrating on its first ``n_first`` jobs.
+
+    The test rows are put in time order (``hour``, ``arrival_s``); the first ``n_first``
+    jobs calibrate a fresh :class:`~greensched.predictor.calibration.QuantileCalibration` of
+    the model's raw quantiles (on the scored DC only when ``only_dc`` is given), and both
+    that and the model's own calibration are scored on the remaining jobs.  ``raw``: the
+    model's uncalibrated predictions of ``test`` (row order), if already computed.
+
+    Returns
+    -------
+    dict
+        ``n_recalibrate``, ``n_scored`` and per target ``{"before": coverage, "before_se",
+        "after", "after_se"}``; empty when fewer than ``n_first`` + 10 test jobs.
+    """
+    if n_first <= 0 or len(test) < n_first + 10:
+        return {}
+    keys = [c for c in ("hour", "arrival_s") if c in test.columns]
+    order = (np.lexsort([test[c].to_numpy() for c in reversed(keys)]) if keys
+             else np.arange(len(test)))
+    head, tail = order[:n_first], order[n_first:]
+    first = test.iloc[head].reset_index(drop=True)
+    rest = test.iloc[tail].reset_index(drop=True)
+    dcs = model.dcs_ if only_dc is None else [only_dc]
+    cols = [model.dcs_.index(d) for d in dcs]
+    if raw is None:
+        raw = model.predict_arrays(test, calibrated=False)
+    raw_first = {v: a[head] for v, a in raw.items()}
+    recal = QuantileCalibration.fit({v: a[:, cols] for v, a in raw_first.items()},
+                                    truth_arrays(first, dcs), dcs)
+    raw_rest = {v: a[tail] for v, a in raw.items()}
+    before = _coverage(model, rest, model.calibration_.apply(raw_rest), dcs)
+    after_sub = recal.apply({v: a[:, cols] for v, a in raw_rest.items()})
+    after_full = {v: np.zeros_like(a) for v, a in raw_rest.items()}
+    for v, a in after_sub.items():
+        after_full[v][:, cols] = a
+    after = _coverage(model, rest, after_full, dcs)
+    out: dict[str, Any] = {"n_recalibrate": n_first, "n_scored": len(rest)}
+    for t in TARGETS:
+        out[t] = {"before": before[t][0], "before_se": before[t][1],
+                  "after": after[t][0], "after_se": after[t][1]}
+    return out
+
+
 def _fit_score(variant: str, train: pd.DataFrame, test: pd.DataFrame, cfg: ComparisonConfig,
                extra: dict[str, Any] | None = None, only_dc: str | None = None,
-               dcs: list[str] | None = None) -> dict[str, Any]:
+               dcs: list[str] | None = None, recalibrate: bool = False) -> dict[str, Any]:
     model = _build(variant, cfg.seed, {**cfg.options.get(variant, {}), **(extra or {})})
     t0 = time.perf_counter()
     model.fit(train, dcs=dcs)
     fit_s = time.perf_counter() - t0
-    res = _score(model, test, only_dc)
+    t0 = time.perf_counter()
+    raw = model.predict_arrays(test, calibrated=False)
+    infer_s = time.perf_counter() - t0
+    res = _score(model, test, only_dc, raw)
+    res["jobs_per_s"] = len(test) / infer_s if infer_s > 0 else math.nan
+    res["calibrated_on"] = model.metrics_.get("calibrated_on", {})
+    if recalibrate and cfg.recalibrate_jobs:
+        res["recalibrated"] = shift_recalibration(model, test, cfg.recalibrate_jobs, only_dc,
+                                                  raw=raw)
     h = model.metrics_["history"]
     res.update(fit_seconds=fit_s, n_train=len(train), history_variant=h.get("variant", "xgboost"),
                train_samples_per_s=float(h.get("train_samples_per_s", math.nan)))
     for key in ("best_epoch", "finetune_improved", "adapter_norm", "epochs", "steps",
-                "n_boosters"):
+                "n_boosters", *LORA_NOTE_KEYS):
         if key in h:
             res[key] = h[key]
     if "cache" in h:
@@ -225,11 +352,19 @@ def run_comparison(df: pd.DataFrame, cfg: ComparisonConfig,
     dcs = dataset_dcs(df)
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(len(df))
-    n_test = min(cfg.test_jobs, len(df) // 5)
+    if cfg.test_jobs is None:
+        n_test = min(DEFAULT_TEST_JOBS, len(df) // 5)
+    else:
+        n_test = int(cfg.test_jobs)
+        if n_test > len(df) - 10:
+            raise GreenSchedError(
+                f"test_jobs (--test-jobs) {n_test} is too large for this dataset of "
+                f"{len(df)} jobs: at most {len(df) - 10} (at least 10 must be left to train on)")
     test = df.iloc[perm[:n_test]].reset_index(drop=True)
     pool = df.iloc[perm[n_test:]].reset_index(drop=True)
     out: dict[str, Any] = {"random": {}, "skipped": [], "n_rows": len(df), "dcs": dcs,
-                           "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"}
+                           "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+                           "load_average": {"start": _load()}}
     t_all = time.perf_counter()
 
     def line(kind: str, name: str, res: dict[str, Any]) -> None:
@@ -257,11 +392,11 @@ def run_comparison(df: pd.DataFrame, cfg: ComparisonConfig,
         a, b = cfg.hour_range
         inside = df["hour"].between(a, b - 1).to_numpy()
         h_train = df[~inside].sample(n=min(m, int((~inside).sum())), random_state=cfg.seed)
-        h_test = df[inside].sample(n=min(cfg.test_jobs, int(inside.sum())),
+        h_test = df[inside].sample(n=min(n_test, int(inside.sum())),
                                    random_state=cfg.seed)
         out["hours"] = {"range": [a, b], "results": {}}
         for v in cfg.variants:
-            res = _fit_score(v, h_train, h_test, cfg)
+            res = _fit_score(v, h_train, h_test, cfg, recalibrate=True)
             out["hours"]["results"][v] = res
             line(f"hours {a}-{b - 1} held out,", v, res)
     unseen = dcs[-1] if cfg.leave_out_dc is None else cfg.leave_out_dc
@@ -277,122 +412,15 @@ def run_comparison(df: pd.DataFrame, cfg: ComparisonConfig,
                                                    if dc_column(f, unseen) in df.columns]}
         for v in cfg.variants:
             res = _fit_score(v, l_train, l_test, cfg, {"dc_identity": False}, only_dc=slot,
-                             dcs=kept)
+                             dcs=kept, recalibrate=True)
             out["leave_one_dc_out"]["results"][v] = res
             line(f"leave {unseen} out,", v, res)
     out["total_seconds"] = time.perf_counter() - t_all
+    out["load_average"]["end"] = _load()
+    out["accelerator"] = _accelerator()
     out["config"] = {"variants": list(cfg.variants), "sizes": list(cfg.sizes),
                      "max_rows": cfg.max_rows, "test_jobs": n_test,
                      "transfer_train_jobs": m, "hour_range": cfg.hour_range,
+                     "recalibrate_jobs": cfg.recalibrate_jobs,
                      "options": cfg.options, "seed": cfg.seed}
     return out
-
-
-def _pct(x: float) -> str:
-    return "–" if not isinstance(x, int | float) or not math.isfinite(x) else f"{100 * x:.2f} %"
-
-
-def _row(name: str, r: dict[str, Any], action: bool = True) -> str:
-    e, s = r["energy_kwh"], r["service_s"]
-    cells = [name, str(r["n_train"]), _pct(e["mape"]), _pct(s["mape"]), f"{e['rmse']:.3g}",
-             f"{s['rmse']:.3g}", f"{e['coverage_raw']:.3f} → {e['coverage']:.3f}",
-             f"{s['coverage_raw']:.3f} → {s['coverage']:.3f}"]
-    if action:
-        cells.append(_pct(r.get("action_accuracy", math.nan)))
-    cells += [f"{r['fit_seconds']:.1f}", f"{r['train_samples_per_s']:.0f}",
-              f"{r['jobs_per_s']:.0f}"]
-    if "best_epoch" in r and r.get("history_variant") == "lora":
-        cells.append(f"best epoch {r['best_epoch']} of {r.get('epochs')}, adapter norm "
-                     f"{r.get('adapter_norm', 0.0):.3g}")
-    elif "n_boosters" in r:
-        cells.append(f"{r['n_boosters']} boosters")
-    else:
-        cells.append(r.get("history_variant", ""))
-    return "| " + " | ".join(cells) + " |"
-
-
-_HEAD = ("| variant | train jobs | energy MAPE | service MAPE | energy RMSE (kWh) "
-         "| service RMSE (s) | energy p10–p90 cover (raw → calibrated) "
-         "| service cover (raw → calibrated) |")
-
-
-def _winners(title: str, by: dict[str, dict[str, Any]]) -> str:
-    """One line naming the best variant per metric of a table."""
-    if len(by) < 2:
-        return ""
-    def best(score: Callable[[dict[str, Any]], float]) -> str:
-        """The lowest-scoring variant; exact ties (e.g. a fine-tuned model that kept its
-        frozen start) are all named, joined by ' = '."""
-        vals = {v: float(score(r)) for v, r in by.items()}
-        low = min(vals.values())
-        return " = ".join(v for v, x in vals.items() if x == low)
-
-    picks = {
-        "energy MAPE": best(lambda r: r["energy_kwh"]["mape"]),
-        "service MAPE": best(lambda r: r["service_s"]["mape"]),
-        "calibrated coverage closest to 0.80": best(lambda r: abs(
-            r["energy_kwh"]["coverage"] - 0.8) + abs(r["service_s"]["coverage"] - 0.8)),
-        "training time": min(by, key=lambda v: by[v]["fit_seconds"]),
-        "inference speed": max(by, key=lambda v: by[v]["jobs_per_s"]),
-    }
-    return f"- {title}: " + "; ".join(f"{k}: **{v}**" for k, v in picks.items()) + "."
-
-
-def write_comparison_markdown(results: dict[str, Any], path: str | Path, *,
-                              command: str, dataset: str, notes: Sequence[str] = ()) -> Path:
-    """Write the comparison of :func:`run_comparison` as Markdown to ``path``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    cfg = results["config"]
-    lines = [
-        "# Predictor comparison: fine-tuned LoRA, frozen base + head, XGBoost",
-        "",
-        f"Regenerate: `{command}`",
-        "",
-        f"Data: `{dataset}` ({results['n_rows']} jobs, {len(results['dcs'])} DCs).  One random "
-        f"split (seed {cfg['seed']}): {cfg['test_jobs']} test jobs, training sets are nested "
-        "prefixes of the rest, so every variant trains on the same rows and is tested on the "
-        "same rows.  Each model holds out 10 % of its training rows for early stopping and "
-        "10 % for split-conformal calibration of p10/p90.  Coverage is the share of test "
-        "truths inside [p10, p90] (nominal 0.80), before → after calibration.  Machine: "
-        f"{results['machine']}, CPU only (no GPU in this session); wall time "
-        f"{results['total_seconds']:.0f} s.",
-        "",
-        "## Random split",
-        "",
-        _HEAD + " action acc. | fit s | train samples/s | infer jobs/s | notes |",
-        "|" + "---|" * 13,
-    ]
-    for by in results["random"].values():
-        for v, r in by.items():
-            lines.append(_row(v, r))
-    if results.get("skipped"):
-        lines += ["", "Not run: " + "; ".join(results["skipped"]) + "."]
-    if "hours" in results:
-        a, b = results["hours"]["range"]
-        lines += ["", f"## Held-out hours {a}–{b - 1}", "",
-                  f"Trained on {cfg['transfer_train_jobs']} jobs of the other hours.", "",
-                  _HEAD + " action acc. | fit s | train samples/s | infer jobs/s | notes |",
-                  "|" + "---|" * 13]
-        lines += [_row(v, r) for v, r in results["hours"]["results"].items()]
-    if "leave_one_dc_out" in results:
-        lo = results["leave_one_dc_out"]
-        desc = ", ".join(lo["descriptors"]) or "none"
-        lines += ["", f"## Leave one DC out: {lo['dc']}", "",
-                  f"Trained on {cfg['transfer_train_jobs']} jobs without any column of "
-                  f"`{lo['dc']}`, with `dc_identity=False` (no DC one-hot, pooled target "
-                  f"scaling); scored on `{lo['dc']}` only.  DC descriptors in the features and "
-                  f"the prompt: {desc}.", "",
-                  _HEAD + " fit s | train samples/s | infer jobs/s | notes |",
-                  "|" + "---|" * 12]
-        lines += [_row(v, r, action=False) for v, r in lo["results"].items()]
-    wins = [_winners(f"random split, {n} jobs", by) for n, by in results["random"].items()]
-    if "hours" in results:
-        wins.append(_winners("held-out hours", results["hours"]["results"]))
-    if "leave_one_dc_out" in results:
-        wins.append(_winners("leave one DC out", results["leave_one_dc_out"]["results"]))
-    lines += ["", "## Who wins (computed from the tables above)", "", *filter(None, wins)]
-    if notes:
-        lines += ["", "## Reading", "", *notes]
-    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return p
