@@ -130,14 +130,17 @@ def _result(cov: float, by_dc: dict[str, float], **extra: Any) -> dict[str, Any]
 
 def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Path) -> None:
     lora = _result(0.79, {"x": 0.79, "y": 0.86}, history_variant="lora", best_epoch=2,
-                   epochs=5, adapter_norm=0.27, beat_frozen=True, best_val_metric=0.018,
-                   frozen_val_metric=0.0185)
+                   epochs=5, adapter_norm=0.27, beat_frozen=True, best_val_metric=0.0241,
+                   frozen_val_metric=0.0255, selection_metric="mape")
+    frozen = _result(0.80, {"x": 0.80, "y": 0.80}, history_variant="frozen",
+                     beat_frozen=None, frozen_val_metric=None)
     xgb = _result(0.81, {"x": 0.80, "y": 0.82}, n_boosters=3, history_variant="xgboost")
     shifted = _result(0.76, {"x": 0.76}, n_boosters=3, recalibrated={
         "n_recalibrate": 200, "n_scored": 1800,
         **{t: {"before": 0.76, "before_se": 0.01, "after": 0.795, "after_se": 0.01}
            for t in TARGETS}})
-    results = {"random": {1500: {"lora": lora, "xgboost": xgb}}, "n_rows": 24000,
+    results = {"random": {1500: {"lora": lora, "lora-frozen": frozen, "xgboost": xgb}},
+               "n_rows": 24000,
                "dcs": ["x", "y"], "machine": "x86_64", "total_seconds": 5.0,
                "load_average": {"start": [1.0, 1.0, 1.0], "end": [2.0, 1.5, 1.0]},
                "leave_one_dc_out": {"dc": "y", "slot": "x", "descriptors": [],
@@ -149,14 +152,17 @@ def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Pa
     assert "| lora | 1500 | energy | 0.790 | **0.860** | 0.790 |" in text  # outside 0.80±0.03
     assert "0.750 → 0.790 ± 0.007" in text
     assert "sd 0.009 (95 % within ±0.018 of 0.80)" in text
-    assert "beat frozen, val 0.018 vs frozen 0.0185" in text
+    assert "beat frozen, val mape 2.41 % vs frozen 2.55 %" in text
+    assert "| lora-frozen | 1500 |" in text and "| frozen |" in text
     assert "0.760 ± 0.010 → 0.795 ± 0.010" in text  # re-calibrated on the shifted domain
     assert text.rstrip().endswith("hand note")
     notes = "\n".join(computed_notes(results))
-    assert "4 of 4 calibrated p10–p90 coverages lie within 0.80 ± 0.03" in notes
+    assert "6 of 6 calibrated p10–p90 coverages (pooled over DCs) lie within 0.80 ± 0.03; " \
+        "per DC, 10 of 12" in notes
     assert "unseen DC" in notes and "misses 0.80 ± 0.03 for xgboost" in notes
     assert "Re-calibrating on the first 200 shifted jobs: xgboost 0.795 / 0.795" in notes
-    assert "**lora at 1500 jobs** beat its frozen start" in notes
+    assert "**lora at 1500 jobs** beat its frozen start on validation mape (2.41 %" in notes
+    assert "lora-frozen at 1500" not in notes  # beat_frozen None: no verdict
 
 
 def test_comparison_input_errors_name_the_option(dataset: pd.DataFrame, scenario: Scenario,

@@ -22,7 +22,7 @@ __all__ = ["COVERAGE_TOLERANCE", "LORA_NOTE_KEYS", "computed_notes",
 #: Training-history keys of a LoRA fit shown in the notes column when present (written by
 #: :mod:`greensched.predictor.lora_train`; read defensively, older fits lack some).
 LORA_NOTE_KEYS = ("beat_frozen", "frozen_val_metric", "best_val_metric", "best_val_loss",
-                  "start_val_loss")
+                  "start_val_loss", "selection_metric", "restored_start")
 #: The issue's acceptance band for calibrated coverage: 0.80 ± this.
 COVERAGE_TOLERANCE = 0.03
 _TARGET_NAMES = {"energy_kwh": "energy", "service_s": "service"}
@@ -45,14 +45,23 @@ def _cover(t: dict[str, Any]) -> str:
     return f"{t['coverage_raw']:.3f} → {t['coverage']:.3f}{tail}"
 
 
+def _metric(r: dict[str, Any], key: str) -> str:
+    """A validation selection metric: a percentage for ``"mape"``, else a number."""
+    x = r.get(key)
+    return _pct(x) if r.get("selection_metric") == "mape" else _num(x)
+
+
 def _lora_note(r: dict[str, Any]) -> str:
     parts = [f"best epoch {r.get('best_epoch')} of {r.get('epochs')}",
              f"adapter norm {_num(r.get('adapter_norm', 0.0))}"]
-    if "beat_frozen" in r:
+    if isinstance(r.get("beat_frozen"), bool):
         parts.append("beat frozen" if r["beat_frozen"] else "did not beat frozen")
-    best, frozen = r.get("best_val_metric"), r.get("frozen_val_metric")
-    if best is not None and frozen is not None:
-        parts.append(f"val {_num(best)} vs frozen {_num(frozen)}")
+    if r.get("best_val_metric") is not None and r.get("frozen_val_metric") is not None:
+        parts.append(f"val {r.get('selection_metric') or 'metric'} "
+                     f"{_metric(r, 'best_val_metric')} vs frozen "
+                     f"{_metric(r, 'frozen_val_metric')}")
+    if r.get("restored_start") is True:
+        parts.append("frozen start restored")
     return ", ".join(parts)
 
 
@@ -172,12 +181,15 @@ def computed_notes(results: dict[str, Any]) -> list[str]:
         outside = "; ".join(f"{v} at {n} jobs, {_TARGET_NAMES[t]}: {c['coverage']:.3f}"
                             for v, n, t, c in cells if _off(c))
         n = int(results["config"]["test_jobs"])
+        per_dc = [float(x) for *_, c in cells for x in c.get("coverage_by_dc", {}).values()]
+        dc_in = sum(abs(x - NOMINAL_COVERAGE) <= COVERAGE_TOLERANCE + 1e-12 for x in per_dc)
         notes.append(
             f"- **Random split coverage**: {len(inside)} of {len(cells)} calibrated p10–p90 "
-            f"coverages lie within 0.80 ± {COVERAGE_TOLERANCE:.2f}"
+            f"coverages (pooled over DCs) lie within 0.80 ± {COVERAGE_TOLERANCE:.2f}"
             + (f" (outside: {outside})" if outside else "")
-            + f".  On {n} test jobs the per-DC sampling sd of a perfectly calibrated model "
-            f"is {ideal_coverage_sd(n):.3f} (it was 0.023 with the old 300-job test set).")
+            + f"; per DC, {dc_in} of {len(per_dc)}.  On {n} test jobs the per-DC sampling "
+            f"sd of a perfectly calibrated model is {ideal_coverage_sd(n):.3f} (it was 0.023 "
+            "with the old 300-job test set).")
     for key, title in (("hours", "held-out hours"), ("leave_one_dc_out", "unseen DC")):
         if key not in results:
             continue
@@ -199,12 +211,13 @@ def computed_notes(results: dict[str, Any]) -> list[str]:
         notes.append(line)
     for n, by in results["random"].items():
         for v, r in by.items():
-            if r.get("history_variant") != "lora" or "beat_frozen" not in r:
+            if r.get("history_variant") != "lora" or not isinstance(r.get("beat_frozen"), bool):
                 continue
             verdict = "beat" if r["beat_frozen"] else "did **not** beat"
             notes.append(f"- **{v} at {n} jobs** {verdict} its frozen start on validation "
-                         f"({_num(r.get('best_val_metric'))} vs "
-                         f"{_num(r.get('frozen_val_metric'))}; best epoch "
+                         f"{r.get('selection_metric') or 'metric'} "
+                         f"({_metric(r, 'best_val_metric')} vs "
+                         f"{_metric(r, 'frozen_val_metric')}; best epoch "
                          f"{r.get('best_epoch')}).")
     return notes
 
