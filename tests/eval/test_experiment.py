@@ -13,6 +13,7 @@ import pytest
 from greensched.eval.experiment import (
     METRICS,
     SECTIONS,
+    TIMING_METRICS,
     ExperimentError,
     ci95,
     compare,
@@ -130,8 +131,8 @@ def test_pool_equals_in_process(tiny_run: tuple[object, Path], tmp_path: Path) -
                    workers=2)
     other = pd.read_parquet(tmp_path / "b" / "results.parquet")
     mine = res[res["variant"] != "xgb"]
-    keep = ~mine["metric"].isin(["ms_per_decision", "max_step_s"])
-    keep_other = ~other["metric"].isin(["ms_per_decision", "max_step_s"])
+    keep = ~mine["metric"].isin(TIMING_METRICS)
+    keep_other = ~other["metric"].isin(TIMING_METRICS)
     pd.testing.assert_frame_equal(mine[keep].reset_index(drop=True),
                                   other[keep_other].reset_index(drop=True))
 

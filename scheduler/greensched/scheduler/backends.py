@@ -32,6 +32,7 @@ __all__ = [
     "SolveStatus",
     "available_solvers",
     "label_maps",
+    "native_stdout_silenced",
     "set_highs_threads",
     "load_highs_model",
     "make_backend",
@@ -149,7 +150,7 @@ def solver_verbose() -> bool:
 
 
 @contextlib.contextmanager
-def _native_stdout_silenced() -> Iterator[None]:
+def native_stdout_silenced() -> Iterator[None]:
     """Send what native code writes to file descriptor 1 (C's stdout, whatever ``sys.stdout``
     is) to /dev/null for the block."""
     fd = 1
@@ -182,7 +183,7 @@ def silence_highs_banner() -> None:
         return
     import highspy
 
-    with _native_stdout_silenced():
+    with native_stdout_silenced():
         highspy.Highs()
     _BANNER_DONE = True
 

@@ -95,18 +95,29 @@ def expected_outcomes(results: pd.DataFrame, greensched: str,
                 "status": "met" if 1 - m >= 0.99 else "not met"})
     if carbon_only:
         return out
-    ms = [(v, *_mean(summary, v, "ms_per_decision")) for v in (greensched, "greedy")
-          if v in variants]
+    # CPU time of the worker (does not grow when other processes share the cores) where the
+    # run recorded it; the wall clock beside it
+    cpu = "ms_per_decision_cpu" in set(results["metric"])
+    ms_metric = "ms_per_decision_cpu" if cpu else "ms_per_decision"
+    ms = [(v, *_mean(summary, v, ms_metric)) for v in (greensched, "greedy") if v in variants]
     worst = max((x[1] for x in ms), default=float("nan"))
+    kind = "CPU " if cpu else ""
     out.append({"id": "greedy-ms", "outcome": EXPECTED_OUTCOMES[4][1],
-                "measured": ", ".join(f"{v}: {a:.3f} ms ± {b:.3f}" for v, a, b in ms) or "–",
+                "measured": ", ".join(f"{v}: {a:.3f} {kind}ms ± {b:.3f}"
+                                      f" (wall {_mean(summary, v, 'ms_per_decision')[0]:.3f})"
+                                      for v, a, b in ms) or "–",
                 "status": "met" if np.isfinite(worst) and worst < 10 else
                 ("not measured" if not ms else "not met")})
     if "batch-ip" in variants:
-        sub = results[(results["variant"] == "batch-ip") & (results["metric"] == "max_step_s")]
-        mx = float(sub["value"].max())
+        def slowest(metric: str) -> float:
+            sub = results[(results["variant"] == "batch-ip") & (results["metric"] == metric)]
+            return float(sub["value"].max()) if len(sub) else float("nan")
+
+        mx = slowest("max_step_cpu_s" if cpu else "max_step_s")
+        wall = slowest("max_step_s")
         out.append({"id": "batch-ip-s", "outcome": EXPECTED_OUTCOMES[5][1],
-                    "measured": f"slowest hourly batch {mx:.3f} s (over all seeds)",
+                    "measured": f"slowest hourly batch {mx:.3f} {kind}s over all seeds "
+                                f"(wall {wall:.3f} s)",
                     "status": "met" if mx < 1.0 else "not met"})
     else:
         out.append({"id": "batch-ip-s", "outcome": EXPECTED_OUTCOMES[5][1],
@@ -264,9 +275,13 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
     notes = meta.get("notes") or _source_notes(meta.get("source", ""))
     if notes:
         lines += ["", notes.strip()]
+    has_cpu = "ms_per_decision_cpu" in set(results["metric"])  # runs before it: wall clock
+    ms_col = "ms_per_decision_cpu" if has_cpu else "ms_per_decision"
+    step_col = "max_step_cpu_s" if has_cpu else "max_step_s"
+    timing = "ms/job (CPU) | max step CPU s" if has_cpu else "ms/job | max step s"
     lines += ["", SECTIONS[1], "",
               "| variant | policy | predictor | carbon kg | cost USD | energy kWh | water l | "
-              "SLA viol. % | deferred % | ms/job | max step s | energy MAPE |",
+              f"SLA viol. % | deferred % | {timing} | energy MAPE |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     info = results.drop_duplicates("variant").set_index("variant")
     for v in order:
@@ -278,8 +293,8 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
             f"| {v} | {info.loc[v, 'policy']} | {info.loc[v, 'predictor']} | "
             f"{cell('carbon_kg')} | {cell('cost_usd')} | {cell('energy_kwh')} | "
             f"{cell('water_l')} | {cell('sla_violation_rate', 100)} | "
-            f"{cell('deferred_share', 100)} | {cell('ms_per_decision')} | "
-            f"{cell('max_step_s')} | {cell('pred_mape_energy')} |"
+            f"{cell('deferred_share', 100)} | {cell(ms_col)} | "
+            f"{cell(step_col)} | {cell('pred_mape_energy')} |"
         )
     carbon = compare(results, gs, "carbon_kg")
     cost = compare(results, gs, "cost_usd")

@@ -421,12 +421,26 @@ class Schedule:
     decide_s: list[float]
     step_jobs: list[int]
     info: list[dict[str, Any]] = field(default_factory=list)
+    #: CPU seconds of this process per step (``time.process_time``): unlike the wall-clock
+    #: ``decide_s`` it does not grow when other processes share the cores
+    decide_cpu_s: list[float] = field(default_factory=list)
 
     @property
     def ms_per_job(self) -> float:
         """Mean decision time per job (ms)."""
         n = max(1, sum(self.step_jobs))
         return 1e3 * sum(self.decide_s) / n
+
+    @property
+    def ms_per_job_cpu(self) -> float:
+        """Mean decision CPU time per job (ms)."""
+        n = max(1, sum(self.step_jobs))
+        return 1e3 * sum(self.decide_cpu_s) / n
+
+    @property
+    def max_step_cpu_s(self) -> float:
+        """CPU seconds of the longest step (by CPU time)."""
+        return max(self.decide_cpu_s, default=0.0)
 
     @property
     def max_step_s(self) -> float:
@@ -465,6 +479,7 @@ def run_schedule(
     start_hour = np.asarray(hour, dtype=np.int64).copy()
     start_s = np.asarray(arrival_s, dtype=float).copy()
     decide_s: list[float] = []
+    decide_cpu_s: list[float] = []
     counts: list[int] = []
     infos: list[dict[str, Any]] = []
     policy.reset(ctx)
@@ -478,9 +493,10 @@ def run_schedule(
             service_s=service_s[idx], hours=H,
         )
         ctx.observe(h)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         dec = policy.decide(step, ctx)
         decide_s.append(time.perf_counter() - t0)
+        decide_cpu_s.append(time.process_time() - c0)
         counts.append(step.m)
         infos.append(dec.info)
         d = np.asarray(dec.dc, dtype=np.int64)
@@ -503,4 +519,4 @@ def run_schedule(
     np.add.at(used, (start_hour[p], dc[p]), usage[p])
     if not np.array_equal(ctx.ledger.used_ticks - before, used):
         raise PolicyError(f"{policy.name}: ledger reservations differ from the decided usage")
-    return Schedule(policy.name, dc, start_hour, start_s, decide_s, counts, infos)
+    return Schedule(policy.name, dc, start_hour, start_s, decide_s, counts, infos, decide_cpu_s)

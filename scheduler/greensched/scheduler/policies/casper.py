@@ -30,8 +30,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, OptimizeResult, milp
 
+from greensched.scheduler.backends import native_stdout_silenced
 from greensched.scheduler.policies.base import (
     Decision,
     Policy,
@@ -100,7 +101,19 @@ def casper_milp(
         rows.append(a)
         lo.append(-np.inf)
         hi.append(float(budget))
-    res = milp(
+    # scipy's HiGHS prints a debug line on C's stdout when it maps a heuristic's solution
+    # back through presolve ("HighsMipSolverData::transformNewIntegerFeasibleSolution")
+    with native_stdout_silenced():
+        res = _milp(c, rows, lo, hi, nx, n_d, lb_n, ub_x, ub_n)
+    if res.x is None:
+        raise PolicyError(f"CASPER's program has no solution: {res.message}")
+    x = np.round(res.x[:nx]).astype(np.int64).reshape(n_i, n_d)
+    return x, np.round(res.x[nx:]).astype(np.int64)
+
+
+def _milp(c: np.ndarray, rows: list[np.ndarray], lo: list[float], hi: list[float], nx: int,
+          n_d: int, lb_n: np.ndarray, ub_x: np.ndarray, ub_n: np.ndarray) -> OptimizeResult:
+    return milp(
         c,
         constraints=LinearConstraint(np.array(rows), np.array(lo), np.array(hi)),
         integrality=np.ones(nx + n_d),
@@ -110,10 +123,6 @@ def casper_milp(
         # and 1 of that file: 15.96 / 16.55 kg, against 15.96 / 16.42 kg with the 5 s limit
         options={"node_limit": 20, "mip_rel_gap": 1e-3},
     )
-    if res.x is None:
-        raise PolicyError(f"CASPER's program has no solution: {res.message}")
-    x = np.round(res.x[:nx]).astype(np.int64).reshape(n_i, n_d)
-    return x, np.round(res.x[nx:]).astype(np.int64)
 
 
 class CasperPolicy(Policy):
