@@ -68,6 +68,10 @@ class PredictorKind(StrEnum):
     #: the twin's per-job values with the run's noise (queues of a nearest-DC placement)
     ORACLE = "oracle"
     XGBOOST = "xgboost"  # XGBoost trained on a twin dataset of another seed (pure-ML pipeline)
+    #: GreenSched's transformer (MiniLM + LoRA adapters + heads; ``lora-frozen``: the frozen
+    #: encoder + heads), trained once per run on the same twin dataset as ``xgboost``
+    LORA = "lora"
+    LORA_FROZEN = "lora-frozen"
 
 
 @dataclass

@@ -30,6 +30,7 @@ from greensched.eval.experiment.run import (
     METRICS,
     run_task,
     train_xgboost,
+    transformer_predictions,
 )
 
 __all__ = ["results_frames", "run_experiment"]
@@ -37,8 +38,16 @@ __all__ = ["results_frames", "run_experiment"]
 Progress = Callable[[int, int, str], None]
 
 
+Given = dict[tuple[str, int], Any]  # (predictor kind, seed) -> the seed's predictions
+
+
 def _tasks(cfg: ExperimentConfig) -> list[tuple[str, int]]:
     return [(v.label, s) for s in range(cfg.seeds) for v in cfg.variants]
+
+
+def _given(cfg: ExperimentConfig, given: Given, label: str, seed: int) -> Any:
+    kind = next(v.predictor for v in cfg.variants if v.label == label)
+    return given.get((kind.value, seed))
 
 
 def results_frames(cfg: ExperimentConfig, outputs: list[dict[str, Any]]
@@ -65,11 +74,11 @@ def results_frames(cfg: ExperimentConfig, outputs: list[dict[str, Any]]
 
 
 def _pool(cfg: ExperimentConfig, tasks: list[tuple[str, int]], model: bytes | None,
-          workers: int, progress: Progress | None) -> list[dict[str, Any]]:
+          workers: int, progress: Progress | None, given: Given) -> list[dict[str, Any]]:
     outputs: list[dict[str, Any]] = []
     if workers <= 1:
         for i, (label, seed) in enumerate(tasks):
-            outputs.append(run_task(cfg, label, seed, model))
+            outputs.append(run_task(cfg, label, seed, model, _given(cfg, given, label, seed)))
             if progress:
                 progress(i + 1, len(tasks), f"{label} seed {seed}")
         return outputs
@@ -77,8 +86,8 @@ def _pool(cfg: ExperimentConfig, tasks: list[tuple[str, int]], model: bytes | No
     # and a forked child deadlocks on their locks (measured: workers hung at 0 % CPU)
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-        futs = {ex.submit(run_task, cfg, label, seed, model): (label, seed)
-                for label, seed in tasks}
+        futs = {ex.submit(run_task, cfg, label, seed, model, _given(cfg, given, label, seed)):
+                (label, seed) for label, seed in tasks}
         for i, fut in enumerate(as_completed(futs)):
             outputs.append(fut.result())
             if progress:
@@ -88,7 +97,8 @@ def _pool(cfg: ExperimentConfig, tasks: list[tuple[str, int]], model: bytes | No
 
 
 def _ray(cfg: ExperimentConfig, tasks: list[tuple[str, int]], model: bytes | None,
-         address: str, workers: int, progress: Progress | None) -> list[dict[str, Any]]:
+         address: str, workers: int, progress: Progress | None, given: Given
+         ) -> list[dict[str, Any]]:
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -106,8 +116,8 @@ def _ray(cfg: ExperimentConfig, tasks: list[tuple[str, int]], model: bytes | Non
         remote = ray.remote(num_cpus=1)(run_task)
         cfg_ref = ray.put(cfg)
         model_ref = ray.put(model)
-        refs = {remote.remote(cfg_ref, label, seed, model_ref): (label, seed)
-                for label, seed in tasks}
+        refs = {remote.remote(cfg_ref, label, seed, model_ref, _given(cfg, given, label, seed)):
+                (label, seed) for label, seed in tasks}
         outputs: list[dict[str, Any]] = []
         pending = list(refs)
         while pending:
@@ -143,12 +153,21 @@ def run_experiment(
         if progress:
             progress(0, 1, "training XGBoost on a twin dataset (seed 10000)")
         model = train_xgboost(cfg)
+    given: Given = {}
+    for kind in (PredictorKind.LORA, PredictorKind.LORA_FROZEN):
+        if any(v.predictor is kind for v in cfg.variants):
+            if progress:
+                progress(0, 1, f"training the {kind.value} transformer on a twin dataset "
+                               "(seed 10000)")
+            for s, pred in transformer_predictions(cfg, kind, threads=max(1, workers),
+                                                   progress=progress).items():
+                given[(kind.value, s)] = pred
     tasks = _tasks(cfg)
     if ray_address:
-        outputs = _ray(cfg, tasks, model, ray_address, workers, progress)
+        outputs = _ray(cfg, tasks, model, ray_address, workers, progress, given)
         engine = f"ray:{ray_address}"
     else:
-        outputs = _pool(cfg, tasks, model, workers, progress)
+        outputs = _pool(cfg, tasks, model, workers, progress, given)
         engine = "process-pool" if workers > 1 else "in-process"
     res, hourly = results_frames(cfg, outputs)
     res.to_parquet(out / "results.parquet", index=False)

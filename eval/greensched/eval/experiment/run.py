@@ -20,7 +20,8 @@ from greensched.eval.twin import JobArrays, NoiseSource, Twin, encode_jobs
 from greensched.eval.twin_deferred import execute_schedule
 from greensched.scenario import Scenario
 
-__all__ = ["METRICS", "TIMING_METRICS", "load_experiment_scenario", "run_task", "train_xgboost"]
+__all__ = ["METRICS", "TIMING_METRICS", "load_experiment_scenario", "run_task",
+           "train_xgboost", "transformer_predictions"]
 
 #: Metrics of one run (one row per seed × variant × metric in ``results.parquet``).
 METRICS = (
@@ -106,25 +107,67 @@ def _jobs(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, JobArrays]:
     return _JOBS[key]
 
 
-def train_xgboost(cfg: ExperimentConfig, seed: int = 10_000) -> bytes:
-    """An XGBoost predictor trained on a twin dataset of a seed no run uses (pickled)."""
+def _training_data(cfg: ExperimentConfig, seed: int) -> pd.DataFrame:
     from greensched.eval.simulate import build_dataset
-    from greensched.predictor.factory import make_predictor
 
     scen = load_experiment_scenario(cfg.scenario)
     frame = _draw_jobs(scen, cfg, seed, cfg.jobs.train_jobs)
-    data = build_dataset(scen, frame.drop(columns=["job_class", "deadline_s", "weight"]),
-                         seed=seed,
-                         noise=cfg.noise, twin=_twin(cfg.scenario))
+    return build_dataset(scen, frame.drop(columns=["job_class", "deadline_s", "weight"]),
+                         seed=seed, noise=cfg.noise, twin=_twin(cfg.scenario))
+
+
+def train_xgboost(cfg: ExperimentConfig, seed: int = 10_000) -> bytes:
+    """An XGBoost predictor trained on a twin dataset of a seed no run uses (pickled)."""
+    from greensched.predictor.factory import make_predictor
+
     model = make_predictor("xgboost", seed=0, n_jobs=1, n_estimators=200)
-    model.fit(data)
+    model.fit(_training_data(cfg, seed))
     return pickle.dumps(model)
 
 
+def transformer_predictions(cfg: ExperimentConfig, kind: PredictorKind, *, seed: int = 10_000,
+                            threads: int = 2, progress: Any = None,
+                            options: dict[str, Any] | None = None
+                            ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Train GreenSched's transformer (``kind`` lora or lora-frozen) once on the twin dataset
+    of seed ``seed`` (the one XGBoost trains on) and predict every run seed's jobs with it.
+
+    Done in the parent process: one training, and inference batched per seed, instead of a
+    model copy per worker.  Like the other predictors it is not told a job's output length.
+    ``options``: further :class:`~greensched.predictor.lora.LoraConfig` fields (a local
+    ``base_model``, epochs).  Returns ``{seed: (energy_kwh (n, D), service_s (n, D))}``.
+    """
+    from greensched.predictor.factory import make_predictor
+
+    if kind not in (PredictorKind.LORA, PredictorKind.LORA_FROZEN):
+        raise ValueError(f"{kind!r} is not a transformer kind")
+    scen = load_experiment_scenario(cfg.scenario)
+    model = make_predictor("lora", seed=0, **{"num_threads": threads, **(options or {}),
+                                             "freeze_base": kind is PredictorKind.LORA_FROZEN})
+    model.fit(_training_data(cfg, seed))
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for s in range(cfg.seeds):
+        frame, _ = _jobs(cfg, s)
+        jobs = frame.drop(columns=["job_class", "deadline_s", "weight", "output_tokens"])
+        pred = model.predict_jobs(jobs, scen)
+        out[s] = (np.asarray(pred["energy_kwh"].values, dtype=float),
+                  np.asarray(pred["service_s"].values, dtype=float))
+        if progress:
+            progress(s + 1, cfg.seeds, f"{kind.value} predictions, seed {s}")
+    return out
+
+
 def _predictions(kind: PredictorKind, cfg: ExperimentConfig, seed: int, frame: pd.DataFrame,
-                 ja: JobArrays, model: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+                 ja: JobArrays, model: bytes | None,
+                 given: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     tw = _twin(cfg.scenario)
     scen = tw.scenario
+    if kind in (PredictorKind.LORA, PredictorKind.LORA_FROZEN):
+        if given is None:
+            raise ValueError(f"a {kind.value} variant needs the predictions made in the parent "
+                             "(transformer_predictions)")
+        return given
     if kind is PredictorKind.EXPECTED:
         return tw.expected(ja)
     if kind is PredictorKind.ORACLE:
@@ -144,8 +187,11 @@ def _predictions(kind: PredictorKind, cfg: ExperimentConfig, seed: int, frame: p
 
 
 def run_task(cfg: ExperimentConfig, label: str, seed: int,
-             model: bytes | None = None) -> dict[str, Any]:
-    """Run variant ``label`` on seed ``seed``; returns metrics and hourly/regional tables."""
+             model: bytes | None = None,
+             predictions: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Run variant ``label`` on seed ``seed``; returns metrics and hourly/regional tables.
+    ``model``: the pickled XGBoost model (``xgboost`` variants); ``predictions``: the seed's
+    transformer predictions (``lora`` / ``lora-frozen`` variants)."""
     from greensched.scheduler.assign import CapacityLedger
     from greensched.scheduler.policies import PolicyContext, make_policy, run_schedule
 
@@ -153,7 +199,7 @@ def run_task(cfg: ExperimentConfig, label: str, seed: int,
     scen = load_experiment_scenario(cfg.scenario)
     tw = _twin(cfg.scenario)
     frame, ja = _jobs(cfg, seed)
-    energy, service = _predictions(variant.predictor, cfg, seed, frame, ja, model)
+    energy, service = _predictions(variant.predictor, cfg, seed, frame, ja, model, predictions)
     w = demand_weight(scen, cfg, cfg.jobs.n_jobs)
     ledger = CapacityLedger(scen.ds["capacity"] * (cfg.capacity_scale / w), hours=scen.hours)
     ctx = PolicyContext.from_scenario(scen, seed=seed, forecast_error=cfg.forecast_error,
