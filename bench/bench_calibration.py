@@ -65,7 +65,7 @@ def run(data: Path, sizes: list[int], seeds: list[int], n_test: int, threads: in
     test = df.iloc[perm[:n_test]].reset_index(drop=True)
     pool = df.iloc[perm[n_test:]].reset_index(drop=True)
     out: dict[str, Any] = {"data": str(data), "n_test": n_test, "seeds": seeds, "sizes": {},
-                           "load_start": list(os.getloadavg())}
+                           "load_start": [round(x, 2) for x in os.getloadavg()]}
     t_all = time.perf_counter()
     for n in sizes:
         if n > len(pool):
@@ -105,7 +105,7 @@ def run(data: Path, sizes: list[int], seeds: list[int], n_test: int, threads: in
                     "test_se": float(np.mean([r[mode.value][t]["se"] for r in runs]))}
         out["sizes"][n] = summary
     out["total_s"] = time.perf_counter() - t_all
-    out["load_end"] = list(os.getloadavg())
+    out["load_end"] = [round(x, 2) for x in os.getloadavg()]
     return out
 
 

@@ -138,7 +138,9 @@ def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Pa
     shifted = _result(0.76, {"x": 0.76}, n_boosters=3, recalibrated={
         "n_recalibrate": 200, "n_scored": 1800,
         **{t: {"before": 0.76, "before_se": 0.01, "after": 0.795, "after_se": 0.01}
-           for t in TARGETS}})
+           for t in TARGETS},
+        "random": {t: {"before": 0.75, "before_se": 0.01, "after": 0.805, "after_se": 0.009}
+                   for t in TARGETS}})
     results = {"random": {1500: {"lora": lora, "lora-frozen": frozen, "xgboost": xgb}},
                "n_rows": 24000,
                "dcs": ["x", "y"], "machine": "x86_64", "total_seconds": 5.0,
@@ -154,13 +156,16 @@ def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Pa
     assert "sd 0.009 (95 % within ±0.018 of 0.80)" in text
     assert "beat frozen, val mape 2.41 % vs frozen 2.55 %" in text
     assert "| lora-frozen | 1500 |" in text and "| frozen |" in text
-    assert "0.760 ± 0.010 → 0.795 ± 0.010" in text  # re-calibrated on the shifted domain
+    # re-calibrated on the shifted domain: first jobs in time, random jobs
+    assert "| xgboost | energy | 0.760 ± 0.010 | 0.795 ± 0.010 | 0.750 ± 0.010 | 0.805 ± 0.009 |" \
+        in text
     assert text.rstrip().endswith("hand note")
     notes = "\n".join(computed_notes(results))
     assert "6 of 6 calibrated p10–p90 coverages (pooled over DCs) lie within 0.80 ± 0.03; " \
         "per DC, 10 of 12" in notes
     assert "unseen DC" in notes and "misses 0.80 ± 0.03 for xgboost" in notes
-    assert "Re-calibrating on the first 200 shifted jobs: xgboost 0.795 / 0.795" in notes
+    assert "Re-calibrating on the first 200 shifted jobs in time: xgboost 0.795 / 0.795 on " \
+        "the rest; on 200 random ones: xgboost 0.805 / 0.805" in notes
     assert "**lora at 1500 jobs** beat its frozen start on validation mape (2.41 %" in notes
     assert "lora-frozen at 1500" not in notes  # beat_frozen None: no verdict
 

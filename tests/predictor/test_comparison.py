@@ -85,10 +85,11 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     text = path.read_text()
     assert "Regenerate: `greensched x`" in text and "## Leave one DC out: dc003" in text
     assert "accelerator: none" in text and "load average" in text
-    assert text.count("\n| lora-frozen | ") == 3 + 2 + 2  # 3 tables, 2 recal rows, 2 per-DC
+    assert text.count("\n| lora-frozen | ") == 3 + 4 + 2  # 3 tables, 2×2 recal rows, 2 per-DC
     assert "## Calibrated p10–p90 coverage per target and DC" in text
     assert "| variant | train jobs | target | " + " | ".join(dcs) + " | all |" in text
-    assert "the first 20 test jobs in time order" in text
+    assert "the first 20 in time order" in text
+    assert set(rc["random"]) == {"energy_kwh", "service_s"}
     assert "leave one DC out: energy MAPE: **" in text
 
 

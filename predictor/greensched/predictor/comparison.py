@@ -266,47 +266,54 @@ def _score(model: BasePredictor, test: pd.DataFrame, only_dc: str | None = None,
 
 def shift_recalibration(model: BasePredictor, test: pd.DataFrame, n_first: int,
                         only_dc: str | None = None, *,
-                        raw: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """Coverage on a shifted test set after re-calibrating on its first ``n_first`` jobs.
+                        raw: dict[str, np.ndarray] | None = None,
+                        seed: int = 0) -> dict[str, Any]:
+    """Coverage on a shifted test set after re-calibrating on ``n_first`` of its jobs.
 
-    The test rows are put in time order (``hour``, ``arrival_s``); the first ``n_first``
-    jobs calibrate a fresh :class:`~greensched.predictor.calibration.QuantileCalibration` of
-    the model's raw quantiles (on the scored DC only when ``only_dc`` is given), and both
-    that and the model's own calibration are scored on the remaining jobs.  ``raw``: the
-    model's uncalibrated predictions of ``test`` (row order), if already computed.
+    Two choices of those jobs, each scored on the test jobs it leaves: the **first**
+    ``n_first`` in time order (``hour``, ``arrival_s``: what an online re-calibration could
+    use) and ``n_first`` drawn at **random** (seeded: exchangeable with the rest, the best
+    case).  Each calibrates a fresh :class:`~greensched.predictor.calibration.
+    QuantileCalibration` of the model's raw quantiles (on the scored DC only when
+    ``only_dc`` is given); the model's own calibration is scored on the same remaining
+    jobs.  ``raw``: the model's uncalibrated predictions of ``test`` (row order), if
+    already computed.
 
     Returns
     -------
     dict
-        ``n_recalibrate``, ``n_scored`` and per target ``{"before": coverage, "before_se",
-        "after", "after_se"}``; empty when fewer than ``n_first`` + 10 test jobs.
+        ``n_recalibrate``, ``n_scored`` and per target ``{"before", "before_se", "after",
+        "after_se"}`` (first jobs in time) and ``"random": {target: {...}}`` (random jobs);
+        empty when there are fewer than ``n_first`` + 10 test jobs.
     """
     if n_first <= 0 or len(test) < n_first + 10:
         return {}
-    keys = [c for c in ("hour", "arrival_s") if c in test.columns]
-    order = (np.lexsort([test[c].to_numpy() for c in reversed(keys)]) if keys
-             else np.arange(len(test)))
-    head, tail = order[:n_first], order[n_first:]
-    first = test.iloc[head].reset_index(drop=True)
-    rest = test.iloc[tail].reset_index(drop=True)
     dcs = model.dcs_ if only_dc is None else [only_dc]
     cols = [model.dcs_.index(d) for d in dcs]
     if raw is None:
         raw = model.predict_arrays(test, calibrated=False)
-    raw_first = {v: a[head] for v, a in raw.items()}
-    recal = QuantileCalibration.fit({v: a[:, cols] for v, a in raw_first.items()},
-                                    truth_arrays(first, dcs), dcs)
-    raw_rest = {v: a[tail] for v, a in raw.items()}
-    before = _coverage(model, rest, model.calibration_.apply(raw_rest), dcs)
-    after_sub = recal.apply({v: a[:, cols] for v, a in raw_rest.items()})
-    after_full = {v: np.zeros_like(a) for v, a in raw_rest.items()}
-    for v, a in after_sub.items():
-        after_full[v][:, cols] = a
-    after = _coverage(model, rest, after_full, dcs)
-    out: dict[str, Any] = {"n_recalibrate": n_first, "n_scored": len(rest)}
-    for t in TARGETS:
-        out[t] = {"before": before[t][0], "before_se": before[t][1],
-                  "after": after[t][0], "after_se": after[t][1]}
+
+    def recal(order: np.ndarray) -> dict[str, dict[str, float]]:
+        head, tail = order[:n_first], order[n_first:]
+        first = test.iloc[head].reset_index(drop=True)
+        rest = test.iloc[tail].reset_index(drop=True)
+        fit = QuantileCalibration.fit({v: a[head][:, cols] for v, a in raw.items()},
+                                      truth_arrays(first, dcs), dcs)
+        raw_rest = {v: a[tail] for v, a in raw.items()}
+        before = _coverage(model, rest, model.calibration_.apply(raw_rest), dcs)
+        after = {v: np.zeros_like(a) for v, a in raw_rest.items()}
+        for v, a in fit.apply({v: a[:, cols] for v, a in raw_rest.items()}).items():
+            after[v][:, cols] = a
+        got = _coverage(model, rest, after, dcs)
+        return {t: {"before": before[t][0], "before_se": before[t][1], "after": got[t][0],
+                    "after_se": got[t][1]} for t in TARGETS}
+
+    keys = [c for c in ("hour", "arrival_s") if c in test.columns]
+    in_time = (np.lexsort([test[c].to_numpy() for c in reversed(keys)]) if keys
+               else np.arange(len(test)))
+    out: dict[str, Any] = {"n_recalibrate": n_first, "n_scored": len(test) - n_first,
+                           **recal(in_time)}
+    out["random"] = recal(np.random.default_rng(seed).permutation(len(test)))
     return out
 
 
@@ -325,7 +332,7 @@ def _fit_score(variant: str, train: pd.DataFrame, test: pd.DataFrame, cfg: Compa
     res["calibrated_on"] = model.metrics_.get("calibrated_on", {})
     if recalibrate and cfg.recalibrate_jobs:
         res["recalibrated"] = shift_recalibration(model, test, cfg.recalibrate_jobs, only_dc,
-                                                  raw=raw)
+                                                  raw=raw, seed=cfg.seed)
     h = model.metrics_["history"]
     res.update(fit_seconds=fit_s, n_train=len(train), history_variant=h.get("variant", "xgboost"),
                train_samples_per_s=float(h.get("train_samples_per_s", math.nan)))

@@ -149,15 +149,27 @@ def _recal_table(by: dict[str, dict[str, Any]]) -> list[str]:
     if not recs:
         return []
     first = next(iter(recs.values()))
-    lines = ["", f"Re-calibrated on the shifted domain: the first {first['n_recalibrate']} "
-             "test jobs in time order re-estimate the conformal offsets of each model's raw "
-             f"quantiles; coverage ± test SE on the remaining {first['n_scored']} jobs, with the "
-             "calibration from the training domain → re-calibrated:", "",
-             "| variant | energy cover | service cover |", "|---|---|---|"]
+    k = first["n_recalibrate"]
+    lines = ["", f"Re-calibrated on the shifted domain: {k} of its test jobs re-estimate the "
+             "conformal offsets of each model's raw quantiles, scored on the other "
+             f"{first['n_scored']}: the first {k} in time order (what an online "
+             f"re-calibration has) or {k} drawn at random (exchangeable with the rest: the "
+             "best case).  Coverage ± test SE; \"training domain\" is the model's own "
+             "calibration on the same remaining jobs.  A calibration on "
+             f"{k} jobs is itself uncertain: sd ≈ {ideal_coverage_sd(k):.3f} between draws.",
+             "",
+             "| variant | target | training domain | first in time | training domain "
+             "| random |", "|---|---|---|---|---|---|"]
+
+    def cell(c: dict[str, float], key: str) -> str:
+        return f"{c[key]:.3f} ± {c[key + '_se']:.3f}"
+
     for v, rc in recs.items():
-        cells = [f"{rc[t]['before']:.3f} ± {rc[t]['before_se']:.3f} → {rc[t]['after']:.3f} ± "
-                 f"{rc[t]['after_se']:.3f}" for t in _TARGET_NAMES]
-        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+        for t, name in _TARGET_NAMES.items():
+            rnd = rc.get("random", {}).get(t)
+            tail = [cell(rnd, "before"), cell(rnd, "after")] if rnd else ["–", "–"]
+            lines.append(f"| {v} | {name} | {cell(rc[t], 'before')} | "
+                         f"{cell(rc[t], 'after')} | " + " | ".join(tail) + " |")
     return lines
 
 
@@ -205,9 +217,17 @@ def computed_notes(results: dict[str, Any]) -> list[str]:
         recs = {v: r["recalibrated"] for v, r in by.items() if r.get("recalibrated")}
         if recs:
             k = next(iter(recs.values()))["n_recalibrate"]
-            line += (f"  Re-calibrating on the first {k} shifted jobs: " + ", ".join(
+            line += (f"  Re-calibrating on the first {k} shifted jobs in time: " + ", ".join(
                 f"{v} {rc['energy_kwh']['after']:.3f} / {rc['service_s']['after']:.3f}"
-                for v, rc in recs.items()) + " on the rest.")
+                for v, rc in recs.items()) + " on the rest")
+            rnd = {v: rc["random"] for v, rc in recs.items() if rc.get("random")}
+            if rnd:
+                line += (f"; on {k} random ones: " + ", ".join(
+                    f"{v} {rc['energy_kwh']['after']:.3f} / {rc['service_s']['after']:.3f}"
+                    for v, rc in rnd.items()))
+            line += (f" (a {k}-job calibration has sd ≈ {ideal_coverage_sd(k):.3f} by "
+                     "itself).  A few labelled rows of the new domain help only when they are "
+                     "representative of it, and the first hours of a shift need not be.")
         notes.append(line)
     for n, by in results["random"].items():
         for v, r in by.items():
