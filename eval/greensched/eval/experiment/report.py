@@ -129,79 +129,16 @@ def expected_outcomes(results: pd.DataFrame, greensched: str,
     return out
 
 
-def _figures(results: pd.DataFrame, hourly: pd.DataFrame, greensched: str, fig_dir: Path
-             ) -> list[tuple[str, Path]]:
-    import matplotlib
+def _figures(results: pd.DataFrame, hourly: pd.DataFrame, greensched: str, fig_dir: Path,
+             meta: dict[str, Any] | None = None) -> list[tuple[str, Path]]:
+    """The report's figures in the house style (:mod:`greensched.eval.experiment.figures`);
+    ``meta`` (``experiment.json``) gives GreenSched's alternatives and the scenario."""
+    from greensched.eval.experiment.figures import experiment_figures
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results)
-    order = list(dict.fromkeys(results["variant"]))
-    made: list[tuple[str, Path]] = []
-    for metric, title in (("carbon_kg", "carbon (kg CO2)"), ("cost_usd", "energy + carbon cost "
-                                                              "(USD)"),
-                          ("sla_violation_rate", "SLA violation rate")):
-        fig, ax = plt.subplots(figsize=(9, 3.6))
-        means = [_mean(summary, v, metric) for v in order]
-        colors = ["tab:green" if v == greensched else "tab:gray" for v in order]
-        ax.bar(range(len(order)), [m for m, _ in means], yerr=[h for _, h in means],
-               color=colors, capsize=3)
-        ax.set_xticks(range(len(order)), order, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"{title}, mean ± 95 % CI")
-        fig.tight_layout()
-        path = fig_dir / f"bars_{metric}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        made.append((f"{title} per variant", path))
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for v in order:
-        c, _ = _mean(summary, v, "carbon_kg")
-        s, _ = _mean(summary, v, "sla_violation_rate")
-        ax.scatter(s, c, color="tab:green" if v == greensched else "tab:blue")
-        ax.annotate(v, (s, c), fontsize=6)
-    ax.set_xlabel("SLA violation rate")
-    ax.set_ylabel("carbon (kg CO2)")
-    fig.tight_layout()
-    path = fig_dir / "carbon_vs_sla.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(("carbon vs SLA violation (means over seeds)", path))
-    show = [v for v in (greensched, "performance-only", "pcaps", "carbonscaler", "casper",
-                        "carbonclipper") if v in order]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for v in show:
-        g = hourly[hourly["variant"] == v].groupby(["seed", "hour"])[["carbon_kg", "cost_usd"]]
-        per_hour = g.sum().groupby("hour").mean()
-        axes[0].plot(per_hour.index, per_hour["carbon_kg"], label=v)
-        axes[1].plot(per_hour.index, per_hour["cost_usd"], label=v)
-    axes[0].set_title("hourly carbon (kg), mean over seeds")
-    axes[1].set_title("hourly cost (USD), mean over seeds")
-    axes[0].legend(fontsize=6)
-    for ax in axes:
-        ax.set_xlabel("hour")
-    fig.tight_layout()
-    path = fig_dir / "hourly_profiles.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(("hourly carbon and cost profiles", path))
-    fig, ax = plt.subplots(figsize=(9, 3.6))
-    dcs = list(dict.fromkeys(hourly["dc"]))
-    width = 0.8 / max(1, len(show))
-    for i, v in enumerate(show):
-        g = hourly[hourly["variant"] == v].groupby(["seed", "dc"])["carbon_kg"].sum()
-        per_dc = g.groupby("dc").mean().reindex(dcs)
-        ax.bar(np.arange(len(dcs)) + i * width, per_dc.to_numpy(), width, label=v)
-    ax.set_xticks(np.arange(len(dcs)) + 0.4, dcs, rotation=45, ha="right", fontsize=7)
-    ax.set_title("carbon per region (kg), mean over seeds")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = fig_dir / "carbon_per_region.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    made.append(("carbon per region", path))
-    return made
+    meta = meta or {}
+    return experiment_figures(results, hourly, fig_dir, greensched=greensched,
+                              alternatives=tuple(meta.get("alternatives") or ()),
+                              scenario=meta.get("scenario"))
 
 
 #: (caption, file) of the figures :func:`_figures` makes, in order.
@@ -333,7 +270,7 @@ def write_report(run_dir: str | Path, markdown: str | Path | None = None,
                           f"{100 * m_gs:.3f} %")
     lines += losses or ["- nowhere in this experiment"]
     lines += ["", SECTIONS[6], ""]
-    made = _figures(results, hourly, gs, fig_dir) if figures else _FIGURE_CAPTIONS
+    made = _figures(results, hourly, gs, fig_dir, meta) if figures else _FIGURE_CAPTIONS
     for caption, path in made:
         lines.append(f"![{caption}]({fig_dir.name}/{path.name})")
         lines.append("")
