@@ -262,3 +262,18 @@ def test_restore_start_if_better_restores_and_says_so(
         wrecked["restored"].predict_frame(rows).filter(like="__").to_numpy(dtype=float),
         wrecked["frozen"].predict_frame(rows).filter(like="__").to_numpy(dtype=float),
         rtol=1e-5)
+
+
+def test_zero_head_rate_trains_the_adapters_alone(make: Callable[..., BasePredictor],
+                                                  dataset: pd.DataFrame) -> None:
+    """finetune_head_lr_scale=0: the warmed-up heads stay exactly the frozen model's, and the
+    adapters still move."""
+    frozen = make("lora", freeze_base=True, head_warmup_epochs=10).fit(dataset)
+    tuned = make("lora", head_warmup_epochs=10, finetune_head_lr_scale=0.0,
+                 learning_rate=1e-2).fit(dataset)
+    assert isinstance(frozen, LoraPredictor) and isinstance(tuned, LoraPredictor)
+    h = tuned.metrics_["history"]
+    assert h["finetune_head_lr"] == 0.0 and h["adapter_norm"] > 0.01 and h["best_epoch"] >= 1
+    heads = {k: v for k, v in tuned.net_.state_dict().items() if not k.startswith("encoder.")}
+    ref = frozen.net_.state_dict()
+    assert heads and all(bool((v == ref[k]).all()) for k, v in heads.items())

@@ -163,7 +163,8 @@ class LoraConfig(PredictorConfig):
     finetune_head_lr_scale
         While fine-tuning after the warm-up the heads train at
         ``head_learning_rate × finetune_head_lr_scale`` (they are already fitted; a full rate
-        would undo the warm-up).
+        would undo the warm-up); 0 keeps the warmed-up heads fixed, so only the adapters
+        train.
     base_dropout
         Dropout probability inside the frozen base model while training; ``None`` keeps the
         model's own (MiniLM: 0.1).  The default 0 makes a CPU training step about a quarter
@@ -307,7 +308,10 @@ class LoraConfig(PredictorConfig):
                 self.cache_max_mb < 0:
             raise GreenSchedError(f"cache_max_mb must be an integer >= 0, got "
                                   f"{self.cache_max_mb!r}")
-        for name in ("learning_rate", "head_learning_rate", "finetune_head_lr_scale"):
+        v = self.finetune_head_lr_scale
+        if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+            raise GreenSchedError(f"finetune_head_lr_scale must be a number >= 0, got {v!r}")
+        for name in ("learning_rate", "head_learning_rate"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise GreenSchedError(f"{name} must be a positive number, got {v!r}")

@@ -306,9 +306,11 @@ def _fine_tune(model: Any, tr: _Data, va: _Data | None, start: int,
                    if p.requires_grad and n.startswith("encoder.")]
     head_params = [p for n, p in net.named_parameters() if not n.startswith("encoder.")]
     head_lr = c.head_learning_rate * (c.finetune_head_lr_scale if from_warm_heads else 1.0)
-    opt = torch.optim.AdamW([{"params": lora_params, "lr": c.learning_rate},
-                             {"params": head_params, "lr": head_lr}],
-                            weight_decay=c.weight_decay)
+    groups = [{"params": lora_params, "lr": c.learning_rate}]
+    if head_lr > 0:  # 0: the warmed-up heads stay fixed, only the adapters train
+        groups.append({"params": head_params, "lr": head_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=c.weight_decay)
+    history["finetune_head_lr"] = head_lr
     n = len(tr)
     steps_per_epoch = math.ceil(n / c.batch_size)
     total = steps_per_epoch * c.epochs
