@@ -226,12 +226,12 @@ class LoraConfig(PredictorConfig):
     lora_layers: int | None = 2
     cache_activations: bool = True
     cache_max_mb: int = 2048
-    finetune_head_lr_scale: float = 0.1
+    finetune_head_lr_scale: float = 0.02
     base_dropout: float | None = 0.0
     epochs: int = 5
     max_steps: int | None = None
     batch_size: int = 32
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-4
     head_learning_rate: float = 3e-3
     weight_decay: float = 0.0
     warmup_fraction: float = 0.05
