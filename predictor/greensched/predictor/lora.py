@@ -111,7 +111,7 @@ def resolve_base_model(base_model: str | None) -> Path:
 
 
 def _pct(x: Any) -> str:
-    return "n/a" if x is None else f"{100 * float(x):.3g} %"
+    return "n/a" if x is None else f"{100 * float(x):.3f} %"
 
 
 def fit_summary(history: dict[str, Any]) -> str:
