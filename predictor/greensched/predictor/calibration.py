@@ -76,7 +76,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -99,6 +99,18 @@ SCALE_FLOOR_SHARE = 0.05
 _NO_WIDTH = 1e-9
 
 
+_Choice = TypeVar("_Choice", bound=StrEnum)
+
+
+def _parse_choice(cls: type[_Choice], value: str | StrEnum, what: str) -> _Choice:
+    """Member of ``cls`` named ``value``, or an error naming ``what`` and the choices."""
+    try:
+        return cls(str(value))
+    except ValueError:
+        raise GreenSchedError(f"{what} must be one of "
+                              f"{', '.join(s.value for s in cls)}, got {value!r}") from None
+
+
 class CalibrationScore(StrEnum):
     """Conformity score of the calibration (module docstring)."""
 
@@ -108,11 +120,7 @@ class CalibrationScore(StrEnum):
     @classmethod
     def parse(cls, value: str | CalibrationScore) -> CalibrationScore:
         """The score named ``value``; :class:`~greensched.errors.GreenSchedError` otherwise."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            raise GreenSchedError(f"calibration score must be one of "
-                                  f"{', '.join(s.value for s in cls)}, got {value!r}") from None
+        return _parse_choice(cls, value, "calibration score")
 
 
 DEFAULT_SCORE = CalibrationScore.POOLED_SCALED
@@ -129,11 +137,7 @@ class CalibrationRows(StrEnum):
     @classmethod
     def parse(cls, value: str | CalibrationRows) -> CalibrationRows:
         """The choice named ``value``; :class:`~greensched.errors.GreenSchedError` otherwise."""
-        try:
-            return cls(str(value))
-        except ValueError:
-            raise GreenSchedError(f"calibrate_on must be one of "
-                                  f"{', '.join(s.value for s in cls)}, got {value!r}") from None
+        return _parse_choice(cls, value, "calibrate_on")
 
 
 DEFAULT_ROWS = CalibrationRows.VALIDATION_AND_CALIBRATION

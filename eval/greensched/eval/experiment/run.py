@@ -107,6 +107,12 @@ def _jobs(cfg: ExperimentConfig, seed: int) -> tuple[pd.DataFrame, JobArrays]:
     return _JOBS[key]
 
 
+def _placement_jobs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The jobs table a learned predictor sees when a job is placed: no experiment columns and
+    no output length (not known on arrival)."""
+    return frame.drop(columns=["job_class", "deadline_s", "weight", "output_tokens"])
+
+
 def _training_data(cfg: ExperimentConfig, seed: int) -> pd.DataFrame:
     from greensched.eval.simulate import build_dataset
 
@@ -148,8 +154,7 @@ def transformer_predictions(cfg: ExperimentConfig, kind: PredictorKind, *, seed:
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for s in range(cfg.seeds):
         frame, _ = _jobs(cfg, s)
-        jobs = frame.drop(columns=["job_class", "deadline_s", "weight", "output_tokens"])
-        pred = model.predict_jobs(jobs, scen)
+        pred = model.predict_jobs(_placement_jobs(frame), scen)
         out[s] = (np.asarray(pred["energy_kwh"].values, dtype=float),
                   np.asarray(pred["service_s"].values, dtype=float))
         if progress:
@@ -180,8 +185,7 @@ def _predictions(kind: PredictorKind, cfg: ExperimentConfig, seed: int, frame: p
     predictor = pickle.loads(model)  # noqa: S301 - bytes made by train_xgboost in this run
     # the same information as GreenSched's own predictor: a job's output length is not known
     # when it is placed (the model was trained with 20 % of the outputs hidden for this case)
-    jobs = frame.drop(columns=["job_class", "deadline_s", "weight", "output_tokens"])
-    pred = predictor.predict_jobs(jobs, scen)
+    pred = predictor.predict_jobs(_placement_jobs(frame), scen)
     return (np.asarray(pred["energy_kwh"].values, dtype=float),
             np.asarray(pred["service_s"].values, dtype=float))
 
