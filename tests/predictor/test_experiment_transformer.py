@@ -40,6 +40,14 @@ def test_transformer_predictions_drive_a_variant(tmp_path: Path, tiny_bert: Path
     energy, service = given[0]
     assert energy.shape == (40, 3) and service.shape == (40, 3)
     assert np.isfinite(energy).all() and (energy > 0).all() and (service > 0).all()
+    # on the twin's scale: the predictions were once 1e28 s (a utilisation 2,000 training
+    # standard deviations out), which "finite and positive" let through
+    from greensched.eval.experiment.run import _jobs, _twin
+
+    exp_e, exp_s = _twin(cfg.scenario).expected(_jobs(cfg, 0)[1])
+    for pred, ref in ((energy, exp_e), (service, exp_s)):
+        ratio = float(np.median(pred / ref))
+        assert 0.2 < ratio < 5.0, ratio
     out = run_task(cfg, "gs-lora", 0, None, given[0])
     assert out["metrics"]["pred_mape_energy"] > 0.0  # a learned model, scored on the twin
     with pytest.raises(ValueError, match="predictions made in the parent"):

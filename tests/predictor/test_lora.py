@@ -156,3 +156,25 @@ def test_minilm_lora_trains_and_round_trips_offline(
     b = loaded.predict_frame(dataset.iloc[:8])
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert time.perf_counter() - t0 < 120
+
+
+def test_inputs_outside_the_training_range_are_clipped_and_named(
+        fitted: dict[str, BasePredictor], dataset: pd.DataFrame,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An operating point far from the training data (here utilisation 1000× its training
+    spread) must not make the MLP heads extrapolate to absurd values, and the log names the
+    field: the experiment pipeline once told a model trained at utilisation 0.001 that it was
+    0.4, and got service times of 1e28 s."""
+    model = fitted["lora"]
+    rows = dataset.iloc[:20].copy()
+    base = model.predict_arrays(rows)
+    util = [c for c in rows.columns if c.startswith("utilization__")]
+    spread = float(dataset[util].to_numpy().std())
+    rows[util] = dataset[util].to_numpy().mean() + 1000 * spread
+    with caplog.at_level("WARNING", logger="greensched.predictor.lora"):
+        far = model.predict_arrays(rows)
+    assert any("utilization" in r.getMessage() and "training range" in r.getMessage()
+               for r in caplog.records)
+    for t in ("energy_kwh", "service_s"):
+        ratio = far[t] / base[t]
+        assert np.isfinite(ratio).all() and ratio.max() < 1e3 and ratio.min() > 1e-3, t

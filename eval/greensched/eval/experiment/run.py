@@ -122,13 +122,36 @@ def _training_data(cfg: ExperimentConfig, seed: int) -> pd.DataFrame:
                          seed=seed, noise=cfg.noise, twin=_twin(cfg.scenario))
 
 
+def _operating_utilization(train: pd.DataFrame, scen: Scenario) -> Any:
+    """The utilisation per (hour, dc) a learned predictor is told at placement: the mean
+    ``utilization__<dc>`` of its training day (the twin's own operating point).
+
+    Not the scenario's expected utilisation (:func:`greensched.state.dc_hour_state`'s default):
+    an experiment's jobs carry demand weights, so the twin's queues run far below it (about
+    0.001 against 0.3-0.4 in ``predictors.toml``), and a predictor told 0.4 after training on
+    0.001 is asked thousands of standard deviations outside its data.  Hours without training
+    jobs take the day's mean.
+    """
+    import xarray as xr
+
+    cols = [f"utilization__{d}" for d in scen.dcs]
+    by_hour = train.groupby("hour")[cols].mean().reindex(range(scen.hours))
+    values = by_hour.fillna(train[cols].mean()).to_numpy(dtype=float)
+    return xr.DataArray(values, dims=("hour", "dc"),
+                        coords={"hour": np.arange(scen.hours),
+                                "dc": np.asarray(scen.dcs, dtype=object)})
+
+
 def train_xgboost(cfg: ExperimentConfig, seed: int = 10_000) -> bytes:
-    """An XGBoost predictor trained on a twin dataset of a seed no run uses (pickled)."""
+    """An XGBoost predictor trained on a twin dataset of a seed no run uses, with the
+    utilisation it is told at placement (:func:`_operating_utilization`); pickled."""
     from greensched.predictor.factory import make_predictor
 
     model = make_predictor("xgboost", seed=0, n_jobs=1, n_estimators=200)
-    model.fit(_training_data(cfg, seed))
-    return pickle.dumps(model)
+    train = _training_data(cfg, seed)
+    model.fit(train)
+    util = _operating_utilization(train, load_experiment_scenario(cfg.scenario))
+    return pickle.dumps({"model": model, "utilization": util})
 
 
 def transformer_predictions(cfg: ExperimentConfig, kind: PredictorKind, *, seed: int = 10_000,
@@ -139,7 +162,8 @@ def transformer_predictions(cfg: ExperimentConfig, kind: PredictorKind, *, seed:
     of seed ``seed`` (the one XGBoost trains on) and predict every run seed's jobs with it.
 
     Done in the parent process: one training, and inference batched per seed, instead of a
-    model copy per worker.  Like the other predictors it is not told a job's output length.
+    model copy per worker.  Like the other predictors it is not told a job's output length,
+    and it is told the utilisation of its training day (:func:`_operating_utilization`).
     ``options``: further :class:`~greensched.predictor.lora.LoraConfig` fields (a local
     ``base_model``, epochs).  Returns ``{seed: (energy_kwh (n, D), service_s (n, D))}``.
     """
@@ -150,11 +174,13 @@ def transformer_predictions(cfg: ExperimentConfig, kind: PredictorKind, *, seed:
     scen = load_experiment_scenario(cfg.scenario)
     model = make_predictor("lora", seed=0, **{"num_threads": threads, **(options or {}),
                                              "freeze_base": kind is PredictorKind.LORA_FROZEN})
-    model.fit(_training_data(cfg, seed))
+    train = _training_data(cfg, seed)
+    model.fit(train)
+    util = _operating_utilization(train, scen)
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for s in range(cfg.seeds):
         frame, _ = _jobs(cfg, s)
-        pred = model.predict_jobs(_placement_jobs(frame), scen)
+        pred = model.predict_jobs(_placement_jobs(frame), scen, util)
         out[s] = (np.asarray(pred["energy_kwh"].values, dtype=float),
                   np.asarray(pred["service_s"].values, dtype=float))
         if progress:
@@ -182,10 +208,10 @@ def _predictions(kind: PredictorKind, cfg: ExperimentConfig, seed: int, frame: p
         return np.asarray(res["energy_kwh_all"]), np.asarray(res["service_s_all"])
     if model is None:
         raise ValueError("an xgboost variant needs the trained model")
-    predictor = pickle.loads(model)  # noqa: S301 - bytes made by train_xgboost in this run
+    trained = pickle.loads(model)  # noqa: S301 - bytes made by train_xgboost in this run
     # the same information as GreenSched's own predictor: a job's output length is not known
     # when it is placed (the model was trained with 20 % of the outputs hidden for this case)
-    pred = predictor.predict_jobs(_placement_jobs(frame), scen)
+    pred = trained["model"].predict_jobs(_placement_jobs(frame), scen, trained["utilization"])
     return (np.asarray(pred["energy_kwh"].values, dtype=float),
             np.asarray(pred["service_s"].values, dtype=float))
 
