@@ -335,7 +335,7 @@ def test_capacity_and_reasons(tight: Scenario, coef_file: Path) -> None:
 
 
 def test_model_predictions_equal_predict_jobs(scenario: Scenario, xgb_dir: Path) -> None:
-    from greensched.predictor.base import load_predictor
+    from greensched.predictor.checkpoint import load_predictor
 
     jobs = random_jobs(scenario, 40, seed=9, prefix="x")
     app = create_app(ServiceConfig(scenario=scenario, model=xgb_dir, api_key=KEY))

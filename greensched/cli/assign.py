@@ -185,7 +185,7 @@ def _predictions(scen: Scenario, jobs: pd.DataFrame, model: Path | None) -> xr.D
     if model is None:
         return predictions_from_coefficients(scen, jobs)
     try:
-        from greensched.predictor.base import load_predictor
+        from greensched.predictor.checkpoint import load_predictor
     except ImportError as exc:
         raise GreenSchedError(
             f"--model {str(model)!r} needs greensched.predictor.load_predictor, which cannot be "

@@ -23,7 +23,8 @@ from greensched.cli._app import (
 )
 from greensched.errors import GreenSchedError
 from greensched.jobs import load_jobs
-from greensched.predictor.base import PRED_VARS, load_predictor
+from greensched.predictor.base import PRED_VARS
+from greensched.predictor.checkpoint import load_predictor
 from greensched.predictor.dataset import TARGETS, dataset_dcs, read_dataset
 from greensched.predictor.evaluation import format_pct, write_evaluation
 from greensched.predictor.factory import MODELS, make_predictor

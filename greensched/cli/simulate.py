@@ -74,7 +74,7 @@ def _is_jobs_table(path: Path) -> bool:
 
 def _load_model(path: Path) -> tuple[Any, str]:
     """A saved predictor (or a registry's promoted version) and the version name to record."""
-    from greensched.predictor.base import load_predictor
+    from greensched.predictor.checkpoint import load_predictor
 
     path = Path(path)
     if (path / "versions").is_dir() and not (path / "config.json").is_file():

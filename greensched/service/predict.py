@@ -253,7 +253,7 @@ def model_version(path: Path) -> str:
 def load_model(path: Path, scenario: Scenario) -> ModelPredictor:
     """Load a saved predictor for ``scenario``'s DCs and check it answers one probe."""
     try:
-        from greensched.predictor.base import load_predictor
+        from greensched.predictor.checkpoint import load_predictor
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
         raise ServiceError(f"model {str(path)!r} needs the predictor (pip install "
                            f"'greensched[ml]'): {exc}") from exc

@@ -30,7 +30,7 @@ from greensched.feedback.loop import (
 from greensched.feedback.registry import HotModel, ModelRegistry, wait_for_version
 from greensched.feedback.retune import RetuneStatus
 from greensched.feedback.store import OutcomeStore
-from greensched.predictor.base import load_predictor
+from greensched.predictor.checkpoint import load_predictor
 
 
 def test_parse_interval() -> None:

@@ -86,7 +86,7 @@ def ingest_period(w: World, store: OutcomeStore, reg: ModelRegistry, p: int, *,
                   changed: bool, epsilon: float = 0.15, jobs: int = 300) -> pd.DataFrame:
     version = reg.current()
     assert version is not None
-    from greensched.predictor.base import load_predictor
+    from greensched.predictor.checkpoint import load_predictor
 
     model = load_predictor(reg.path(version))
     batch = period_jobs(w.scenario, jobs, 4 + p % 20, 1000 + p, prefix=f"t{p:03d}-")

@@ -148,7 +148,7 @@ def write_plan_gap_report(
     from pathlib import Path
 
     from greensched.defaults import default_scenario
-    from greensched.predictor.base import load_predictor
+    from greensched.predictor.checkpoint import load_predictor
 
     scen = scenario or default_scenario()
     predictor = load_predictor(model_dir)

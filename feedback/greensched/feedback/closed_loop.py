@@ -54,7 +54,8 @@ from greensched.feedback.world import (
     period_jobs,
     train_initial_model,
 )
-from greensched.predictor.base import BasePredictor, load_predictor
+from greensched.predictor.base import BasePredictor
+from greensched.predictor.checkpoint import load_predictor
 from greensched.predictor.dataset import DC_FIELDS, dc_column, rows_from_jobs
 from greensched.scenario import Scenario
 from greensched.scheduler.assign import AssignConfig, GreedyAssigner

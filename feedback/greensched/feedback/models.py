@@ -60,7 +60,7 @@ def register_model(registry: ModelRegistry | str | Path, model_dir: str | Path, 
     RegistryError
         The registry refuses (unknown parent, ...).
     """
-    from greensched.predictor.base import read_saved_config
+    from greensched.predictor.checkpoint import read_saved_config
 
     src = Path(model_dir)
     if not src.is_dir():

@@ -123,7 +123,7 @@ from greensched.feedback.retune_data import (
     resample_indices,
 )
 from greensched.feedback.store import OutcomeStore
-from greensched.predictor.base import (
+from greensched.predictor.checkpoint import (
     load_predictor,
     predictor_class,
     read_saved_config,

@@ -15,8 +15,8 @@ from greensched.predictor.base import (
     CheckpointError,
     NotFittedError,
     PredictorConfig,
-    load_predictor,
 )
+from greensched.predictor.checkpoint import load_predictor
 from greensched.predictor.dataset import DatasetError, DCMismatchError, read_dataset
 from greensched.predictor.factory import select_predictor
 from greensched.predictor.lora import LoraConfig, LoraPredictor

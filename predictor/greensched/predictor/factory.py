@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from greensched.errors import GreenSchedError
-from greensched.predictor.base import BasePredictor, CheckpointError, load_predictor
+from greensched.predictor.base import BasePredictor, CheckpointError
+from greensched.predictor.checkpoint import load_predictor
 from greensched.predictor.dataset import DCMismatchError
 
 __all__ = ["MODELS", "FallbackReason", "make_predictor", "measure_latency_ms", "ml_import_error",
