@@ -158,7 +158,8 @@ def fleet_descriptors(scenario_dir: Path | None) -> Any:
 #: the preset's value, else this).
 COMPARE_DEFAULTS: dict[str, Any] = {
     "sizes": "1500,5000,20000", "max_rows": "", "test_jobs": None, "transfer_jobs": 1500,
-    "hours": "18-24", "lora_epochs": 1, "recalibrate_jobs": 200, "threads": None,
+    "hours": "18-24", "lora_epochs": 1, "lora_max_steps": None, "recalibrate_jobs": 200,
+    "threads": None,
 }
 
 
@@ -257,7 +258,8 @@ def compare_command(data: Path, out: Path, variants: str, *, sizes: str = "1500,
     about = ", ".join(f"{k} {meta[k]}" for k in ("scenario", "seed") if k in meta)
     given = {"sizes": sizes, "max_rows": max_rows, "test_jobs": test_jobs,
              "transfer_jobs": transfer_jobs, "hours": hours, "lora_epochs": lora_epochs,
-             "recalibrate_jobs": recalibrate_jobs, "threads": threads}
+             "lora_max_steps": lora_max_steps, "recalibrate_jobs": recalibrate_jobs,
+             "threads": threads}
     return write_comparison_markdown(
         results, out / "predictor_comparison.md",
         command=command or compare_command_line(variants, data, out, None, given),
@@ -364,8 +366,9 @@ def evaluate_predictor(
     )] = None,
     preset: Annotated[str | None, typer.Option(
         help="--compare: named settings; 'report' = those of reports/predictor_comparison.md "
-        "(sizes 1500,5000,20000, lora capped at 1500, 2000 test jobs, 1500 transfer jobs, "
-        "hours 18-24, 6 LoRA epochs, 2 threads); options given explicitly override it.")] = None,
+        "(sizes 1500,5000,20000 for every variant, 2000 test jobs, 1500 transfer jobs, "
+        "hours 18-24, 6 LoRA epochs capped at 1000 steps, 2 threads); options given "
+        "explicitly override it.")] = None,
     sizes: Annotated[str | None, typer.Option(
         help="--compare: training sizes [1500,5000,20000].")] = None,
     max_rows: Annotated[str | None, typer.Option(
@@ -386,7 +389,7 @@ def evaluate_predictor(
     lora_epochs: Annotated[int | None, typer.Option(
         min=1, help="--compare: LoRA epochs [1].")] = None,
     lora_max_steps: Annotated[int | None, typer.Option(
-        min=1, help="--compare: cap on LoRA fine-tuning steps.")] = None,
+        min=1, help="--compare: cap on LoRA fine-tuning steps (per fit).")] = None,
     base_model: Annotated[str | None, typer.Option(help="--compare: LoRA base model.")] = None,
     threads: Annotated[int | None, typer.Option(
         min=1, help="--compare: torch and XGBoost threads (default: their own).")] = None,
@@ -411,17 +414,18 @@ def evaluate_predictor(
     if compare:
         given = {"sizes": sizes, "max_rows": max_rows, "test_jobs": test_jobs,
                  "transfer_jobs": transfer_jobs, "hours": hours, "lora_epochs": lora_epochs,
-                 "recalibrate_jobs": recalibrate_jobs, "threads": threads}
+                 "lora_max_steps": lora_max_steps, "recalibrate_jobs": recalibrate_jobs,
+                 "threads": threads}
         opts = compare_settings(preset, given)
         extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (
-            ("leave-out-dc", leave_out_dc), ("lora-max-steps", lora_max_steps),
-            ("base-model", base_model), ("calibrate-on", calibrate_on), ("notes", notes),
-            ("scenario", scenario)) if v is not None)
+            ("leave-out-dc", leave_out_dc), ("base-model", base_model),
+            ("calibrate-on", calibrate_on), ("notes", notes), ("scenario", scenario))
+            if v is not None)
         extra += (" --no-describe-dcs" if not describe_dcs else "") + (
             f" --seed {seed}" if seed else "")
         path = compare_command(data, out, compare, **opts, leave_out_dc=leave_out_dc,
                                describe_dcs=describe_dcs, scenario=scenario,
-                               lora_max_steps=lora_max_steps, base_model=base_model, seed=seed,
+                               base_model=base_model, seed=seed,
                                calibrate_on=calibrate_on, notes=notes,
                                command=compare_command_line(compare, data, out, preset, given,
                                                             extra),

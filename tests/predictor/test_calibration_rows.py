@@ -154,7 +154,7 @@ def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Pa
     assert "| lora | 1500 | energy | 0.790 | **0.860** | 0.790 |" in text  # outside 0.80±0.03
     assert "0.750 → 0.790 ± 0.007" in text
     assert "sd 0.009 (95 % within ±0.018 of 0.80)" in text
-    assert "beat frozen, val mape 2.41 % vs frozen 2.55 %" in text
+    assert "beat frozen, val mape 2.410 % vs frozen 2.550 %" in text
     assert "| lora-frozen | 1500 |" in text and "| frozen |" in text
     # re-calibrated on the shifted domain: first jobs in time, random jobs
     assert "| xgboost | energy | 0.760 ± 0.010 | 0.795 ± 0.010 | 0.750 ± 0.010 | 0.805 ± 0.009 |" \
@@ -192,8 +192,8 @@ def test_preset_fills_what_is_not_given_and_names_itself() -> None:
     from greensched.cli.predictor import compare_command_line, compare_settings
 
     got = compare_settings("report", {"threads": 1, "hours": ""})
-    assert got["sizes"] == "1500,5000,20000" and got["max_rows"] == "lora=1500,lora-frozen=1500"
-    assert got["test_jobs"] == 2000 and got["lora_epochs"] == 6
+    assert got["sizes"] == "1500,5000,20000" and got["max_rows"] == ""  # every variant, every size
+    assert got["test_jobs"] == 2000 and got["lora_epochs"] == 6 and got["lora_max_steps"] == 1000
     assert got["threads"] == 1 and got["hours"] == ""  # given explicitly: kept
     assert compare_settings(None, {})["test_jobs"] is None  # auto: 2000, <= a fifth
     line = compare_command_line("xgboost", Path("d.parquet"), Path("reports"), "report",

@@ -79,9 +79,10 @@ DEFAULT_TEST_JOBS = 2000
 #: names, underscores for dashes → values; options given explicitly override them).
 #: ``report``: the settings of ``reports/predictor_comparison.md``.
 PRESETS: dict[str, dict[str, Any]] = {
-    "report": {"sizes": "1500,5000,20000", "max_rows": "lora=1500,lora-frozen=1500",
+    "report": {"sizes": "1500,5000,20000", "max_rows": "",
                "test_jobs": 2000, "transfer_jobs": 1500, "hours": "18-24",
-               "lora_epochs": 6, "recalibrate_jobs": 200, "threads": 2},
+               "lora_epochs": 6, "lora_max_steps": 1000, "recalibrate_jobs": 200,
+               "threads": 2},
 }
 
 

@@ -28,8 +28,10 @@ COVERAGE_TOLERANCE = 0.03
 _TARGET_NAMES = {"energy_kwh": "energy", "service_s": "service"}
 
 
-def _pct(x: Any) -> str:
-    return "–" if not isinstance(x, int | float) or not math.isfinite(x) else f"{100 * x:.2f} %"
+def _pct(x: Any, digits: int = 2) -> str:
+    if not isinstance(x, int | float) or not math.isfinite(x):
+        return "–"
+    return f"{100 * x:.{digits}f} %"
 
 
 def _num(x: Any) -> str:
@@ -46,9 +48,10 @@ def _cover(t: dict[str, Any]) -> str:
 
 
 def _metric(r: dict[str, Any], key: str) -> str:
-    """A validation selection metric: a percentage for ``"mape"``, else a number."""
+    """A validation selection metric: a percentage for ``"mape"`` (3 decimals, as the fit's log
+    line: fine-tuned and frozen often differ in the third), else a number."""
     x = r.get(key)
-    return _pct(x) if r.get("selection_metric") == "mape" else _num(x)
+    return _pct(x, 3) if r.get("selection_metric") == "mape" else _num(x)
 
 
 def _lora_note(r: dict[str, Any]) -> str:
