@@ -166,7 +166,7 @@ def test_report_shows_per_dc_coverage_sampling_error_and_lora_notes(tmp_path: Pa
     assert "unseen DC" in notes and "misses 0.80 ± 0.03 for xgboost" in notes
     assert "Re-calibrating on the first 200 shifted jobs in time: xgboost 0.795 / 0.795 on " \
         "the rest; on 200 random ones: xgboost 0.805 / 0.805" in notes
-    assert "**lora at 1500 jobs** beat its frozen start on validation mape (2.41 %" in notes
+    assert "**lora at 1500 jobs** beat its frozen start on validation mape (2.410 %" in notes
     assert "lora-frozen at 1500" not in notes  # beat_frozen None: no verdict
 
 
