@@ -1,11 +1,14 @@
-"""Which rows to calibrate p10/p90 on: the calibration split alone, or validation + calibration.
+"""Which rows to calibrate p10/p90 on: the calibration split, validation + calibration, or all
+training rows out of fold.
 
 For each training size and model seed, one XGBoost fit (the default ``"point"`` layout) on
 the comparison's split of a twin dataset (one seeded permutation; the first ``--test-jobs``
 jobs are the test set, training sets are prefixes of the rest; the fleet's DC descriptors
 added as ``evaluate-predictor --compare`` adds them).  The same fit is calibrated both ways
 (:class:`greensched.predictor.calibration.CalibrationRows`: training is identical, only the
-conformal offsets differ) and scored on the same test jobs: calibrated p10–p90 coverage per
+conformal offsets differ); a second fit per seed uses ``"out-of-fold"`` (its calibration split
+is trained on, 5 extra fold models score every training job).  All are scored on the same test
+jobs: calibrated p10–p90 coverage per
 target, its mean, sd and range over seeds, how many runs lie within 0.80 ± 0.03, and the
 test set's own sampling error, so that the spread due to calibration can be told from the
 spread due to the finite test set.
@@ -40,7 +43,10 @@ from greensched.predictor.calibration import (
 from greensched.predictor.dataset import TARGETS, read_dataset, validate_dataset
 from greensched.predictor.xgb import XGBoostPredictor
 
-MODES = tuple(CalibrationRows)
+#: Calibrations of one fit (the same model, other offsets).
+SPLIT_MODES = (CalibrationRows.CALIBRATION, CalibrationRows.VALIDATION_AND_CALIBRATION)
+#: Every row set reported; ``out-of-fold`` is its own fit (its calibration split is trained on).
+MODES = (*SPLIT_MODES, CalibrationRows.OUT_OF_FOLD)
 
 
 def _coverage(arrays: dict[str, np.ndarray], truth: dict[str, np.ndarray]
@@ -80,7 +86,7 @@ def run(data: Path, sizes: list[int], seeds: list[int], n_test: int, threads: in
             raw_test = model.predict_arrays(test, calibrated=False)
             truth = truth_arrays(test, model.dcs_)
             row: dict[str, Any] = {"seed": seed, "fit_s": fit_s}
-            for mode in MODES:
+            for mode in SPLIT_MODES:
                 rows = calibration_rows(val, cal, mode)
                 assert rows is not None
                 c = QuantileCalibration.fit(model.predict_arrays(rows, calibrated=False),
@@ -88,6 +94,15 @@ def run(data: Path, sizes: list[int], seeds: list[int], n_test: int, threads: in
                 cov = _coverage(c.apply(raw_test), truth)
                 row[mode.value] = {"n_rows": len(rows),
                                    **{t: {"coverage": v[0], "se": v[1]} for t, v in cov.items()}}
+            oof = XGBoostPredictor(n_jobs=threads, seed=seed,
+                                   calibrate_on=CalibrationRows.OUT_OF_FOLD)
+            t0 = time.perf_counter()
+            oof.fit(pool.iloc[:n])
+            row["out_of_fold_fit_s"] = time.perf_counter() - t0
+            cov = _coverage(oof.predict_arrays(test), truth)
+            row[CalibrationRows.OUT_OF_FOLD.value] = {
+                "n_rows": oof.metrics_["calibrated_on"]["n_rows"],
+                **{t: {"coverage": v[0], "se": v[1]} for t, v in cov.items()}}
             runs.append(row)
             print(f"  {n} jobs seed {seed}: fit {fit_s:.1f} s; " + "; ".join(
                 f"{m.value} ({row[m.value]['n_rows']} jobs) " + " / ".join(
@@ -113,15 +128,18 @@ def markdown(res: dict[str, Any], command: str) -> str:
     """The report of :func:`run`."""
     n_seeds = len(res["seeds"])
     lines = [
-        "# Calibrating p10/p90 on validation + calibration rows",
+        "# Which rows calibrate p10/p90: calibration, validation + calibration, out-of-fold",
         "",
         f"Regenerate: `{command}`",
         "",
         f"Data: `{res['data']}`; test set: the first {res['n_test']} jobs of the seed-0 "
         "permutation (the comparison's split), training sets prefixes of the rest.  XGBoost "
         f"`point` layout, model seeds {res['seeds']} (each seed draws other validation and "
-        "calibration rows); every fit is calibrated both ways and scored on the same test "
-        f"jobs.  A perfectly calibrated model's per-DC coverage on {res['n_test']} test jobs "
+        "calibration rows); every fit is calibrated on the calibration split and on validation + "
+        "calibration, and a second fit per seed calibrates out of fold (its calibration split "
+        "joins the training rows; 5 fold models score every training job); all are scored on "
+        "the same test jobs.  A perfectly calibrated model's per-DC coverage on "
+        f"{res['n_test']} test jobs "
         f"has sd {ideal_coverage_sd(res['n_test']):.4f}; \"test SE\" is the job-clustered "
         "standard error of each pooled coverage, from the test rows.  Wall time "
         f"{res['total_s']:.0f} s, load average {res['load_start']} → {res['load_end']} "

@@ -398,7 +398,7 @@ def evaluate_predictor(
         "[200]; 0 skips.")] = None,
     calibrate_on: Annotated[str | None, typer.Option(
         help="--compare: calibration rows of every model: validation+calibration (default) "
-        "| calibration.")] = None,
+        "| calibration | out-of-fold (5 more fits per model).")] = None,
     notes: Annotated[Path | None, typer.Option(
         help="--compare: Markdown file appended to the report's reading.")] = None,
     seed: int = 0,

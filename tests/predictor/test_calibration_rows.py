@@ -69,10 +69,11 @@ def test_validation_plus_calibration_rows_narrow_the_coverage_spread_as_theory_s
     0.033 for 150 calibration jobs (0.80 ± 0.03 in only ~64 % of runs) and 0.023 when the
     150 validation jobs join them (~81 %)."""
     rng = np.random.default_rng(7)
-    got: dict[CalibrationRows, list[float]] = {r: [] for r in CalibrationRows}
+    modes = (CalibrationRows.CALIBRATION, CalibrationRows.VALIDATION_AND_CALIBRATION)
+    got: dict[CalibrationRows, list[float]] = {r: [] for r in modes}
     for _ in range(300):
         val, cal = _rows(rng, 150), _rows(rng, 150)
-        for mode in CalibrationRows:
+        for mode in modes:
             rows = calibration_rows(val, cal, mode)
             assert rows is not None
             fit = QuantileCalibration.fit(_raw(len(rows)), truth_arrays(rows, DCS), DCS)
@@ -117,6 +118,35 @@ def test_fit_calibrates_on_the_rows_named_by_calibrate_on(
     assert strict.config.calibrate_on is CalibrationRows.CALIBRATION
     with pytest.raises(GreenSchedError, match="calibrate_on must be one of"):
         make("xgboost", calibrate_on="test")
+
+
+def test_out_of_fold_trains_on_the_calibration_split_and_scores_every_row_out_of_fold(
+        make: Callable[..., BasePredictor], scenario: Scenario,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    train, _ = synthetic_dataset(scenario, 200, seed=31, noise=0.05)
+    model = make("xgboost", n_estimators=10, action_n_estimators=5,
+                 calibrate_on="out-of-fold", calibration_folds=4)
+    sizes: list[int] = []
+    real_fit = type(model)._fit
+
+    def counting_fit(self: BasePredictor, rows: pd.DataFrame, *a: Any, **kw: Any) -> Any:
+        sizes.append(len(rows))
+        return real_fit(self, rows, *a, **kw)
+
+    monkeypatch.setattr(type(model), "_fit", counting_fit)
+    model.fit(train)
+    # 20 validation jobs; the 20 calibration jobs are trained on: 180 = the final fit, then 4
+    # fold models on 3/4 of them each, and all 180 are scored by a model that never saw them
+    assert model.metrics_["n_train"] == 180 and model.metrics_["n_calibration"] == 0
+    assert sizes == [180, 135, 135, 135, 135]
+    assert model.metrics_["calibrated_on"] == {"rows": "out-of-fold", "n_rows": 180, "folds": 4}
+    assert model.calibration_.n_rows == 180
+    offsets = model.calibration_.to_dict()
+    assert offsets != QuantileCalibration.identity(model.dcs_).to_dict()
+    with pytest.raises(GreenSchedError, match="calibration_folds must be an integer >= 2"):
+        make("xgboost", calibrate_on="out-of-fold", calibration_folds=1)
+    with pytest.raises(GreenSchedError, match="out_of_fold_calibration"):
+        calibration_rows(train.iloc[:5], train.iloc[5:10], "out-of-fold")
 
 
 def _result(cov: float, by_dc: dict[str, float], **extra: Any) -> dict[str, Any]:

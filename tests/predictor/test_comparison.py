@@ -70,6 +70,11 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     assert 0.0 < r["energy_kwh"]["coverage_se"] < 0.2
     assert set(r["service_s"]["coverage_by_dc"]) == set(dcs)
     assert r["calibrated_on"]["rows"] == "validation+calibration"
+    # scored again with the output lengths hidden (the assigner's view): the length decides
+    # much of a job's energy, so hiding it must cost accuracy
+    x = res["random"][110]["xgboost"]
+    assert x["output_unknown"]["energy_kwh"]["mape"] > x["energy_kwh"]["mape"]
+    assert 0.0 <= x["output_unknown"]["service_s"]["coverage"] <= 1.0
     lo = res["leave_one_dc_out"]
     assert lo["dc"] == "dc003" and lo["descriptors"] == ["gpu_memory_gb", "model_params_b"]
     assert set(lo["results"]) == {"lora-frozen", "xgboost"}
@@ -85,7 +90,9 @@ def test_comparison_runs_every_variant_on_one_split(dataset: pd.DataFrame, tiny_
     text = path.read_text()
     assert "Regenerate: `greensched x`" in text and "## Leave one DC out: dc003" in text
     assert "accelerator: none" in text and "load average" in text
-    assert text.count("\n| lora-frozen | ") == 3 + 4 + 2  # 3 tables, 2×2 recal rows, 2 per-DC
+    # 3 tables, 2×2 recal rows, 2 per-DC, 1 with output lengths hidden
+    assert text.count("\n| lora-frozen | ") == 3 + 4 + 2 + 1
+    assert "### Output length unknown" in text
     assert "## Calibrated p10–p90 coverage per target and DC" in text
     assert "| variant | train jobs | target | " + " | ".join(dcs) + " | all |" in text
     assert "the first 20 in time order" in text

@@ -44,6 +44,7 @@ from greensched.predictor.calibration import (
     CalibrationRows,
     QuantileCalibration,
     calibration_rows,
+    out_of_fold_calibration,
     truth_arrays,
 )
 from greensched.predictor.calibration import MIN_CALIBRATION_ROWS as MIN_CAL
@@ -119,8 +120,13 @@ class PredictorConfig:
         Rows the conformal offsets are estimated on
         (:class:`~greensched.predictor.calibration.CalibrationRows`):
         ``"validation+calibration"`` (default: twice the rows; the validation split only
-        chose the early-stopping point) or ``"calibration"`` (the strict split-conformal
-        guarantee).  Without a calibration split the model stays uncalibrated either way.
+        chose the early-stopping point), ``"calibration"`` (the strict split-conformal
+        guarantee) or ``"out-of-fold"`` (the calibration split is trained on, and the offsets
+        come from ``calibration_folds`` extra fits' out-of-fold predictions of every training
+        row: K more fits).  Without a calibration split the first two leave the model
+        uncalibrated.
+    calibration_folds
+        Folds of ``"out-of-fold"`` (≥ 2).
     """
 
     seed: int = 0
@@ -129,9 +135,14 @@ class PredictorConfig:
     calibration_fraction: float = 0.1
     dc_identity: bool = True
     calibrate_on: CalibrationRows = DEFAULT_ROWS
+    calibration_folds: int = 5
 
     def __post_init__(self) -> None:
         self.calibrate_on = CalibrationRows.parse(self.calibrate_on)
+        if (isinstance(self.calibration_folds, bool) or not isinstance(self.calibration_folds, int)
+                or self.calibration_folds < 2):
+            raise GreenSchedError(f"calibration_folds must be an integer >= 2, got "
+                                  f"{self.calibration_folds!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise GreenSchedError(f"seed must be an integer, got {self.seed!r}")
         if not 0.0 <= float(self.val_fraction) < 1.0:
@@ -298,6 +309,9 @@ class BasePredictor(abc.ABC):
             dcs = [str(d) for d in dcs] if dcs is not None else dataset_dcs(df, meta)
         data = validate_dataset(df, dcs, targets=True)
         train, val, cal = self._split(data)
+        oof = self.config.calibrate_on is CalibrationRows.OUT_OF_FOLD
+        if oof and cal is not None:  # the calibration split is trained on (and scored OOF)
+            train, cal = pd.concat([train, cal], ignore_index=True), None
         if not warm:
             self.dcs_: list[str] = dcs
             self.featurizer_ = Featurizer(dcs).fit(train)
@@ -308,8 +322,10 @@ class BasePredictor(abc.ABC):
         history["warm_start"] = warm
         fit_s = time.perf_counter() - t0
         self.calibration_ = QuantileCalibration.identity(dcs)
-        cal_rows = calibration_rows(val, cal, self.config.calibrate_on)
-        if cal_rows is not None:
+        cal_rows = None if oof else calibration_rows(val, cal, self.config.calibrate_on)
+        if oof:
+            self.calibration_ = self._out_of_fold(train, val)
+        elif cal_rows is not None:
             self.calibration_ = QuantileCalibration.fit(self._predict_arrays(cal_rows),
                                                         truth_arrays(cal_rows, dcs), dcs)
         on = val if val is not None else train
@@ -334,7 +350,9 @@ class BasePredictor(abc.ABC):
             "n_val": 0 if val is None else len(val),
             "n_calibration": 0 if cal is None else len(cal),
             "calibrated_on": {"rows": self.config.calibrate_on.value,
-                              "n_rows": 0 if cal_rows is None else len(cal_rows)},
+                              "n_rows": len(train) if oof else
+                              0 if cal_rows is None else len(cal_rows),
+                              **({"folds": self.config.calibration_folds} if oof else {})},
             "calibration": self.calibration_.to_dict(),
             "fit_seconds": fit_s,
             "train_samples_per_s": len(train) * max(1, int(history.get("epochs", 1))) / fit_s
@@ -346,6 +364,24 @@ class BasePredictor(abc.ABC):
                  self.kind, len(train), fit_s, 100 * validation["energy_kwh"]["mape"],
                  100 * validation["service_s"]["mape"])
         return self
+
+    def _out_of_fold(self, train: pd.DataFrame, val: pd.DataFrame | None
+                     ) -> QuantileCalibration:
+        """``"out-of-fold"`` offsets: fresh models with this one's settings and scaling, each
+        trained (on ``train`` less one fold, early-stopped on ``val``) and asked for its fold."""
+        def fit_predict(rest: pd.DataFrame, held: pd.DataFrame) -> dict[str, np.ndarray]:
+            member = type(self)(self.config)
+            member.dcs_, member.featurizer_ = self.dcs_, self.featurizer_
+            member.target_scaler_ = self.target_scaler_
+            member._fit(member._mask_outputs(rest), val, warm_start=False)
+            return member._predict_arrays(held)
+
+        def report(k: int, n: int) -> None:
+            log.info("%s out-of-fold calibration: fold %d of %d fitted", self.kind, k, n)
+
+        return out_of_fold_calibration(train, self.dcs_, fit_predict,
+                                       folds=self.config.calibration_folds,
+                                       seed=self.config.seed + 2, report=report)
 
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:

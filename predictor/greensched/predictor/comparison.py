@@ -318,9 +318,19 @@ def shift_recalibration(model: BasePredictor, test: pd.DataFrame, n_first: int,
     return out
 
 
+def _output_unknown(model: BasePredictor, test: pd.DataFrame) -> dict[str, Any]:
+    """Scores on ``test`` with every job's ``output_tokens`` hidden: what the online assigner
+    knows when a job arrives (the targets still use the realised lengths)."""
+    hidden = test.assign(output_tokens=np.nan)
+    res = _score(model, test, arrays=model.predict_arrays(hidden, calibrated=False))
+    return {t: {k: res[t][k] for k in ("mape", "rmse", "coverage", "coverage_se")}
+            for t in TARGETS} | {"action_accuracy": res.get("action_accuracy", math.nan)}
+
+
 def _fit_score(variant: str, train: pd.DataFrame, test: pd.DataFrame, cfg: ComparisonConfig,
                extra: dict[str, Any] | None = None, only_dc: str | None = None,
-               dcs: list[str] | None = None, recalibrate: bool = False) -> dict[str, Any]:
+               dcs: list[str] | None = None, recalibrate: bool = False,
+               output_unknown: bool = False) -> dict[str, Any]:
     model = _build(variant, cfg.seed, {**cfg.options.get(variant, {}), **(extra or {})})
     t0 = time.perf_counter()
     model.fit(train, dcs=dcs)
@@ -331,6 +341,8 @@ def _fit_score(variant: str, train: pd.DataFrame, test: pd.DataFrame, cfg: Compa
     res = _score(model, test, only_dc, raw)
     res["jobs_per_s"] = len(test) / infer_s if infer_s > 0 else math.nan
     res["calibrated_on"] = model.metrics_.get("calibrated_on", {})
+    if output_unknown:
+        res["output_unknown"] = _output_unknown(model, test)
     if recalibrate and cfg.recalibrate_jobs:
         res["recalibrated"] = shift_recalibration(model, test, cfg.recalibrate_jobs, only_dc,
                                                   raw=raw, seed=cfg.seed)
@@ -392,7 +404,7 @@ def run_comparison(df: pd.DataFrame, cfg: ComparisonConfig,
                 out["skipped"].append(f"{v} at {n} jobs (over its max_rows "
                                       f"{cfg.max_rows[v]})")
                 continue
-            res = _fit_score(v, pool.iloc[:n], test, cfg)
+            res = _fit_score(v, pool.iloc[:n], test, cfg, output_unknown=True)
             out["random"][n][v] = res
             line(f"random split, {n} jobs,", v, res)
     m = cfg.transfer_train_jobs
