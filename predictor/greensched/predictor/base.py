@@ -72,6 +72,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: Predicting for DC state more than this many training standard deviations from the training
+#: mean logs a warning (once per model and field): the model was trained at another operating
+#: point (the LoRA heads also clip their numeric input there).
+OPERATING_RANGE_SD = 10.0
 #: Variables of a prediction, per (job, dc).
 PRED_VARS = (
     "energy_kwh", "energy_kwh_p10", "energy_kwh_p50", "energy_kwh_p90",
@@ -390,7 +394,21 @@ class BasePredictor(abc.ABC):
                 f"this {type(self).__name__} is not fitted yet; call fit(dataset) or "
                 "load_predictor(directory) before predicting or saving")
 
+    def _warn_out_of_range(self, data: pd.DataFrame) -> None:
+        warned: set[str] = self.__dict__.setdefault("_range_warned", set())
+        for field, rows, worst, lo, hi in self.featurizer_.out_of_range(data, OPERATING_RANGE_SD):
+            if field not in warned:
+                warned.add(field)
+                k = self.featurizer_.dc_fields.index(field)
+                log.warning(
+                    "%s predictor: %s of %d of %d rows lies outside the training range (up to "
+                    "%.0f training sd from its mean %.4g; seen %.4g..%.4g). The model was "
+                    "trained at another operating point: pass the state it was trained on "
+                    "(predict_jobs(utilization=...)) or retrain", self.kind, field, rows,
+                    len(data), worst, self.featurizer_.dc_mean[k], lo, hi)
+
     def _arrays(self, data: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
+        self._warn_out_of_range(data)
         arrays = self._predict_arrays(data)
         cal = getattr(self, "calibration_", None)
         if calibrated and cal is not None:

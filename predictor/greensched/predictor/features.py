@@ -172,6 +172,21 @@ class Featurizer:
         """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
 
+    def out_of_range(self, df: pd.DataFrame, limit: float
+                     ) -> list[tuple[str, int, float, float, float]]:
+        """DC fields of ``df`` with values more than ``limit`` training standard deviations
+        from the training mean: ``(field, rows affected, worst |z|, lowest, highest raw
+        value)`` per such field."""
+        z = self.dc_features(df)
+        out = []
+        for k, f in enumerate(self.dc_fields):
+            far = np.abs(z[:, :, k]) > limit
+            if far.any():
+                raw = self.dc_mean[k] + z[:, :, k].astype(float) * self.dc_std[k]
+                out.append((f, int(far.any(axis=1).sum()), float(np.abs(z[:, :, k]).max()),
+                            float(np.nanmin(raw)), float(np.nanmax(raw))))
+        return out
+
     def dc_table(self, dcs: Sequence[str], by_hour: Mapping[str, np.ndarray],
                  by_area: Mapping[str, np.ndarray]) -> DCFeatureTable:
         """:meth:`dc_features` precomputed for every hour and area (see

