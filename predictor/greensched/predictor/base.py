@@ -72,9 +72,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-#: Predicting for DC state more than this many training standard deviations from the training
-#: mean logs a warning (once per model and field): the model was trained at another operating
-#: point (the LoRA heads also clip their numeric input there).
+#: DC state more than this many training sd from the training mean is logged (once per model
+#: and field): another operating point than the model's (LoRA also clips its input there).
 OPERATING_RANGE_SD = 10.0
 #: Variables of a prediction, per (job, dc).
 PRED_VARS = (
@@ -123,14 +122,10 @@ class PredictorConfig:
     calibrate_on
         Rows the conformal offsets are estimated on
         (:class:`~greensched.predictor.calibration.CalibrationRows`):
-        ``"validation+calibration"`` (default: twice the rows; the validation split only
-        chose the early-stopping point), ``"calibration"`` (the strict split-conformal
-        guarantee) or ``"out-of-fold"`` (the calibration split is trained on, and the offsets
-        come from ``calibration_folds`` extra fits' out-of-fold predictions of every training
-        row: K more fits).  Without a calibration split the first two leave the model
-        uncalibrated.
-    calibration_folds
-        Folds of ``"out-of-fold"`` (≥ 2).
+        ``"validation+calibration"`` (default), ``"calibration"`` (strict split-conformal) or
+        ``"out-of-fold"`` (``calibration_folds`` ≥ 2 more fits score every training row;
+        ``docs/predictor-training.md``).  Without a calibration split the first two leave the
+        model uncalibrated.
     """
 
     seed: int = 0
@@ -380,12 +375,9 @@ class BasePredictor(abc.ABC):
             member._fit(member._mask_outputs(rest), val, warm_start=False)
             return member._predict_arrays(held)
 
-        def report(k: int, n: int) -> None:
-            log.info("%s out-of-fold calibration: fold %d of %d fitted", self.kind, k, n)
-
         return out_of_fold_calibration(train, self.dcs_, fit_predict,
                                        folds=self.config.calibration_folds,
-                                       seed=self.config.seed + 2, report=report)
+                                       seed=self.config.seed + 2, what=self.kind)
 
     # -- prediction --------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -396,16 +388,10 @@ class BasePredictor(abc.ABC):
 
     def _warn_out_of_range(self, data: pd.DataFrame) -> None:
         warned: set[str] = self.__dict__.setdefault("_range_warned", set())
-        for field, rows, worst, lo, hi in self.featurizer_.out_of_range(data, OPERATING_RANGE_SD):
+        for field, text in self.featurizer_.range_warnings(data, OPERATING_RANGE_SD):
             if field not in warned:
                 warned.add(field)
-                k = self.featurizer_.dc_fields.index(field)
-                log.warning(
-                    "%s predictor: %s of %d of %d rows lies outside the training range (up to "
-                    "%.0f training sd from its mean %.4g; seen %.4g..%.4g). The model was "
-                    "trained at another operating point: pass the state it was trained on "
-                    "(predict_jobs(utilization=...)) or retrain", self.kind, field, rows,
-                    len(data), worst, self.featurizer_.dc_mean[k], lo, hi)
+                log.warning("%s predictor: %s", self.kind, text)
 
     def _arrays(self, data: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
         self._warn_out_of_range(data)

@@ -80,6 +80,7 @@ Test-set sampling error (:func:`coverage_standard_error`)
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,8 @@ __all__ = ["DEFAULT_ROWS", "DEFAULT_SCORE", "MIN_CALIBRATION_ROWS", "NOMINAL_COV
            "QuantileCalibration", "calibration_rows", "conformal_offset",
            "coverage_standard_error", "ideal_coverage_sd", "out_of_fold_calibration",
            "truth_arrays"]
+
+log = logging.getLogger(__name__)
 
 #: Share of outcomes allowed below p10 and above p90 (each).
 TAIL = 0.1
@@ -169,14 +172,14 @@ def calibration_rows(val: pd.DataFrame | None, cal: pd.DataFrame | None,
 
 def out_of_fold_calibration(
         rows: pd.DataFrame, dcs: Sequence[str], fit_predict: Any, *, folds: int = 5,
-        seed: int = 0, report: Any = None) -> QuantileCalibration:
+        seed: int = 0, what: str = "model") -> QuantileCalibration:
     """Offsets from the out-of-fold raw predictions of ``rows`` (``"out-of-fold"`` in the
     module docstring).
 
     ``fit_predict(rest, held)`` trains a fresh model on the rows ``rest`` and returns its raw
     prediction arrays for ``held``; it is called once per fold (rows are assigned to
-    ``folds`` folds by a permutation seeded with ``seed``).  ``report(k, folds)``, if given,
-    is called after each fold.
+    ``folds`` folds by a permutation seeded with ``seed``); each fold logs a line naming
+    ``what``.
     """
     if folds < 2 or len(rows) < folds:
         raise GreenSchedError(f"calibration_folds must be >= 2 and at most the training rows "
@@ -188,8 +191,7 @@ def out_of_fold_calibration(
         held = rows[which == k].reset_index(drop=True)
         preds.append(fit_predict(rows[which != k].reset_index(drop=True), held))
         truths.append(truth_arrays(held, dcs))
-        if report is not None:
-            report(k + 1, folds)
+        log.info("%s out-of-fold calibration: fold %d of %d fitted", what, k + 1, folds)
     arrays = {v: np.concatenate([p[v] for p in preds]) for v in preds[0]}
     truth = {t: np.concatenate([x[t] for x in truths]) for t in TARGETS}
     return QuantileCalibration.fit(arrays, truth, dcs)

@@ -172,19 +172,23 @@ class Featurizer:
         """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
 
-    def out_of_range(self, df: pd.DataFrame, limit: float
-                     ) -> list[tuple[str, int, float, float, float]]:
-        """DC fields of ``df`` with values more than ``limit`` training standard deviations
-        from the training mean: ``(field, rows affected, worst |z|, lowest, highest raw
-        value)`` per such field."""
+    def range_warnings(self, df: pd.DataFrame, limit: float) -> list[tuple[str, str]]:
+        """``(field, message)`` for each DC field of ``df`` with values more than ``limit``
+        training standard deviations from the training mean (rows affected, how far, the
+        training mean and the values seen)."""
         z = self.dc_features(df)
         out = []
         for k, f in enumerate(self.dc_fields):
             far = np.abs(z[:, :, k]) > limit
             if far.any():
                 raw = self.dc_mean[k] + z[:, :, k].astype(float) * self.dc_std[k]
-                out.append((f, int(far.any(axis=1).sum()), float(np.abs(z[:, :, k]).max()),
-                            float(np.nanmin(raw)), float(np.nanmax(raw))))
+                out.append((f, (
+                    f"{f} of {int(far.any(axis=1).sum())} of {len(df)} rows lies outside the "
+                    f"training range (up to {float(np.abs(z[:, :, k]).max()):.0f} training sd "
+                    f"from its mean {self.dc_mean[k]:.4g}; seen {np.nanmin(raw):.4g}.."
+                    f"{np.nanmax(raw):.4g}). The model was trained at another operating point: "
+                    "pass the state it was trained on (predict_jobs(utilization=...)) or "
+                    "retrain")))
         return out
 
     def dc_table(self, dcs: Sequence[str], by_hour: Mapping[str, np.ndarray],
