@@ -172,18 +172,20 @@ class Featurizer:
         """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
 
-    def range_warnings(self, df: pd.DataFrame, limit: float) -> list[tuple[str, str]]:
-        """``(field, message)`` for each DC field of ``df`` with values more than ``limit``
-        training standard deviations from the training mean (rows affected, how far, the
-        training mean and the values seen)."""
-        z = self.dc_features(df)
+    def range_warnings(self, df: pd.DataFrame | FeatureBlocks, limit: float
+                       ) -> list[tuple[str, str]]:
+        """``(field, message)`` for each DC field of ``df`` (dataset rows, or featurised
+        :class:`FeatureBlocks`) with values more than ``limit`` training standard deviations
+        from the training mean (rows affected, how far, the training mean and the values
+        seen)."""
+        z = df.dc if isinstance(df, FeatureBlocks) else self.dc_features(df)
         out = []
         for k, f in enumerate(self.dc_fields):
             far = np.abs(z[:, :, k]) > limit
             if far.any():
                 raw = self.dc_mean[k] + z[:, :, k].astype(float) * self.dc_std[k]
                 out.append((f, (
-                    f"{f} of {int(far.any(axis=1).sum())} of {len(df)} rows lies outside the "
+                    f"{f} of {int(far.any(axis=1).sum())} of {len(z)} rows lies outside the "
                     f"training range (up to {float(np.abs(z[:, :, k]).max()):.0f} training sd "
                     f"from its mean {self.dc_mean[k]:.4g}; seen {np.nanmin(raw):.4g}.."
                     f"{np.nanmax(raw):.4g}). The model was trained at another operating point: "
