@@ -386,15 +386,16 @@ class BasePredictor(abc.ABC):
                 f"this {type(self).__name__} is not fitted yet; call fit(dataset) or "
                 "load_predictor(directory) before predicting or saving")
 
-    def _warn_out_of_range(self, data: pd.DataFrame) -> None:
+    def _warn_out_of_range(self, dc: np.ndarray) -> None:
+        """Log (once per field) DC state of the standardised block ``dc`` ((n, D, F)) beyond
+        :data:`OPERATING_RANGE_SD`; the estimators call it on the block they predict from."""
         warned: set[str] = self.__dict__.setdefault("_range_warned", set())
-        for field, text in self.featurizer_.range_warnings(data, OPERATING_RANGE_SD):
+        for field, text in self.featurizer_.range_warnings(dc, OPERATING_RANGE_SD):
             if field not in warned:
                 warned.add(field)
                 log.warning("%s predictor: %s", self.kind, text)
 
     def _arrays(self, data: pd.DataFrame, calibrated: bool = True) -> dict[str, np.ndarray]:
-        self._warn_out_of_range(data)
         arrays = self._predict_arrays(data)
         cal = getattr(self, "calibration_", None)
         if calibrated and cal is not None:

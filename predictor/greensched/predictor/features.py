@@ -172,13 +172,10 @@ class Featurizer:
         """(n, D, len(dc_fields)) float32, standardised."""
         return ((self._dc_raw(df) - self.dc_mean) / self.dc_std).astype(np.float32)
 
-    def range_warnings(self, df: pd.DataFrame | FeatureBlocks, limit: float
-                       ) -> list[tuple[str, str]]:
-        """``(field, message)`` for each DC field of ``df`` (dataset rows, or featurised
-        :class:`FeatureBlocks`) with values more than ``limit`` training standard deviations
-        from the training mean (rows affected, how far, the training mean and the values
-        seen)."""
-        z = df.dc if isinstance(df, FeatureBlocks) else self.dc_features(df)
+    def range_warnings(self, z: np.ndarray, limit: float) -> list[tuple[str, str]]:
+        """``(field, message)`` for each DC field of a standardised DC block ``z`` ((n, D, F),
+        :meth:`dc_features`) with values more than ``limit`` training standard deviations from
+        the training mean (rows affected, how far, the training mean and the values seen)."""
         out = []
         for k, f in enumerate(self.dc_fields):
             far = np.abs(z[:, :, k]) > limit

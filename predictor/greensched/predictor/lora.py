@@ -483,6 +483,7 @@ class LoraPredictor(BasePredictor):
         self._set_threads()
         self._merge_for_inference()
         ids, mask, num = self._encode(data)
+        self._warn_out_of_range(self.featurizer_.dc_features(data))
         self.net_.eval()
         outs = []
         bs = self.config.predict_batch_size

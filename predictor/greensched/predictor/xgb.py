@@ -373,6 +373,7 @@ class XGBoostPredictor(BasePredictor):
         n, D = len(data), len(dcs)
         self._use_threads(n * D)
         job, dc = self._blocks(data)
+        self._warn_out_of_range(dc)
         wide = self._wide(job, dc)
         stacked = self._stacked(job, dc) if c.strategy in STACKED else None
         out: dict[str, np.ndarray] = {}
